@@ -1,0 +1,565 @@
+"""Upload and download of Run and Artifact **directories** to and from an AIStore server.
+
+Works on directories and :mod:`t9k_em_core.layout` readers only, never on a live ``Run``.
+The request sequences follow t9k 0.6.0b0 (``shared/spec/server-api.md`` §6.2–6.6): node creation
+with the conflict strategies, the 404-parent rule, ``remote`` records written before the files,
+lineage of a Run's Artifacts. What differs is how files travel:
+
+- concurrently over one keep-alive session (:class:`~t9k_em_core.client.AISClient`);
+- files over 100 MiB as multipart uploads (part size ``floor(sqrt(S / 2**20))`` MiB), parts
+  concurrently;
+- resumable: an upload-state file OUTSIDE the directory (:class:`UploadState`) remembers which
+  ``(path, size, mtime)`` reached which server node; a new upload of the same directory to the same
+  node skips files that are unchanged locally and still listed on the server with that size;
+- a rich progress bar on interactive terminals (``progress=None``), quiet otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, NamedTuple, Optional
+
+from t9k_em_core import client as _client
+from t9k_em_core import layout
+
+logger = logging.getLogger(__name__)
+
+CONFLICT_STRATEGIES = ('skip', 'error', 'new', 'replace')
+MiB = 1 << 20
+MULTIPART_THRESHOLD = 100 * MiB
+MAX_OBJECT_SIZE = 25_000_000 * MiB
+_STORAGE_TYPE = {'Folder': 0, 'Run': 2, 'Artifact': 2}
+_DEFAULT_FOLDER_RE = re.compile(r'^/[^/]+/default$')
+
+
+class Node(NamedTuple):
+    """A node on the server: its path and ID."""
+
+    path: str
+    id: str
+
+
+def check_conflict_strategy(strategy: Any) -> str:
+    """Returns ``strategy``; ``ValueError`` unless it is skip, error, new or replace."""
+    if strategy not in CONFLICT_STRATEGIES:
+        raise ValueError(f'Invalid conflict_strategy {strategy!r}: must be one of '
+                         f'{", ".join(CONFLICT_STRATEGIES)}')
+    return strategy
+
+
+def folder_path(folder: str, user: Optional[str]) -> str:
+    """Absolute Folder path: a relative ``folder`` goes under ``/<user>/``; no trailing ``/``."""
+    if not isinstance(folder, str) or not folder.strip('/'):
+        raise ValueError(f'Invalid folder {folder!r}: give a Folder path such as "default" or '
+                         '"/<user>/proj"')
+    if not folder.startswith('/'):
+        folder = f'/{user}/{folder}'
+    return folder.rstrip('/')
+
+
+def server_path(path: str, user: Optional[str]) -> str:
+    """Absolute node path of a Run/Artifact: a relative ``path`` goes under ``/<user>/``."""
+    return folder_path(path, user)
+
+
+# --- upload state (resume) --------------------------------------------------------------------
+
+def _state_dir() -> str:
+    explicit = os.environ.get('EM_UPLOAD_STATE_DIR')
+    if explicit:
+        return os.path.expanduser(explicit)
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return os.path.join(cache, 't9k-em', 'uploads')
+
+
+class UploadState:
+    """Which files of a local directory reached which server node, as ``(size, mtime_ns)``.
+
+    Stored as JSON in ``$EM_UPLOAD_STATE_DIR`` (default ``~/.cache/t9k-em/uploads``), one file per
+    (host, node path, local directory), never inside the Run/Artifact directory (0.6.0b0 would
+    take it for a run file or an Artifact object). Losing it only means re-sending files.
+    """
+
+    SAVE_EVERY_S = 1.0
+
+    def __init__(self, host: str, node_path: str, local_dir: str) -> None:
+        key = '\n'.join((host, node_path, os.path.realpath(local_dir)))
+        self.path = os.path.join(_state_dir(), hashlib.sha1(key.encode()).hexdigest() + '.json')
+        self._lock = threading.Lock()
+        self._sent: dict[str, tuple[int, int]] = {}
+        self._saved_at = 0.0
+        self._dirty = False
+        try:
+            with open(self.path, encoding='utf-8') as f:
+                self._sent = {k: (int(v[0]), int(v[1])) for k, v in json.load(f)['files'].items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            self._sent = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._sent)
+
+    def sent_as(self, rel: str) -> Optional[tuple[int, int]]:
+        """``(size, mtime_ns)`` with which ``rel`` was last sent, or None."""
+        return self._sent.get(rel)
+
+    def mark(self, rel: str, size: int, mtime_ns: int) -> None:
+        """Records that ``rel`` with this size and mtime reached the server."""
+        with self._lock:
+            self._sent[rel] = (size, mtime_ns)
+            self._dirty = True
+            due = time.monotonic() - self._saved_at >= self.SAVE_EVERY_S
+        if due:
+            self.save()
+
+    def save(self) -> None:
+        """Writes the state file atomically; a failure is logged, never raised."""
+        with self._lock:
+            if not self._dirty:
+                return
+            snapshot = {'files': {k: list(v) for k, v in self._sent.items()}}
+            self._dirty = False
+            self._saved_at = time.monotonic()
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f'{self.path}.{os.getpid()}.{threading.get_ident()}'
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(snapshot, f)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            logger.debug('cannot save upload state %s: %s', self.path, e)
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+class _Progress:
+    """A rich progress bar over bytes, or nothing when not wanted / rich is not installed."""
+
+    def __init__(self, enabled: Optional[bool], description: str) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self._bar = None
+        if enabled:
+            try:
+                from rich.console import Console
+                from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                           TimeRemainingColumn, TransferSpeedColumn)
+            except ImportError:
+                return
+            self._bar = Progress(TextColumn('{task.description}'), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+            self._task = self._bar.add_task(description, total=0)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> '_Progress':
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def add_total(self, nbytes: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(self._task, total=(self._bar.tasks[0].total or 0) + nbytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=nbytes)
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+def make_folder(client: _client.AISClient, folder: str) -> None:
+    """Creates Folder ``folder`` and missing parents (spec §6.2); an existing one is fine."""
+    try:
+        client.node_info(folder)
+        return
+    except _client.NodeNotFoundError:
+        pass
+    parent, name = folder.rsplit('/', 1)
+    if folder.count('/') >= 3:
+        make_folder(client, parent)
+    extra = json.dumps({'createdTimestamp': layout.now_iso()})
+    try:
+        client.create_node(parent, name, 'Folder', _STORAGE_TYPE['Folder'], extra)
+    except _client.NameConflictError:
+        pass  # made by a concurrent client meanwhile
+
+
+def _alternative_name_of(info: dict) -> Optional[str]:
+    try:
+        extra = json.loads(info.get('extra') or '{}')
+    except (TypeError, ValueError):
+        return None
+    return extra.get('alternativeName') if isinstance(extra, dict) else None
+
+
+def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dict,
+                alt_name: str, make_folder_: bool, conflict_strategy: str) -> Optional[Node]:
+    """Creates (or finds, on re-upload) the node of a Run/Artifact in ``folder`` (spec §6.3 step 1).
+
+    Returns None when skipped by ``conflict_strategy='skip'``. Raises ``RuntimeError`` for
+    ``'error'`` on a conflict and ``ValueError`` for a missing Folder without ``make_folder``.
+    """
+    check_conflict_strategy(conflict_strategy)
+    name = metadata['name']
+    extra = json.dumps({'alternativeName': alt_name})
+    folder_made = deleted = False
+    while True:
+        path = f'{folder}/{name}'
+        try:
+            node_id = client.create_node(folder, name, kind, _STORAGE_TYPE[kind], extra,
+                                         labels=metadata.get('labels'),
+                                         description=metadata.get('description') or '')
+            return Node(path, node_id)
+        except _client.NodeNotFoundError:
+            if folder_made or not (make_folder_ or _DEFAULT_FOLDER_RE.match(folder)):
+                raise ValueError(f"Folder does not exist: '{folder}' (pass make_folder=True, "
+                                 'or -m on the command line, to create it)') from None
+            make_folder(client, folder)
+            folder_made = True
+            continue
+        except _client.NameConflictError:
+            pass
+        try:
+            info = client.node_info(path)
+        except _client.NodeNotFoundError:
+            continue  # deleted meanwhile: try again
+        if _alternative_name_of(info) == alt_name and info.get('type') == kind:
+            return Node(path, info['id'])  # this very Run/Artifact: re-upload into it
+        if conflict_strategy == 'skip':
+            return None
+        if conflict_strategy == 'error':
+            raise RuntimeError(f"{kind} already exists in Folder {folder}: '{name}'")
+        if conflict_strategy == 'new' and name != alt_name:
+            name = alt_name
+        elif conflict_strategy == 'replace' and not deleted:
+            client.delete_node(path)
+            deleted = True
+        else:
+            raise RuntimeError(f"{kind} {path} exists and is not {alt_name} (conflict strategy "
+                               f"{conflict_strategy!r} could not resolve it)")
+
+
+def _record(client: _client.AISClient, action: str, node: Node, kind: str) -> dict:
+    """A ``remote`` history entry, keys in the order 0.6.0b0 writes them."""
+    stamp = layout.now_iso()
+    if kind == 'Artifact' and action == 'upload':
+        return {'action': action, 'timestamp': stamp, 'host': client.host, 'id': node.id,
+                'path': node.path}
+    return {'action': action, 'timestamp': stamp, 'host': client.host, 'path': node.path,
+            'id': node.id}
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def part_size(size: int) -> int:
+    """Part size of a multipart upload of ``size`` bytes: ``floor(sqrt(size / 2**20))`` MiB."""
+    return math.isqrt(size // MiB) * MiB  # floor(sqrt(floor(x))) == floor(sqrt(x))
+
+
+def _local_files(local_dir: str) -> list[str]:
+    """Relative paths of the files to upload (temporary files of atomic writes left out)."""
+    return [rel for rel in layout.walk_files(local_dir)
+            if not layout.is_temporary_file(rel.rsplit('/', 1)[-1])]
+
+
+def send_files(client: _client.AISClient, local_dir: str, node_path: str, state: UploadState,
+               progress: Optional[bool] = None, check_server: bool = True) -> int:
+    """Uploads the files of ``local_dir`` that the server does not have yet; returns their count.
+
+    A file is skipped when ``state`` says it was sent with its current size and mtime and (with
+    ``check_server``) the server lists it with that size. Files over 100 MiB go as multipart.
+    On failure the state of what did arrive is saved and the error is raised.
+    """
+    server_sizes: dict[str, int] = {}
+    if state and check_server:
+        server_sizes = client.list_objects(node_path)
+    todo: list[tuple[str, str, int, int]] = []
+    for rel in _local_files(local_dir):
+        full = os.path.join(local_dir, *rel.split('/'))
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            continue
+        if st.st_size > MAX_OBJECT_SIZE:
+            raise RuntimeError(f'File {full} ({st.st_size} bytes) exceeds the limit of ~23.842TiB')
+        sent = state.sent_as(rel)
+        if sent == (st.st_size, st.st_mtime_ns) and (
+                not check_server or server_sizes.get(rel) == st.st_size):
+            continue
+        todo.append((rel, full, st.st_size, st.st_mtime_ns))
+    if not todo:
+        return 0
+    with _Progress(progress, os.path.basename(os.path.normpath(local_dir))) as bar, \
+            ThreadPoolExecutor(client.concurrency, thread_name_prefix='em-upload') as pool:
+        bar.add_total(sum(t[2] for t in todo))
+        try:
+            _run_uploads(client, pool, todo, node_path, state, bar)
+        finally:
+            state.save()
+    return len(todo)
+
+
+def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
+                 todo: list[tuple[str, str, int, int]], node_path: str, state: UploadState,
+                 bar: _Progress) -> None:
+    def single(rel: str, full: str, size: int, mtime: int) -> None:
+        client.upload_object(f'{node_path}/{rel}', full)
+        state.mark(rel, size, mtime)
+        bar.advance(size)
+
+    def part(upload_id: str, obj: str, n: int, full: str, offset: int, length: int) -> str:
+        etag = client.upload_part(upload_id, obj, n, full, offset, length)
+        bar.advance(length)
+        return etag
+
+    futures: list[Future] = []
+    multiparts: list[tuple[str, str, int, int, str, str, list[Future]]] = []
+    try:
+        for rel, full, size, mtime in todo:
+            if size <= MULTIPART_THRESHOLD:
+                futures.append(pool.submit(single, rel, full, size, mtime))
+                continue
+            obj = f'{node_path}/{rel}'
+            upload_id = client.start_multipart(obj)
+            step = part_size(size)
+            parts = [pool.submit(part, upload_id, obj, n, full, offset, min(step, size - offset))
+                     for n, offset in enumerate(range(0, size, step), 1)]
+            futures.extend(parts)
+            multiparts.append((rel, full, size, mtime, obj, upload_id, parts))
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # raises the first error
+        for rel, full, size, mtime, obj, upload_id, parts in multiparts:
+            client.complete_multipart(upload_id, obj, [f.result() for f in parts])
+            state.mark(rel, size, mtime)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+# --- lineage ----------------------------------------------------------------------------------
+
+def _artifact_id(client: _client.AISClient, artifact_dir: str, folder: str, make_folder_: bool,
+                 conflict_strategy: str, progress: Optional[bool]) -> Optional[str]:
+    """Server ID of a Run's Artifact: from its ``remote`` history if still there, else upload it."""
+    metadata = layout.read_metadata(artifact_dir)
+    for record in metadata.get('remote') or []:
+        if record.get('host') == client.host and record.get('id'):
+            try:
+                return client.node_info(record['id'])['id']
+            except _client.NodeNotFoundError:
+                continue
+    node = upload_artifact(artifact_dir, folder, make_folder_, conflict_strategy,
+                           client=client, progress=progress)
+    return node.id if node else None
+
+
+def link_lineage(client: _client.AISClient, run_id: str, associations: dict, folder: str,
+                 make_folder_: bool, conflict_strategy: str,
+                 progress: Optional[bool] = None) -> int:
+    """Uploads a Run's associated Artifacts if needed and adds missing edges (spec §6.3 steps 4–6).
+
+    Inputs point into the Run, the Run points to its outputs. An Artifact whose local directory
+    is gone is left out with a warning. Returns the number of edges added.
+    """
+    ins, outs = client.graph(run_id)
+    edges: list[tuple[str, str]] = []
+    for direction, present in (('input', ins), ('output', outs)):
+        for entry in (associations or {}).get(direction) or []:
+            if entry.get('kind') == 'Artifact':
+                local = entry.get('localDir') or ''
+                if not os.path.isfile(os.path.join(local, layout.METADATA_FILE)):
+                    logger.warning('Artifact %s of the Run is not at %r: its lineage is not '
+                                   'uploaded', entry.get('name'), local)
+                    continue
+                node_id = _artifact_id(client, local, folder, make_folder_, conflict_strategy,
+                                       progress)
+            else:
+                node_id = entry.get('id')
+            if not node_id or node_id in present:
+                continue
+            edges.append((node_id, run_id) if direction == 'input' else (run_id, node_id))
+            present.append(node_id)
+    if edges:
+        client.add_edges(edges)
+    return len(edges)
+
+
+# --- public entry points ----------------------------------------------------------------------
+
+def _resolve(client: Optional[_client.AISClient], folder: str,
+             conflict_strategy: str) -> tuple[_client.AISClient, str]:
+    check_conflict_strategy(conflict_strategy)
+    client = client or _client.current()
+    return client, folder_path(folder, client.user)
+
+
+def start_upload(client: _client.AISClient, local_dir: str, kind: str, folder: str,
+                 make_folder_: bool, conflict_strategy: str) -> Optional[Node]:
+    """Creates/finds the node of a directory and appends the ``upload`` record (before any file).
+
+    ``folder`` must be absolute. Returns None when skipped.
+    """
+    metadata = layout.read_metadata(local_dir)
+    if metadata.get('kind', kind) != kind:
+        raise RuntimeError(f'{local_dir} holds a {metadata.get("kind")}, not a {kind}')
+    alt_name = os.path.basename(os.path.normpath(local_dir))
+    node = create_node(client, kind, folder, metadata, alt_name, make_folder_, conflict_strategy)
+    if node is not None:
+        layout.append_remote(local_dir, _record(client, 'upload', node, kind))
+    return node
+
+
+def upload_run(local_dir: str, folder: str = 'default', make_folder: bool = False,
+               conflict_strategy: str = 'new', *, client: Optional[_client.AISClient] = None,
+               progress: Optional[bool] = None) -> Optional[Node]:
+    """Uploads a Run directory with its Artifacts and lineage (spec §6.3).
+
+    Args:
+        local_dir: The Run's directory.
+        folder: Folder to upload to; a relative path goes under ``/<user>/``.
+        make_folder: Create the Folder and its parents when missing.
+        conflict_strategy: ``skip``, ``error``, ``new`` or ``replace`` (checked before any request).
+        client: Defaults to the logged-in client.
+        progress: Show a progress bar (None: only on an interactive terminal).
+
+    Returns:
+        The Run's node, or None when skipped.
+    """
+    client, folder = _resolve(client, folder, conflict_strategy)
+    layout.check_run_dir(local_dir)
+    node = start_upload(client, local_dir, 'Run', folder, make_folder, conflict_strategy)
+    if node is None:
+        return None
+    send_files(client, local_dir, node.path, UploadState(client.host, node.path, local_dir),
+               progress)
+    associations = layout.read_metadata(local_dir).get('associations') or {}
+    link_lineage(client, node.id, associations, folder, make_folder, conflict_strategy, progress)
+    return node
+
+
+def upload_artifact(local_dir: str, folder: str = 'default', make_folder: bool = False,
+                    conflict_strategy: str = 'new', *,
+                    client: Optional[_client.AISClient] = None,
+                    progress: Optional[bool] = None) -> Optional[Node]:
+    """Uploads an Artifact directory (spec §6.4); same arguments as :func:`upload_run`."""
+    client, folder = _resolve(client, folder, conflict_strategy)
+    if not os.path.isfile(os.path.join(local_dir, layout.METADATA_FILE)):
+        raise FileNotFoundError(f'Missing file of Artifact: '
+                                f'{os.path.join(local_dir, layout.METADATA_FILE)!r}')
+    node = start_upload(client, local_dir, 'Artifact', folder, make_folder, conflict_strategy)
+    if node is not None:
+        send_files(client, local_dir, node.path,
+                   UploadState(client.host, node.path, local_dir), progress)
+    return node
+
+
+def node_dirs(path: str) -> list[str]:
+    """The Run/Artifact directories ``em.upload(path)`` means (spec §6.5 step 1)."""
+    if layout.is_node_dir(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f'Not a directory: {path!r}')
+    return [os.path.join(path, name) for name in os.listdir(path)
+            if layout.is_node_dir(os.path.join(path, name))]
+
+
+def upload(path: str, folder: str = 'default', make_folder: bool = False,
+           conflict_strategy: str = 'new', *, client: Optional[_client.AISClient] = None,
+           progress: Optional[bool] = None) -> list[Optional[Node]]:
+    """Uploads a Run/Artifact directory, or every one directly under ``path`` (``em.upload``).
+
+    Args:
+        path: A Run/Artifact directory, or a parent directory holding several.
+        folder, make_folder, conflict_strategy, client, progress: as for :func:`upload_run`.
+
+    Returns:
+        The node of each directory (None where skipped), in ``os.listdir`` order.
+    """
+    check_conflict_strategy(conflict_strategy)
+    dirs = node_dirs(path)
+    if not dirs:
+        raise RuntimeError(f'No Run/Artifact is to be uploaded: {path!r} neither is one nor '
+                           'holds one')
+    client = client or _client.current()
+    nodes = []
+    for local_dir in dirs:
+        kind = layout.node_kind(local_dir)
+        if kind == 'Run':
+            nodes.append(upload_run(local_dir, folder, make_folder, conflict_strategy,
+                                    client=client, progress=progress))
+        elif kind == 'Artifact':
+            nodes.append(upload_artifact(local_dir, folder, make_folder, conflict_strategy,
+                                         client=client, progress=progress))
+        else:
+            raise RuntimeError(f'{os.path.join(local_dir, layout.METADATA_FILE)} has kind '
+                               f'{kind!r}: neither Run nor Artifact')
+    return nodes
+
+
+def _safe_target(root: str, rel: str) -> str:
+    """``root/rel``, refusing object paths that would leave ``root``."""
+    parts = [p for p in rel.split('/') if p not in ('', '.')]
+    if not parts or '..' in parts or any('\\' in p or '\0' in p for p in parts):
+        raise RuntimeError(f'Refusing to download object with unsafe path {rel!r}')
+    return os.path.join(root, *parts)
+
+
+def download(path: str, kind: str, *, client: Optional[_client.AISClient] = None,
+             progress: Optional[bool] = None) -> str:
+    """Downloads a Run/Artifact from the server and returns its local directory (spec §6.6).
+
+    The directory is ``<EM_RUN_PARENT_DIR or EM_ARTIFACT_PARENT_DIR>/<alternativeName>``; existing
+    files are overwritten, extra local files kept. A ``download`` record is appended to its
+    ``metadata.yaml``. ``kind`` is ``'Run'`` or ``'Artifact'``.
+    """
+    if kind not in ('Run', 'Artifact'):
+        raise ValueError(f"kind must be 'Run' or 'Artifact', got {kind!r}")
+    if client is None:
+        if not _client.is_logged_in():
+            raise OSError(f'Not a local directory: {path!r} (log in with em.login() to load it '
+                          'from the server)')
+        client = _client.current()
+    node_path = server_path(path, client.user)
+    try:
+        info = client.node_info(node_path)
+    except _client.NodeNotFoundError:
+        raise OSError(f'Not a local directory or a remote path: {path!r}') from None
+    if info.get('type') != kind:
+        raise RuntimeError(f"Remote path refers to type '{info.get('type')}' rather than '{kind}'")
+    alt_name = _alternative_name_of(info) or node_path.rsplit('/', 1)[-1]
+    parent = layout.run_parent_dir() if kind == 'Run' else layout.artifact_parent_dir()
+    target = _safe_target(parent, alt_name)
+    objects = client.list_objects(node_path)
+    targets = {rel: _safe_target(target, rel) for rel in objects}
+    for dest in set(map(os.path.dirname, targets.values())) | {target}:
+        os.makedirs(dest, exist_ok=True)
+    with _Progress(progress, alt_name) as bar, \
+            ThreadPoolExecutor(client.concurrency, thread_name_prefix='em-download') as pool:
+        bar.add_total(sum(objects.values()))
+
+        def fetch(rel: str) -> None:
+            bar.advance(client.download_object(f'{node_path}/{rel}', targets[rel]))
+
+        for future in [pool.submit(fetch, rel) for rel in objects]:
+            future.result()
+    if kind == 'Run':
+        os.makedirs(os.path.join(target, layout.METRICS_DIR), exist_ok=True)
+    layout.append_remote(target, _record(client, 'download', Node(node_path, info['id']), kind))
+    return target
+

@@ -1,0 +1,234 @@
+"""The blob store: bytes by key, in a local folder or an S3 bucket, chosen by URL.
+
+Writers stream: ``open_writer`` gives an object with ``write``/``commit``/``abort``. Bytes become
+readable under the key only at ``commit`` (local: a temp file renamed into place; S3: a multipart
+upload completed, or one PUT, after the last byte), so an interrupted upload never shows up.
+Keys are never reused for other content by the server (each object version gets a fresh key).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+CHUNK = 1 << 20                 # read size for downloads
+S3_PART = 8 << 20               # buffered S3 multipart part size (>= S3's 5 MiB minimum)
+STALE_TEMP_SECONDS = 24 * 3600  # temp files older than this are leftovers of killed processes
+
+
+class BlobWriter(ABC):
+    """A pending blob: write bytes, then commit (visible) or abort (gone)."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class BlobStore(ABC):
+    """Bytes by key. Implementations: LocalBlobStore, S3BlobStore."""
+
+    @abstractmethod
+    def open_writer(self, key: str) -> BlobWriter: ...
+
+    @abstractmethod
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` on, in chunks (streamed, never all in memory)."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete blobs; missing ones are ignored."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def read_bytes(self, key: str, offset: int = 0) -> bytes:
+        """The whole blob from ``offset`` (for small blobs only)."""
+        return b"".join(self.iter_bytes(key, offset))
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class _LocalWriter(BlobWriter):
+    def __init__(self, final: Path, tmp_dir: Path):
+        self._final = final
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self._tmp = Path(name)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under a folder; pending uploads live in ``<root>/.tmp``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.tmp = self.root / ".tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._drop_stale_temp_files()
+
+    def _drop_stale_temp_files(self) -> None:
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for path in self.tmp.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"blob key escapes the store: {key!r}")
+        return path
+
+    def open_writer(self, key: str) -> BlobWriter:
+        return _LocalWriter(self._path(key), self.tmp)
+
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as f:
+            f.seek(offset)
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def describe(self) -> str:
+        return f"folder {self.root}"
+
+
+class _S3Writer(BlobWriter):
+    def __init__(self, client, bucket: str, key: str):  # type: ignore[no-untyped-def]
+        self._s3, self._bucket, self._key = client, bucket, key
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= S3_PART:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key)["UploadId"]
+        number = len(self._parts) + 1
+        reply = self._s3.upload_part(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                                     PartNumber=number, Body=bytes(self._buffer))
+        self._parts.append({"ETag": reply["ETag"], "PartNumber": number})
+        self._buffer.clear()
+
+    def commit(self) -> None:
+        if self._upload_id is None:
+            self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            return
+        if self._buffer:
+            self._flush_part()
+        self._s3.complete_multipart_upload(Bucket=self._bucket, Key=self._key,
+                                           UploadId=self._upload_id,
+                                           MultipartUpload={"Parts": self._parts})
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None:
+            try:
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key,
+                                                UploadId=self._upload_id)
+            except Exception:  # noqa: BLE001 - best effort; S3 lifecycle rules clean up the rest
+                pass
+
+
+class S3BlobStore(BlobStore):
+    """Blobs in ``s3://bucket/prefix``. Endpoint and credentials come from the standard AWS
+    environment (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, …)."""
+
+    def __init__(self, url: str):
+        import boto3
+        from botocore.config import Config
+
+        rest = url[len("s3://"):]
+        self.bucket, _, prefix = rest.partition("/")
+        if not self.bucket:
+            raise ValueError(f"no bucket in blob store URL {url!r}")
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        self.s3 = boto3.client("s3", endpoint_url=endpoint or None,
+                               config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                                             max_pool_connections=50))
+        self.url = url
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def open_writer(self, key: str) -> BlobWriter:
+        return _S3Writer(self.s3, self.bucket, self._key(key))
+
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        args = {"Bucket": self.bucket, "Key": self._key(key)}
+        if offset:
+            args["Range"] = f"bytes={offset}-"
+        try:
+            body = self.s3.get_object(**args)["Body"]
+        except self.s3.exceptions.ClientError as exc:
+            if offset and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return  # offset == size: nothing past it
+            raise
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = [self._key(k) for k in keys]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except self.s3.exceptions.ClientError:
+            return False
+
+    def describe(self) -> str:
+        return self.url
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """``s3://bucket/prefix`` → S3BlobStore; a path or ``file://`` URL → LocalBlobStore."""
+    if url.startswith("s3://"):
+        return S3BlobStore(url)
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if "://" in url:
+        raise ValueError(f"unsupported blob store URL {url!r} (use a folder path or s3://bucket/prefix)")
+    return LocalBlobStore(url)

@@ -1,0 +1,702 @@
+"""The metadata store: users, keys, nodes, objects, lineage edges, multipart uploads, series caches.
+
+One SQLAlchemy implementation serves SQLite (the embedded default) and PostgreSQL (several server
+processes sharing one database). Uniqueness is enforced by the database (a node's ``path``, an
+object's ``(node_id, key)``), so concurrent creates of one name resolve to one winner and
+``Conflict`` for the others, in one process or many. Blobs are referred to by key only; the blob
+store is a separate piece (``blob_store.py``).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+                        Text, UniqueConstraint, create_engine, delete, event, func, literal, or_,
+                        select, update)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+class Conflict(Exception):
+    """A node or object with that name already exists."""
+
+
+class NotFound(Exception):
+    """The referenced row does not exist (any more)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UiSession(Base):
+    __tablename__ = "ui_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), nullable=True, index=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    storage_type: Mapped[int] = mapped_column(Integer, default=0)
+    labels: Mapped[str] = mapped_column(Text, default="[]")
+    description: Mapped[str] = mapped_column(Text, default="")
+    extra: Mapped[str] = mapped_column(Text, default="")
+    alt_name: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    meta: Mapped[str | None] = mapped_column(Text, nullable=True)      # metadata.yaml as JSON
+    hparams: Mapped[str | None] = mapped_column(Text, nullable=True)   # hyperparameters.yaml as JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StoredObject(Base):
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("node_id", "key", name="uq_objects_node_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(1024))
+    blob_key: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Edge(Base):
+    __tablename__ = "edges"
+    __table_args__ = (UniqueConstraint("owner_id", "src", "dst", name="uq_edges_owner_src_dst"),
+                      Index("ix_edges_src", "src"), Index("ix_edges_dst", "dst"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    src: Mapped[str] = mapped_column(String(255))
+    dst: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MultipartUpload(Base):
+    __tablename__ = "multipart_uploads"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MultipartPart(Base):
+    __tablename__ = "multipart_parts"
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("multipart_uploads.id", ondelete="CASCADE"), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+
+
+class SeriesIndex(Base):
+    """How far a ``metrics/<type>.yaml`` object has been indexed into series segments."""
+
+    __tablename__ = "series_index"
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(255))
+    indexed_bytes: Mapped[int] = mapped_column(BigInteger)
+    prefix_md5: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger)
+    segments: Mapped[int] = mapped_column(Integer)
+    names: Mapped[str] = mapped_column(Text)         # JSON list of metric names
+    last_values: Mapped[str] = mapped_column(Text)   # JSON {name: {"value", "step", "epoch"}}
+
+
+class SeriesSegment(Base):
+    __tablename__ = "series_segments"
+    __table_args__ = (UniqueConstraint("object_id", "seq", name="uq_series_segments_object_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --------------------------------------------------------------------------------------- views
+
+@dataclass(frozen=True)
+class NodeView:
+    """A node as the routers see it (a detached copy of the row)."""
+
+    id: str
+    owner_id: int
+    parent_id: str | None
+    path: str
+    name: str
+    type: str
+    storage_type: int
+    labels: list[str]
+    description: str
+    extra: str
+    alt_name: str | None
+    meta: dict | None
+    hparams: dict | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Node) -> "NodeView":
+        return cls(row.id, row.owner_id, row.parent_id, row.path, row.name, row.type,
+                   row.storage_type, json.loads(row.labels or "[]"), row.description, row.extra,
+                   row.alt_name, json.loads(row.meta) if row.meta else None,
+                   json.loads(row.hparams) if row.hparams else None,
+                   _aware(row.created_at), _aware(row.updated_at))
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    id: int
+    node_id: str
+    key: str
+    blob_key: str
+    size: int
+    md5: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: StoredObject) -> "ObjectView":
+        return cls(row.id, row.node_id, row.key, row.blob_key, row.size, row.md5,
+                   _aware(row.updated_at))
+
+
+@dataclass(frozen=True)
+class SeriesIndexView:
+    object_id: int
+    blob_key: str
+    indexed_bytes: int
+    prefix_md5: str
+    count: int
+    segments: int
+    names: list[str]
+    last_values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    name: str
+    created_at: datetime
+    active_keys: int = 0
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _series_view(row: SeriesIndex) -> SeriesIndexView:
+    return SeriesIndexView(row.object_id, row.blob_key, row.indexed_bytes, row.prefix_md5,
+                           row.count, row.segments, json.loads(row.names),
+                           json.loads(row.last_values))
+
+
+# --------------------------------------------------------------------------------------- engine
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE
+    for write transactions (so concurrent writers queue instead of failing)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+                           pool_size=10, max_overflow=30)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _range_of_subtree(path: str):  # type: ignore[no-untyped-def]
+    """A byte-exact "path is ``path`` or below it" condition (LIKE is case-insensitive on SQLite)."""
+    prefix = path + "/"
+    return or_(Node.path == path, func.substr(Node.path, 1, len(prefix)) == prefix)
+
+
+# --------------------------------------------------------------------------------------- store
+
+class MetadataStore:
+    """All metadata operations. Methods are synchronous; the routers call them from a thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(sqlite_immediate=True),
+                                   expire_on_commit=False)
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to call from many processes)."""
+        from .migrations import upgrade
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        with self._write() as session, session.begin():
+            yield session
+
+    # ---- users and keys -------------------------------------------------------------------
+
+    def create_user(self, name: str, key_hash: str, key_prefix: str, root_extra: str) -> UserView:
+        """Create a user, their root Folder ``/<name>`` and their first key."""
+        try:
+            with self.writing() as s:
+                user = User(name=name)
+                s.add(user)
+                s.flush()
+                s.add(ApiKey(user_id=user.id, key_hash=key_hash, key_prefix=key_prefix))
+                s.add(Node(owner_id=user.id, parent_id=None, path=f"/{name}", name=name,
+                           type="Folder", storage_type=0, labels="[]", description="",
+                           extra=root_extra))
+                return UserView(user.id, user.name, _aware(user.created_at), 1)
+        except IntegrityError as exc:
+            raise Conflict(name) from exc
+
+    def add_key(self, user_name: str, key_hash: str, key_prefix: str) -> None:
+        with self.writing() as s:
+            user = s.scalar(select(User).where(User.name == user_name))
+            if user is None:
+                raise NotFound(user_name)
+            s.add(ApiKey(user_id=user.id, key_hash=key_hash, key_prefix=key_prefix))
+
+    def revoke_key(self, key_hash: str) -> str:
+        """Revoke one key; returns its user's name."""
+        with self.writing() as s:
+            key = s.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash,
+                                                ApiKey.revoked_at.is_(None)))
+            if key is None:
+                raise NotFound("key")
+            key.revoked_at = utcnow()
+            s.execute(delete(UiSession).where(UiSession.user_id == key.user_id))
+            return s.get(User, key.user_id).name  # type: ignore[union-attr]
+
+    def revoke_user_keys(self, user_name: str) -> int:
+        with self.writing() as s:
+            user = s.scalar(select(User).where(User.name == user_name))
+            if user is None:
+                raise NotFound(user_name)
+            result = s.execute(update(ApiKey).where(ApiKey.user_id == user.id,
+                                                    ApiKey.revoked_at.is_(None))
+                               .values(revoked_at=utcnow()))
+            s.execute(delete(UiSession).where(UiSession.user_id == user.id))
+            return result.rowcount
+
+    def list_users(self) -> list[UserView]:
+        with self.reading() as s:
+            active = (select(ApiKey.user_id, func.count().label("n"))
+                      .where(ApiKey.revoked_at.is_(None)).group_by(ApiKey.user_id).subquery())
+            rows = s.execute(select(User, func.coalesce(active.c.n, 0))
+                             .outerjoin(active, active.c.user_id == User.id)
+                             .order_by(User.name)).all()
+            return [UserView(u.id, u.name, _aware(u.created_at), n) for u, n in rows]
+
+    def user_by_key_hash(self, key_hash: str) -> UserView | None:
+        with self.reading() as s:
+            user = s.scalar(select(User).join(ApiKey, ApiKey.user_id == User.id)
+                            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
+            return UserView(user.id, user.name, _aware(user.created_at)) if user else None
+
+    def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
+        with self.writing() as s:
+            s.execute(delete(UiSession).where(UiSession.expires_at < utcnow()))
+            s.add(UiSession(token_hash=token_hash, user_id=user_id, expires_at=expires_at))
+
+    def user_by_session(self, token_hash: str) -> UserView | None:
+        with self.reading() as s:
+            row = s.execute(select(User, UiSession.expires_at)
+                            .join(UiSession, UiSession.user_id == User.id)
+                            .where(UiSession.token_hash == token_hash)).first()
+            if row is None or _aware(row[1]) < utcnow():
+                return None
+            return UserView(row[0].id, row[0].name, _aware(row[0].created_at))
+
+    def delete_session(self, token_hash: str) -> None:
+        with self.writing() as s:
+            s.execute(delete(UiSession).where(UiSession.token_hash == token_hash))
+
+    # ---- nodes ----------------------------------------------------------------------------
+
+    def get_node(self, ref: str) -> NodeView | None:
+        """A node by path (starts with ``/``) or by id."""
+        column = Node.path if ref.startswith("/") else Node.id
+        with self.reading() as s:
+            row = s.scalar(select(Node).where(column == ref))
+            return NodeView.of(row) if row else None
+
+    def get_nodes(self, ids: list[str]) -> dict[str, NodeView]:
+        if not ids:
+            return {}
+        with self.reading() as s:
+            rows = s.scalars(select(Node).where(Node.id.in_(ids))).all()
+            return {r.id: NodeView.of(r) for r in rows}
+
+    def find_by_alt_name(self, owner_id: int, type_: str, alt_name: str) -> NodeView | None:
+        with self.reading() as s:
+            row = s.scalar(select(Node).where(Node.owner_id == owner_id, Node.type == type_,
+                                              Node.alt_name == alt_name)
+                           .order_by(Node.created_at.desc()).limit(1))
+            return NodeView.of(row) if row else None
+
+    def create_node(self, parent_path: str, name: str, type_: str, storage_type: int,
+                    labels: list[str], description: str, extra: str,
+                    alt_name: str | None) -> NodeView:
+        """Create ``parent_path/name``. Raises NotFound (no parent) or Conflict (name taken)."""
+        path = f"{parent_path}/{name}"
+        try:
+            with self.writing() as s:
+                parent = s.scalar(select(Node).where(Node.path == parent_path))
+                if parent is None:
+                    raise NotFound(parent_path)
+                if parent.type != "Folder":
+                    raise NotFound(parent_path)
+                if s.scalar(select(Node.id).where(Node.path == path)) is not None:
+                    raise Conflict(name)
+                row = Node(owner_id=parent.owner_id, parent_id=parent.id, path=path, name=name,
+                           type=type_, storage_type=storage_type, labels=json.dumps(labels),
+                           description=description, extra=extra, alt_name=alt_name)
+                s.add(row)
+                s.flush()
+                return NodeView.of(row)
+        except IntegrityError as exc:
+            # A concurrent create of the same path won, or the parent vanished meanwhile.
+            if self.get_node(path) is not None:
+                raise Conflict(name) from exc
+            raise NotFound(parent_path) from exc
+
+    def list_children(self, parent_id: str, type_: str | None, offset: int,
+                      limit: int) -> tuple[list[NodeView], int]:
+        with self.reading() as s:
+            cond = [Node.parent_id == parent_id]
+            if type_:
+                cond.append(Node.type == type_)
+            total = s.scalar(select(func.count()).select_from(Node).where(*cond)) or 0
+            rows = s.scalars(select(Node).where(*cond).order_by(Node.name)
+                             .offset(offset).limit(limit)).all()
+            return [NodeView.of(r) for r in rows], total
+
+    def update_node(self, node_id: str, name: str | None = None, labels: list[str] | None = None,
+                    description: str | None = None, extra: str | None = None,
+                    alt_name: str | None = None) -> NodeView:
+        """Change a node's fields; a new name moves the node and its whole subtree."""
+        try:
+            with self.writing() as s:
+                row = s.get(Node, node_id)
+                if row is None:
+                    raise NotFound(node_id)
+                if name is not None and name != row.name:
+                    old = row.path
+                    new = old.rsplit("/", 1)[0] + "/" + name
+                    if s.scalar(select(Node.id).where(Node.path == new)) is not None:
+                        raise Conflict(name)
+                    s.execute(update(Node).where(func.substr(Node.path, 1, len(old) + 1) == old + "/")
+                              .values(path=literal(new) + func.substr(Node.path, len(old) + 1)),
+                              execution_options={"synchronize_session": False})
+                    row.path, row.name = new, name
+                if labels is not None:
+                    row.labels = json.dumps(labels)
+                if description is not None:
+                    row.description = description
+                if extra is not None:
+                    row.extra, row.alt_name = extra, alt_name
+                row.updated_at = utcnow()
+                s.flush()
+                return NodeView.of(row)
+        except IntegrityError as exc:
+            raise Conflict(name or "") from exc
+
+    def delete_subtree(self, path: str) -> list[str]:
+        """Delete a node, everything below it, their objects and edges; returns blob keys to drop."""
+        with self.writing() as s:
+            ids = s.scalars(select(Node.id).where(_range_of_subtree(path))).all()
+            if not ids:
+                raise NotFound(path)
+            blobs = list(s.scalars(select(StoredObject.blob_key)
+                                   .where(StoredObject.node_id.in_(ids))).all())
+            blobs += s.scalars(select(MultipartPart.blob_key)
+                               .join(MultipartUpload, MultipartUpload.id == MultipartPart.upload_id)
+                               .where(MultipartUpload.node_id.in_(ids))).all()
+            object_ids = select(StoredObject.id).where(StoredObject.node_id.in_(ids))
+            s.execute(delete(SeriesSegment).where(SeriesSegment.object_id.in_(object_ids)))
+            s.execute(delete(SeriesIndex).where(SeriesIndex.object_id.in_(object_ids)))
+            s.execute(delete(StoredObject).where(StoredObject.node_id.in_(ids)))
+            upload_ids = select(MultipartUpload.id).where(MultipartUpload.node_id.in_(ids))
+            s.execute(delete(MultipartPart).where(MultipartPart.upload_id.in_(upload_ids)))
+            s.execute(delete(MultipartUpload).where(MultipartUpload.node_id.in_(ids)))
+            s.execute(delete(Edge).where(or_(Edge.src.in_(ids), Edge.dst.in_(ids))))
+            s.execute(delete(Node).where(Node.id.in_(ids)))
+            return blobs
+
+    def set_node_document(self, node_id: str, field: str, document: Any) -> None:
+        """Store a parsed ``metadata.yaml`` (``meta``) or ``hyperparameters.yaml`` (``hparams``)."""
+        assert field in ("meta", "hparams")
+        with self.writing() as s:
+            s.execute(update(Node).where(Node.id == node_id)
+                      .values({field: None if document is None else json.dumps(document, default=str)}))
+
+    # ---- objects --------------------------------------------------------------------------
+
+    def find_owner(self, candidates: list[tuple[str, str]]) -> tuple[NodeView, str] | None:
+        """Among (node path, key) splits, the one whose node exists with the longest path."""
+        if not candidates:
+            return None
+        with self.reading() as s:
+            rows = {r.path: r for r in s.scalars(
+                select(Node).where(Node.path.in_([p for p, _ in candidates])))}
+        for path, key in candidates:
+            if path in rows:
+                return NodeView.of(rows[path]), key
+        return None
+
+    def put_object(self, node_id: str, key: str, blob_key: str, size: int,
+                   md5: str) -> tuple[ObjectView, str | None]:
+        """Create or overwrite an object; returns it and the blob key it replaced (to delete)."""
+        for attempt in range(3):
+            try:
+                with self.writing() as s:
+                    if s.get(Node, node_id) is None:
+                        raise NotFound(node_id)
+                    row = s.scalar(select(StoredObject).where(StoredObject.node_id == node_id,
+                                                              StoredObject.key == key)
+                                   .with_for_update())
+                    old = None
+                    if row is None:
+                        row = StoredObject(node_id=node_id, key=key, blob_key=blob_key, size=size,
+                                           md5=md5, updated_at=utcnow())
+                        s.add(row)
+                    else:
+                        old = row.blob_key
+                        row.blob_key, row.size, row.md5, row.updated_at = blob_key, size, md5, utcnow()
+                    s.flush()
+                    return ObjectView.of(row), old
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                if self.get_node(node_id) is None:
+                    raise NotFound(node_id) from None
+        raise AssertionError("unreachable")
+
+    def get_object(self, node_id: str, key: str) -> ObjectView | None:
+        with self.reading() as s:
+            row = s.scalar(select(StoredObject).where(StoredObject.node_id == node_id,
+                                                      StoredObject.key == key))
+            return ObjectView.of(row) if row else None
+
+    def list_objects(self, node_id: str, prefix: str, offset: int,
+                     limit: int) -> tuple[list[ObjectView], int]:
+        """Objects of a node whose key starts with ``prefix`` (``''`` for all), by key."""
+        cond = [StoredObject.node_id == node_id]
+        if prefix:
+            cond.append(func.substr(StoredObject.key, 1, len(prefix)) == prefix)
+        with self.reading() as s:
+            total = s.scalar(select(func.count()).select_from(StoredObject).where(*cond)) or 0
+            rows = s.scalars(select(StoredObject).where(*cond).order_by(StoredObject.key)
+                             .offset(offset).limit(limit)).all()
+            return [ObjectView.of(r) for r in rows], total
+
+    def delete_object(self, node_id: str, key: str) -> str:
+        with self.writing() as s:
+            row = s.scalar(select(StoredObject).where(StoredObject.node_id == node_id,
+                                                      StoredObject.key == key))
+            if row is None:
+                raise NotFound(key)
+            s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == row.id))
+            s.execute(delete(SeriesIndex).where(SeriesIndex.object_id == row.id))
+            s.delete(row)
+            return row.blob_key
+
+    # ---- edges ----------------------------------------------------------------------------
+
+    def add_edges(self, owner_id: int, edges: list[tuple[str, str]]) -> int:
+        """Add lineage edges (ids may be unknown to this server); duplicates are ignored."""
+        added = 0
+        for src, dst in dict.fromkeys(edges):
+            try:
+                with self.writing() as s:
+                    exists = s.scalar(select(Edge.id).where(Edge.owner_id == owner_id,
+                                                            Edge.src == src, Edge.dst == dst))
+                    if exists is None:
+                        s.add(Edge(owner_id=owner_id, src=src, dst=dst))
+                        added += 1
+            except IntegrityError:
+                pass  # a concurrent request added the same edge
+        return added
+
+    def edges_of(self, owner_id: int, node_ids: list[str]) -> list[tuple[str, str]]:
+        """Every edge of this owner touching one of ``node_ids``."""
+        if not node_ids:
+            return []
+        with self.reading() as s:
+            rows = s.execute(select(Edge.src, Edge.dst).where(
+                Edge.owner_id == owner_id,
+                or_(Edge.src.in_(node_ids), Edge.dst.in_(node_ids))).order_by(Edge.id)).all()
+            return [(a, b) for a, b in rows]
+
+    # ---- multipart ------------------------------------------------------------------------
+
+    def create_multipart(self, node_id: str, key: str) -> str:
+        with self.writing() as s:
+            row = MultipartUpload(node_id=node_id, key=key)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def get_multipart(self, upload_id: str) -> tuple[str, str] | None:
+        """(node id, key) of an open multipart upload."""
+        with self.reading() as s:
+            row = s.get(MultipartUpload, upload_id)
+            return (row.node_id, row.key) if row else None
+
+    def put_part(self, upload_id: str, number: int, blob_key: str, size: int,
+                 md5: str) -> str | None:
+        """Record a part (replacing an earlier one with that number); returns the replaced blob."""
+        try:
+            with self.writing() as s:
+                if s.get(MultipartUpload, upload_id) is None:
+                    raise NotFound(upload_id)
+                row = s.get(MultipartPart, (upload_id, number))
+                old = None
+                if row is None:
+                    s.add(MultipartPart(upload_id=upload_id, part_number=number,
+                                        blob_key=blob_key, size=size, md5=md5))
+                else:
+                    old = row.blob_key
+                    row.blob_key, row.size, row.md5 = blob_key, size, md5
+                return old
+        except IntegrityError as exc:
+            raise Conflict(f"part {number}") from exc
+
+    def list_parts(self, upload_id: str) -> list[tuple[int, str, int, str]]:
+        """(number, blob key, size, md5) of every part, by number."""
+        with self.reading() as s:
+            rows = s.scalars(select(MultipartPart).where(MultipartPart.upload_id == upload_id)
+                             .order_by(MultipartPart.part_number)).all()
+            return [(r.part_number, r.blob_key, r.size, r.md5) for r in rows]
+
+    def finish_multipart(self, upload_id: str) -> list[str]:
+        """Forget an upload; returns its part blobs (to delete)."""
+        with self.writing() as s:
+            blobs = list(s.scalars(select(MultipartPart.blob_key)
+                                   .where(MultipartPart.upload_id == upload_id)).all())
+            s.execute(delete(MultipartPart).where(MultipartPart.upload_id == upload_id))
+            s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
+            return blobs
+
+    # ---- series cache ---------------------------------------------------------------------
+
+    def get_series_index(self, object_id: int) -> SeriesIndexView | None:
+        with self.reading() as s:
+            row = s.get(SeriesIndex, object_id)
+            return _series_view(row) if row else None
+
+    def series_indexes_of(self, node_ids: list[str]) -> dict[str, dict[str, SeriesIndexView]]:
+        """{node id: {object key: index}} for the metric objects of these nodes."""
+        if not node_ids:
+            return {}
+        out: dict[str, dict[str, SeriesIndexView]] = {}
+        with self.reading() as s:
+            rows = s.execute(select(StoredObject.node_id, StoredObject.key, SeriesIndex)
+                             .join(SeriesIndex, SeriesIndex.object_id == StoredObject.id)
+                             .where(StoredObject.node_id.in_(node_ids))).all()
+            for node_id, key, index in rows:
+                out.setdefault(node_id, {})[key] = _series_view(index)
+        return out
+
+    def series_segments(self, object_id: int) -> list[bytes]:
+        with self.reading() as s:
+            return list(s.scalars(select(SeriesSegment.data)
+                                  .where(SeriesSegment.object_id == object_id)
+                                  .order_by(SeriesSegment.seq)).all())
+
+    def save_series(self, object_id: int, blob_key: str, index: SeriesIndexView,
+                    segment: bytes, replace: bool) -> bool:
+        """Store an index and one new segment, if the object still holds ``blob_key``.
+
+        ``replace`` drops the old segments first (a full rebuild or a compaction).
+        Returns False when a newer upload replaced the object meanwhile (nothing written).
+        """
+        with self.writing() as s:
+            obj = s.get(StoredObject, object_id)
+            if obj is None or obj.blob_key != blob_key:
+                return False
+            row = s.get(SeriesIndex, object_id)
+            if replace:
+                s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == object_id))
+                seq = 0
+            else:
+                seq = (s.scalar(select(func.max(SeriesSegment.seq))
+                                .where(SeriesSegment.object_id == object_id)) or 0) + 1
+            if segment:
+                s.add(SeriesSegment(object_id=object_id, seq=seq, data=segment))
+            values = dict(blob_key=blob_key, indexed_bytes=index.indexed_bytes,
+                          prefix_md5=index.prefix_md5, count=index.count,
+                          segments=index.segments, names=json.dumps(index.names),
+                          last_values=json.dumps(index.last_values))
+            if row is None:
+                s.add(SeriesIndex(object_id=object_id, **values))
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+            return True

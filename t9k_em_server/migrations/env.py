@@ -1,0 +1,35 @@
+"""Alembic environment: uses the connection handed over by ``upgrade`` or the ``-x db=URL`` one."""
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from t9k_em_server.config import normalise_db_url
+from t9k_em_server.metadata_store import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = context.get_x_argument(as_dictionary=True).get("db") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("give the database URL: alembic -x db=URL upgrade head")
+    engine = create_engine(normalise_db_url(url))
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata,
+                          render_as_batch=conn.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) mode is not supported")
+run_migrations_online()

@@ -1,0 +1,45 @@
+// The artifact page: metadata, objects (each downloadable) and references (shown as links).
+import { getJSON, el, mount, showError, links, fmtTime, fmtBytes, labelChips, breadcrumbs, kindBadge, Table } from "./common.js";
+
+const root = document.getElementById("page");
+const artifactId = root.dataset.node;
+
+function isLink(uri) { return /^(https?|s3|gs|ftp):\/\//i.test(uri); }
+function hrefOf(uri) {
+  const m = uri.match(/^s3:\/\/([^/]+)\/?(.*)$/i);
+  return m ? `https://${m[1]}.s3.amazonaws.com/${m[2]}` : uri;
+}
+
+async function main() {
+  let a;
+  try { a = await getJSON(`/artifacts/${encodeURIComponent(artifactId)}`); } catch (e) { showError(root, e); return; }
+  document.title = `${a.name} · t9k EM`;
+  const objects = new Table([
+    { key: "path", title: "Object", value: (o) => o.path,
+      render: (o) => el("a", { class: "mono", href: links.object(`${a.path}/${o.path}`), download: o.path.split("/").pop() }, o.path) },
+    { key: "size", title: "Size", num: true, value: (o) => o.size_bytes, render: (o) => fmtBytes(o.size_bytes) },
+    { key: "checksum", title: "MD5", value: (o) => o.checksum || "", render: (o) => el("span", { class: "mono muted" }, o.checksum || "") },
+  ], a.objects || [], { sortKey: "path", sortDir: 1, emptyText: "No objects." });
+  const refs = new Table([
+    { key: "path", title: "Object", value: (r) => r.path, render: (r) => el("span", { class: "mono" }, r.path) },
+    { key: "uri", title: "Reference", value: (r) => r.uri,
+      render: (r) => isLink(r.uri) ? el("a", { href: hrefOf(r.uri), target: "_blank", rel: "noopener noreferrer", class: "mono" }, r.uri) : el("span", { class: "mono" }, r.uri) },
+  ], a.references || [], { sortKey: "path", sortDir: 1, emptyText: "No references." });
+  const total = (a.objects || []).reduce((s, o) => s + (o.size_bytes || 0), 0);
+  mount(root,
+    breadcrumbs(a.path, false),
+    el("div", { class: "page-head" }, el("h1", {}, a.name), kindBadge("Artifact"),
+      el("span", { class: "subtitle mono" }, a.alternative_name || ""),
+      el("div", { class: "actions" }, el("a", { class: "button", href: links.lineage(a.id) }, "Lineage"))),
+    el("div", { class: "card", id: "overview" }, el("h2", {}, "Overview"), el("dl", { class: "kv" },
+      el("dt", {}, "Created"), el("dd", {}, fmtTime(a.created) || el("span", { class: "muted" }, "—")),
+      el("dt", {}, "Description"), el("dd", {}, a.description || el("span", { class: "muted" }, "—")),
+      el("dt", {}, "Labels"), el("dd", {}, a.labels && a.labels.length ? labelChips(a.labels) : el("span", { class: "muted" }, "—")),
+      el("dt", {}, "Path"), el("dd", { class: "mono" }, a.path),
+      el("dt", {}, "Size"), el("dd", {}, `${fmtBytes(total)} in ${(a.objects || []).length} objects`))),
+    el("div", { class: "card flush", id: "objects" }, el("div", { class: "card-head" }, el("h2", {}, "Objects"),
+      el("span", { class: "muted" }, "click a file to download it")), objects.node),
+    el("div", { class: "card flush", id: "references" }, el("div", { class: "card-head" }, el("h2", {}, "References")), refs.node));
+}
+
+main();
