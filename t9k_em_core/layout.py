@@ -185,6 +185,11 @@ def is_temporary_file(name: str) -> bool:
     return _TMP_RE.match(name) is not None
 
 
+def is_temporary_file(name: str) -> bool:
+    """Whether a file name is one of :func:`write_text_atomic`'s temporary files."""
+    return _TMP_RE.match(name) is not None
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Replaces ``path`` with ``text`` atomically (temporary file in the same folder + rename)."""
     head, base = os.path.split(path)
@@ -609,7 +614,7 @@ def walk_objects(artifact_dir: str) -> Dict[str, Dict[str, Any]]:
     """Objects of an Artifact directory: files with size + MD5, then references."""
     objects: Dict[str, Dict[str, Any]] = {}
     for rel in walk_files(artifact_dir):
-        if rel in ARTIFACT_CONTROL_FILES or _TMP_RE.match(rel.rsplit('/', 1)[-1]):
+        if rel in ARTIFACT_CONTROL_FILES or is_temporary_file(rel.rsplit('/', 1)[-1]):
             continue
         objects[rel] = file_object(artifact_dir, rel)
     for obj_path, uri in read_references(artifact_dir).items():
