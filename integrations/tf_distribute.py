@@ -1,19 +1,20 @@
 """What ``Params.parse(dist_tf_strategy=...)`` records about ``tf.distribute`` training.
 
 ``describe(strategy)`` returns a plain, JSON-serialisable dict: the strategy, the replicas and
-their devices, the cross-device communication, and, for multi-worker strategies, the cluster spec
-with this task's type and index (from the strategy's cluster resolver, else ``TF_CONFIG``). The
-core stores it under ``params['distributed']['tensorflow']``. The Keras integration passes the
-global batch size when it knows it.
+their devices, the cross-device communication, the rank of this process, and, for multi-worker
+strategies, the cluster spec with this task's type and index (from the strategy's cluster
+resolver, which reads ``TF_CONFIG``). The core stores it under
+``params['distributed']['tensorflow']``. The Keras integration passes the global batch size
+when it knows it (``describe(strategy, global_batch_size=...)``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import tensorflow as tf
+
+from t9k_em_core import distributed
 
 API = 'tf.distribute'
 
@@ -41,7 +42,7 @@ def describe(strategy: tf.distribute.Strategy, global_batch_size: int | None = N
         'cross_device_ops': _cross_device_ops(strategy),
         'communication': _communication(strategy),
         'world_size': _num_workers(cluster),
-        'rank': _rank(cluster, task_type, task_index),
+        'rank': distributed.get_rank(),
         'cluster_spec': cluster,
         'task_type': task_type,
         'task_index': task_index,
@@ -80,23 +81,16 @@ def _communication(strategy: tf.distribute.Strategy) -> str | None:
 
 
 def _cluster(strategy: tf.distribute.Strategy) -> tuple[dict[str, Any] | None, str | None, int | None]:
-    """Cluster spec, task type and task index: the resolver's, else ``TF_CONFIG``'s, else none."""
+    """Cluster spec, task type and task index from the strategy's cluster resolver (which reads
+    ``TF_CONFIG`` by default); all None for a single-worker strategy."""
     resolver = strategy.cluster_resolver
-    if resolver is not None:
-        spec = resolver.cluster_spec().as_dict()
-        if spec:
-            task_id = resolver.task_id
-            return _plain_spec(spec), resolver.task_type, int(task_id) if task_id is not None else None
-    try:
-        tf_config = json.loads(os.environ.get('TF_CONFIG') or '{}')
-    except ValueError:
+    if resolver is None:
         return None, None, None
-    spec = tf_config.get('cluster') if isinstance(tf_config, dict) else None
+    spec = resolver.cluster_spec().as_dict()
     if not spec:
         return None, None, None
-    task = tf_config.get('task') or {}
-    index = task.get('index')
-    return _plain_spec(spec), task.get('type'), int(index) if index is not None else None
+    task_id = resolver.task_id
+    return _plain_spec(spec), resolver.task_type, int(task_id) if task_id is not None else None
 
 
 def _plain_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -115,14 +109,3 @@ def _num_workers(cluster: dict[str, Any] | None) -> int:
     if not cluster:
         return 1
     return len(cluster.get('chief', ())) + len(cluster.get('worker', ())) or 1
-
-
-def _rank(cluster: dict[str, Any] | None, task_type: str | None, task_index: int | None) -> int | None:
-    """The chief is rank 0 and workers follow it, as in TensorFlow's ``id_in_cluster``."""
-    if not cluster:
-        return 0
-    if task_type == 'chief':
-        return 0
-    if task_type == 'worker' and task_index is not None:
-        return task_index + len(cluster.get('chief', ()))
-    return None

@@ -161,13 +161,11 @@ def load_config() -> Config:
         return Config(path=path, error=f'config file {path}: {e}')
 
 
-def save_credentials(aistore_host: str, api_key: Optional[str],
-                     context_name: Optional[str] = None) -> str:
+def save_credentials(aistore_host: str, api_key: str, context_name: Optional[str] = None) -> str:
     """Writes host and key into the selected context of the config file (0.6.0b0 format).
 
     ``aistore_host`` is split into ``server`` (scheme://netloc) and ``prefixes.aistore`` (its
-    path). Other contexts and keys are kept. ``api_key=None`` removes ``auth.apikey`` (logout).
-    The file is written with mode 0600. Returns its path.
+    path). Other contexts and keys are kept. The file is written with mode 0600. Returns its path.
     """
     path = config_path()
     data = _read_file(path) or {}
@@ -178,28 +176,44 @@ def save_credentials(aistore_host: str, api_key: Optional[str],
     if context is None:
         context = {'name': name}
         contexts.append(context)
-    if aistore_host is not None:
-        parts = urlsplit(check_host(aistore_host))
-        context['server'] = f'{parts.scheme}://{parts.netloc}'
-        prefixes = context.setdefault('prefixes', {})
-        prefixes['aistore'] = parts.path
-        prefixes.setdefault('asset-hub', '')
-    else:
-        context.setdefault('server', '')
-        context.setdefault('prefixes', {'aistore': '', 'asset-hub': ''})
+    parts = urlsplit(check_host(aistore_host))
+    context['server'] = f'{parts.scheme}://{parts.netloc}'
+    prefixes = context.setdefault('prefixes', {})
+    prefixes['aistore'] = parts.path
+    prefixes.setdefault('asset-hub', '')
     auth = context.setdefault('auth', {})
-    if api_key is None:
-        auth.pop('apikey', None)
-    else:
-        auth['apikey'] = check_api_key(api_key)
+    auth['apikey'] = check_api_key(api_key)
     data.setdefault('current-context', name)
+    _write_file(path, data)
+    return path
+
+
+def forget_api_key() -> Optional[str]:
+    """Removes ``auth.apikey`` from the selected context of the config file (``em logout``).
+
+    Returns the file's path, or None when there was no key to remove.
+    """
+    path = config_path()
+    data = _read_file(path)
+    if not data:
+        return None
+    _, context = _selected_context(data)
+    auth = (context or {}).get('auth')
+    if not isinstance(auth, dict) or 'apikey' not in auth:
+        return None
+    del auth['apikey']
+    _write_file(path, data)
+    return path
+
+
+def _write_file(path: str, data: dict) -> None:
+    """Writes the config file atomically, readable by its owner only."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
         yaml.dump(data, f, Dumper=_Dumper, sort_keys=False)
     os.replace(tmp, path)
-    return path
 
 
 CONFIG = load_config()

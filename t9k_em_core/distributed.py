@@ -3,6 +3,9 @@
 Only rank 0 writes and uploads a Run; other ranks get an inert Run that accepts every call.
 The rank comes from the environment variables of the common launchers, read at call time:
 
+0. a framework whose own rank is authoritative once it is initialised (Horovod: ``hvd.rank()``,
+   which may differ from the launcher's variables under elastic training): when its top-level
+   module is already imported, the integration's ``initialized_rank()`` is asked first;
 1. ``RANK`` (torchrun, ``torch.distributed`` env init);
 2. ``HOROVOD_RANK``, ``OMPI_COMM_WORLD_RANK``, ``PMI_RANK`` (horovodrun, Open MPI, MPICH);
 3. ``LOCAL_RANK`` with ``NODE_RANK``/``GROUP_RANK`` (Lightning's launcher);
@@ -18,6 +21,7 @@ other than 0.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
@@ -26,6 +30,9 @@ from typing import Any, Callable, Optional, TypeVar
 ALL_RANKS_ENV = 'EM_ALL_RANKS'
 
 _F = TypeVar('_F', bound=Callable[..., Any])
+
+# (framework's top-level module, integration module with ``initialized_rank() -> int | None``).
+_FRAMEWORK_RANKS = (('horovod', 't9k_em_integrations.horovod'),)
 
 
 def _int_env(name: str) -> Optional[int]:
@@ -74,8 +81,24 @@ def _torch_rank() -> Optional[int]:
     return None
 
 
+def _framework_rank() -> Optional[int]:
+    for framework, integration in _FRAMEWORK_RANKS:
+        if framework not in sys.modules:
+            continue
+        try:
+            rank = importlib.import_module(integration).initialized_rank()
+        except Exception:  # a broken framework install says nothing about the rank
+            continue
+        if rank is not None:
+            return int(rank)
+    return None
+
+
 def get_rank() -> int:
     """Global rank of this process (0 when not launched for distributed training)."""
+    rank = _framework_rank()
+    if rank is not None:
+        return rank
     for name in ('RANK', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK'):
         rank = _int_env(name)
         if rank is not None:

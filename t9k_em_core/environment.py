@@ -8,11 +8,11 @@ location. Each field is ``None`` when unavailable (no git, not a repository, no 
 from __future__ import annotations
 
 import os
-import platform as _platform
-import socket
-import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+if TYPE_CHECKING:
+    import subprocess
 
 from t9k_em_core import __version__
 
@@ -57,6 +57,9 @@ def _version_of(module_name: str) -> Optional[str]:
 
 def capture_platform() -> Dict[str, Any]:
     """Content of ``platform.yaml`` for this process."""
+    import platform
+    import socket
+
     pypkgs = {}
     for module_name, package in _TRACKED_PACKAGES:
         if module_name == 't9k_em_core' or module_name in sys.modules:
@@ -66,8 +69,8 @@ def capture_platform() -> Dict[str, Any]:
     framework = ', '.join(name for module, name in _FRAMEWORKS if module in sys.modules)
     return {
         'hostname': socket.gethostname(),
-        'os': _platform.platform(),
-        'python': _platform.python_version(),
+        'os': platform.platform(),
+        'python': platform.python_version(),
         'pypkgs': pypkgs,
         'framework': framework,
     }
@@ -85,12 +88,16 @@ def entry_script() -> Optional[str]:
     return None
 
 
-def _git(cwd: str, *args: str) -> subprocess.Popen:
+def _git(cwd: str, *args: str) -> 'subprocess.Popen':
+    import subprocess
+
     return subprocess.Popen(['git', '-C', cwd, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
 
 
-def _output(proc: subprocess.Popen) -> Optional[List[str]]:
+def _output(proc: 'subprocess.Popen') -> Optional[List[str]]:
+    import subprocess
+
     try:
         out, _ = proc.communicate(timeout=GIT_TIMEOUT)
     except subprocess.TimeoutExpired:

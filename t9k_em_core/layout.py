@@ -11,7 +11,6 @@ Readers accept the output of both 0.6.0b0 and this package.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import random
 import re
@@ -77,6 +76,21 @@ def validate_name(name: Any, kind: str) -> str:
         raise ValueError(f'Invalid name of {kind}: {name!r} (1-40 characters from [A-Za-z0-9_-], '
                          'first and last alphanumeric)')
     return name
+
+
+def validate_labels(labels: Any) -> List[str]:
+    """Labels as a list of str (None gives ``[]``, a single str one label) or ``TypeError``."""
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        return [labels]
+    if not isinstance(labels, (list, tuple, set, frozenset)):
+        raise TypeError(f'labels must be a sequence of str, got {type(labels).__name__}')
+    out = list(labels)
+    for label in out:
+        if not isinstance(label, str):
+            raise TypeError(f'labels must be str, got {type(label).__name__}: {label!r}')
+    return out
 
 
 def alternative_name(name: str) -> str:
@@ -261,36 +275,44 @@ def _trim_partial_entry(text: str) -> str:
     return text[:cut + 1] if cut >= 0 else ''
 
 
+def _complete_entry(entry: Any) -> bool:
+    sequence = entry.get('sequence') if isinstance(entry, dict) else None
+    return isinstance(sequence, dict) and 'timestamp' in sequence and 'value' in entry
+
+
 def read_metric_file(path: str) -> List[Dict[str, Any]]:
-    """Entries of a metric file; tolerates a truncated last entry."""
+    """Entries of a metric file; drops a last entry cut short by a writer killed mid-append."""
     with open(path, encoding='utf-8') as f:
         text = f.read()
     errors = yaml_error_types()
     while text:
         try:
-            data = load_yaml_text(text)
-            return list(data or [])
+            entries = list(load_yaml_text(text) or [])
         except errors:
             text = _trim_partial_entry(text)
+            continue
+        if entries and not _complete_entry(entries[-1]):
+            entries.pop()
+        return entries
     return []
 
 
+
+# Cheap summaries of a metric file for `em ls`/`em describe` (added by the CLI's author).
 _ENTRY_START = b'\n- '
 
 
 def count_metric_entries(path: str, chunk_size: int = 1 << 20) -> int:
     """Number of entries of a metric file, counted without parsing YAML.
 
-    Each entry starts with ``- `` at column 0 (a top-level block sequence), and nothing else in
-    the file does, so counting those lines is exact for files of either SDK (a truncated last
-    entry of a killed writer is counted too).
+    Each entry starts with ``- `` at column 0 (a top-level block sequence) and nothing else in
+    the file does, so counting those lines is exact for files of either SDK (a last entry cut
+    short by a killed writer is counted too).
     """
-    count = 0
-    tail = b''
     with open(path, 'rb') as f:
-        first = f.read(2)
-        count += first == b'- '
-        tail = first[-1:]
+        head = f.read(2)
+        count = int(head == b'- ')
+        tail = head[-1:]
         for chunk in iter(lambda: f.read(chunk_size), b''):
             data = tail + chunk
             count += data.count(_ENTRY_START)
@@ -301,29 +323,26 @@ def count_metric_entries(path: str, chunk_size: int = 1 << 20) -> int:
 def last_metric_entry(path: str, tail_size: int = 1 << 16) -> Optional[Dict[str, Any]]:
     """The last complete entry of a metric file, parsed from the file's tail only."""
     size = os.path.getsize(path)
+    errors = yaml_error_types()
     while True:
         start = max(size - tail_size, 0)
         with open(path, 'rb') as f:
             f.seek(start)
             data = f.read()
-        if start > 0:
-            cut = data.find(_ENTRY_START)
-            if cut < 0:
-                tail_size *= 4  # no entry starts in the tail yet: read more
-                continue
-            data = data[cut + 1:]
-        text = data.decode('utf-8')
-        errors = yaml_error_types()
+        cut = data.find(_ENTRY_START) + 1 if start else 0
+        text = data[cut:].decode('utf-8') if cut or not start else ''
         while text:
             try:
-                entries = load_yaml_text(text) or []
-                return entries[-1] if entries else None
+                entries = [e for e in load_yaml_text(text) or [] if _complete_entry(e)]
             except errors:
                 text = _trim_partial_entry(text)
-        if start == 0:
+                continue
+            if entries:
+                return entries[-1]
+            break
+        if not start:
             return None
-        tail_size *= 4
-
+        tail_size *= 4  # no complete entry in the tail: read more
 
 # --- directories ------------------------------------------------------------------------------
 
@@ -550,11 +569,12 @@ def check_run_dir(run_dir: str) -> None:
         raise FileNotFoundError(f'Missing subdirectory of Run: {mdir!r}')
 
 
-def read_run_dir(run_dir: str) -> Dict[str, Any]:
+def read_run_dir(run_dir: str, with_metrics: bool = True) -> Dict[str, Any]:
     """Reads a Run directory: ``{metadata, hparams, metrics, platform, git}``.
 
     ``metadata['alternativeName']`` is the directory's basename (as in 0.6.0b0). Raises
     ``FileNotFoundError`` for a missing file and ``KeyError`` for a missing metadata key.
+    With ``with_metrics=False`` the metric files are not read (``metrics`` is ``{}``).
     """
     check_run_dir(run_dir)
     metadata = read_metadata(run_dir)
@@ -565,7 +585,7 @@ def read_run_dir(run_dir: str) -> Dict[str, Any]:
     return {
         'metadata': metadata,
         'hparams': read_yaml(os.path.join(run_dir, HPARAMS_FILE), {}),
-        'metrics': read_metrics(run_dir),
+        'metrics': read_metrics(run_dir) if with_metrics else {},
         'platform': read_yaml(os.path.join(run_dir, PLATFORM_FILE), {}),
         'git': read_yaml(os.path.join(run_dir, GIT_FILE), {}),
     }
@@ -586,6 +606,8 @@ def write_references(artifact_dir: str, references: Dict[str, str]) -> None:
 
 def file_md5(path: str, chunk_size: int = 1 << 20) -> str:
     """Lowercase hex MD5 of a file's content."""
+    import hashlib
+
     digest = hashlib.md5()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(chunk_size), b''):

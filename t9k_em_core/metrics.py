@@ -20,8 +20,12 @@ from t9k_em_core import layout
 FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of every open writer."""
 
-KICK_AT = 4096
-"""Buffered entries that make the flusher run before its interval is over (bounds memory)."""
+KICK_AT = 2048
+"""Buffered entries that wake the flusher before its interval is over."""
+
+HARD_LIMIT = 8192
+"""Buffered entries at which ``log`` flushes on the caller's thread (when the flusher falls
+behind), so memory stays bounded whatever the logging rate."""
 
 TYPE_ALIASES = {
     'train': 'train', 'training': 'train',
@@ -103,11 +107,13 @@ class MetricWriter:
     """Buffers validated metric entries of one Run and appends them to its metric files.
 
     ``on_new_type(types)`` is called (on the flusher thread) after the first entry of a metric
-    type reached the disk, with every type on disk in first-written order.
+    type reached the disk, with every type on disk in first-written order; ``on_written()``
+    after each successful append.
     """
 
     def __init__(self, storage: layout.RunStorage, known_types: Iterable[str] = (),
-                 on_new_type: Optional[Callable[[List[str]], None]] = None) -> None:
+                 on_new_type: Optional[Callable[[List[str]], None]] = None,
+                 on_written: Optional[Callable[[], None]] = None) -> None:
         self._storage = storage
         self._inert = storage.inert
         self._buf: List[tuple] = _Discard() if self._inert else []
@@ -115,6 +121,7 @@ class MetricWriter:
         self._templates: Dict[Tuple[str, Tuple[str, ...]], _Template] = {}
         self._types_on_disk: List[str] = list(known_types)
         self._on_new_type = on_new_type
+        self._on_written = on_written
         self._io_lock = threading.RLock()
         self._stamps = layout.TimestampFormatter()
         self._pending: Dict[str, List[str]] = {}
@@ -177,7 +184,11 @@ class MetricWriter:
             _FLUSHER.register(self)
             print('EM WARNING: a metric was logged after Run.finish(); it is still written.',
                   file=sys.stderr)
-        _FLUSHER.wake()
+        if len(self._buf) >= HARD_LIMIT:
+            self.flush()  # back-pressure: the flusher thread is behind
+        else:
+            self._kick_at = HARD_LIMIT  # until the next flush, wake the flusher only once
+            _FLUSHER.wake()
 
     # --- flusher (or any thread) --------------------------------------------------------------
 
@@ -188,6 +199,7 @@ class MetricWriter:
             count = len(buf)
             chunk = buf[:count]
             del buf[:count]
+            self._kick_at = 1 if self._closed else KICK_AT
             texts = self._format(chunk) if chunk else {}
             for metric_type, pending in self._pending.items():
                 texts[metric_type] = pending + texts.get(metric_type, [])
@@ -224,6 +236,8 @@ class MetricWriter:
                 print(f'EM WARNING: cannot write metrics of type {metric_type!r} yet ({e}); '
                       'they are kept in memory and retried.', file=sys.stderr)
             return
+        if self._on_written is not None:
+            self._on_written()
         if metric_type not in self._types_on_disk:
             self._types_on_disk.append(metric_type)
             if self._on_new_type is not None:

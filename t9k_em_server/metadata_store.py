@@ -597,11 +597,14 @@ class MetadataStore:
     # ---- multipart ------------------------------------------------------------------------
 
     def create_multipart(self, node_id: str, key: str) -> str:
-        with self.writing() as s:
-            row = MultipartUpload(node_id=node_id, key=key)
-            s.add(row)
-            s.flush()
-            return row.id
+        try:
+            with self.writing() as s:
+                row = MultipartUpload(node_id=node_id, key=key)
+                s.add(row)
+                s.flush()
+                return row.id
+        except IntegrityError as exc:  # the node was deleted meanwhile
+            raise NotFound(node_id) from exc
 
     def get_multipart(self, upload_id: str) -> tuple[str, str] | None:
         """(node id, key) of an open multipart upload."""

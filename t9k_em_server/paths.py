@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
+from t9k_em_core.layout import NAME_RE
+
 from .errors import ApiError
 
-_NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9_-]{0,38}[a-zA-Z0-9])?"
-_NAME_RE = re.compile(rf"(?:{_NAME})(?:_[0-9]{{6}}_[0-9]{{6}}_[a-z0-9]{{6}})?")
-USER_NAME_RE = re.compile(_NAME)
+_ALT_SUFFIX = re.compile(r"_[0-9]{6}_[0-9]{6}_[a-z0-9]{6}")
 
 MAX_PATH_CHARS = 1024
 MAX_KEY_CHARS = 1024
@@ -22,7 +22,10 @@ MAX_KEY_CHARS = 1024
 
 def is_valid_name(name: str) -> bool:
     """True when ``name`` may name a node (the layout name rule, or an alternative name)."""
-    return bool(_NAME_RE.fullmatch(name))
+    if NAME_RE.fullmatch(name):
+        return True
+    base = name[:-21]
+    return len(name) > 21 and bool(_ALT_SUFFIX.fullmatch(name, len(base))) and bool(NAME_RE.fullmatch(base))
 
 
 def check_name(name: object, what: str = "node") -> str:

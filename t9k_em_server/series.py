@@ -13,7 +13,8 @@ A metric object is an append-only YAML sequence of entries shaped (spec local-la
 It may hold a million entries and is re-uploaded whole after each append, so indexing is
 incremental: when the new content starts with the bytes already indexed (same MD5 of that prefix),
 only the bytes past the indexed offset are parsed, into one more segment. Entries in the exact
-shape above are parsed with regular expressions; anything else falls back to PyYAML's C loader.
+shape above (what both SDKs write) are parsed with regular expressions; anything else falls back
+to PyYAML's C loader (``layout.load_yaml_text``).
 A trailing entry cut off mid-write is left for the next upload.
 
 A segment is ``EMS1`` + a JSON header (count, names) + float64 columns: step, epoch, time
@@ -31,15 +32,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import yaml
+
+from t9k_em_core import layout
 
 from .blob_store import BlobStore
 from .metadata_store import MetadataStore, ObjectView, SeriesIndexView
-
-try:
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # PyYAML without libyaml
-    _Loader = yaml.SafeLoader  # type: ignore[misc]
 
 METRIC_KEY = re.compile(r"metrics/([^/]+)\.yaml")
 MAX_SEGMENTS = 32
@@ -219,8 +216,8 @@ def parse_entries(data: bytes) -> tuple[Columns, int]:
         next_item = data.find(b"\n- ", pos + 1)
         region_end = end if next_item < 0 else next_item + 1
         try:
-            loaded = yaml.load(data[pos:region_end], Loader=_Loader)
-        except yaml.YAMLError:
+            loaded = layout.load_yaml_text(data[pos:region_end].decode("utf-8", "replace"))
+        except layout.yaml_error_types():
             loaded = None
         entries = loaded if isinstance(loaded, list) else []
         complete = all([_add_loaded(columns, e) for e in entries]) and bool(entries)

@@ -4,25 +4,34 @@ Each page is a small server-rendered shell (``templates/page.html``) whose scrip
 (``static/js/<page>.js``) fills it from the UI JSON API (``/api/ui/v1``). Every script and
 stylesheet is served from the package's ``static/`` folder (uPlot is vendored there), so the UI
 works without any CDN. The session cookie set here is what authenticates the browser on the UI
-JSON API and on object downloads (see ``auth.py``).
+JSON API and on object downloads: ``routers/auth.py`` accepts it next to API keys.
+
+A session is a random token in an HttpOnly, SameSite=Lax cookie; the metadata store keeps only
+its SHA-256 and expiry, so signing out (or revoking the user's keys) ends it server-side.
 """
 from __future__ import annotations
 
 import hashlib
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from . import auth
+from .metadata_store import UserView, utcnow
+from .routers.auth import SESSION_COOKIE
+from .stores import Stores, get_stores
+from .users import authenticate, hash_key
 
 UI = "/ui"
 API = "/api/ui/v1"
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+SESSION_TTL = timedelta(days=7)
 
 
 def _static_version() -> str:
@@ -44,6 +53,26 @@ router = APIRouter(include_in_schema=False)
 router.mount(f"{UI}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
+def session_user(request: Request, stores: Stores) -> UserView | None:
+    """The user of the request's session cookie, or None (no cookie, unknown or expired)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    return stores.meta.user_by_session(hash_key(token)) if token else None
+
+
+def _start_session(request: Request, response: Response, stores: Stores, user: UserView) -> None:
+    token = secrets.token_urlsafe(32)
+    stores.meta.create_session(hash_key(token), user.id, utcnow() + SESSION_TTL)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), path="/",
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+
+
+def _end_session(request: Request, response: Response, stores: Stores) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        stores.meta.delete_session(hash_key(token))
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
 def _signin_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{UI}/signin?next={quote(target, safe='')}", status_code=303)
@@ -56,9 +85,9 @@ def _safe_next(target: str | None, user: str) -> str:
     return f"{UI}/folders/{quote(user)}"
 
 
-async def _page(request: Request, script: str, *, sidebar: bool = False, nav: str = "",
-                **data: str) -> Response:
-    user = await auth.ui_user(request)
+def _page(request: Request, stores: Stores, script: str, *, sidebar: bool = False, nav: str = "",
+          **data: str) -> Response:
+    user = session_user(request, stores)
     if user is None:
         return _signin_redirect(request)
     return TEMPLATES.TemplateResponse(request, "page.html", {
@@ -73,65 +102,85 @@ async def home() -> RedirectResponse:
 
 @router.get(UI)
 @router.get(f"{UI}/")
-async def ui_home(request: Request) -> Response:
-    user = await auth.ui_user(request)
+def ui_home(request: Request, stores: Stores = Depends(get_stores)) -> Response:
+    user = session_user(request, stores)
     if user is None:
         return _signin_redirect(request)
     return RedirectResponse(f"{UI}/folders/{quote(user.name)}", status_code=303)
 
 
 @router.get(f"{UI}/signin")
-async def signin_form(request: Request, next: str = "") -> Response:  # noqa: A002 - the query name
-    user = await auth.ui_user(request)
+def signin_form(request: Request, next: str = "",  # noqa: A002 - the query name
+                stores: Stores = Depends(get_stores)) -> Response:
+    user = session_user(request, stores)
     if user is not None:
         return RedirectResponse(_safe_next(next, user.name), status_code=303)
     return TEMPLATES.TemplateResponse(request, "signin.html", {"next": next, "error": None})
 
 
 @router.post(f"{UI}/signin")
-async def signin(request: Request, apikey: str = Form(""), next: str = Form("")) -> Response:  # noqa: A002
-    user = await auth.user_of_key(request, apikey.strip())
+def signin(request: Request, apikey: str = Form(""), next: str = Form(""),  # noqa: A002
+           stores: Stores = Depends(get_stores)) -> Response:
+    user = authenticate(stores.meta, apikey.strip())
     if user is None:
         return TEMPLATES.TemplateResponse(request, "signin.html", {
             "next": next, "error": "That API key is not valid (unknown or revoked)."}, status_code=401)
     response = RedirectResponse(_safe_next(next, user.name), status_code=303)
-    await auth.start_session(request, response, user)
+    _start_session(request, response, stores, user)
     return response
 
 
 @router.post(f"{UI}/signout")
-async def signout(request: Request) -> Response:
+def signout(request: Request, stores: Stores = Depends(get_stores)) -> Response:
     response = RedirectResponse(f"{UI}/signin", status_code=303)
-    await auth.end_session(request, response)
+    _end_session(request, response, stores)
     return response
 
 
 @router.get(f"{UI}/folders/{{path:path}}", response_class=HTMLResponse)
-async def folder_page(request: Request, path: str) -> Response:
-    return await _page(request, "folder.js", sidebar=True, nav="folders", path="/" + path.strip("/"))
+def folder_page(request: Request, path: str, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "folder.js", sidebar=True, nav="folders", path="/" + path.strip("/"))
 
 
 @router.get(f"{UI}/runs/{{node_id}}", response_class=HTMLResponse)
-async def run_page(request: Request, node_id: str) -> Response:
-    return await _page(request, "run.js", nav="folders", node=node_id)
+def run_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "run.js", nav="folders", node=node_id)
 
 
 @router.get(f"{UI}/artifacts/{{node_id}}", response_class=HTMLResponse)
-async def artifact_page(request: Request, node_id: str) -> Response:
-    return await _page(request, "artifact.js", nav="folders", node=node_id)
+def artifact_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "artifact.js", nav="folders", node=node_id)
 
 
 @router.get(f"{UI}/compare", response_class=HTMLResponse)
-async def compare_page(request: Request) -> Response:
-    return await _page(request, "compare.js", nav="folders")
+def compare_page(request: Request, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "compare.js", nav="folders")
 
 
 @router.get(f"{UI}/lineage/{{node_id}}", response_class=HTMLResponse)
-async def lineage_page(request: Request, node_id: str) -> Response:
-    return await _page(request, "lineage.js", nav="folders", node=node_id)
+def lineage_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "lineage.js", nav="folders", node=node_id)
+
+
+@router.get(f"{UI}/nodes/{{node_id}}")
+def node_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
+    """Redirect to the page of a node by id, whatever its type (404 if it is not the user's)."""
+    user = session_user(request, stores)
+    if user is None:
+        return _signin_redirect(request)
+    node = stores.meta.get_node(node_id) if not node_id.startswith("/") else None
+    if node is None or node.owner_id != user.id:
+        return HTMLResponse("node not found", status_code=404)
+    kind = {"Run": "runs", "Artifact": "artifacts"}.get(node.type)
+    target = f"{UI}/{kind}/{quote(node.id)}" if kind else f"{UI}/folders{quote(node.path)}"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/em/web/", response_class=HTMLResponse)
-async def console_link(request: Request) -> Response:
-    """The console link the 0.6.0b0 client prints (``/em/web/#/folders/<node id>/``)."""
+def console_link(request: Request) -> Response:
+    """The console link the 0.6.0b0 client prints (``/em/web/#/folders/<node id>/``).
+
+    The node id sits in the URL fragment, which never reaches the server, so a tiny script
+    forwards to ``/ui/nodes/<id>``.
+    """
     return TEMPLATES.TemplateResponse(request, "console_link.html", {})

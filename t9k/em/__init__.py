@@ -1,0 +1,31 @@
+"""``t9k.em``: experiment management (the public API of t9k 0.6.0b0's ``t9k.em``).
+
+Re-exports the core (:mod:`t9k_em_core`); holds no logic. ``login``, ``logout`` and ``upload``
+are imported on first use, so that ``import t9k.em`` does not load the HTTP stack.
+"""
+
+import importlib
+from typing import Any
+
+from t9k_em_core.artifact import Artifact, Reference, create_artifact, load_artifact
+from t9k_em_core.distributed import rank_zero_only
+from t9k_em_core.params import Params
+from t9k_em_core.run import Run, create_run, load_run
+
+__all__ = ['Artifact', 'Params', 'Reference', 'Run', 'create_artifact', 'create_run',
+           'load_artifact', 'load_run', 'login', 'logout', 'rank_zero_only', 'upload']
+
+_LAZY = {
+    'login': ('t9k_em_core.client', 'login'),
+    'logout': ('t9k_em_core.client', 'logout'),
+    'upload': ('t9k_em_core.transfer', 'upload'),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 't9k.em' has no attribute {name!r}")

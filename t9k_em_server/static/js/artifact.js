@@ -32,7 +32,7 @@ async function main() {
       el("span", { class: "subtitle mono" }, a.alternative_name || ""),
       el("div", { class: "actions" }, el("a", { class: "button", href: links.lineage(a.id) }, "Lineage"))),
     el("div", { class: "card", id: "overview" }, el("h2", {}, "Overview"), el("dl", { class: "kv" },
-      el("dt", {}, "Created"), el("dd", {}, fmtTime(a.created) || el("span", { class: "muted" }, "—")),
+      el("dt", {}, "Created"), el("dd", {}, fmtTime(a.start || a.created) || el("span", { class: "muted" }, "—")),
       el("dt", {}, "Description"), el("dd", {}, a.description || el("span", { class: "muted" }, "—")),
       el("dt", {}, "Labels"), el("dd", {}, a.labels && a.labels.length ? labelChips(a.labels) : el("span", { class: "muted" }, "—")),
       el("dt", {}, "Path"), el("dd", { class: "mono" }, a.path),

@@ -9,7 +9,7 @@ export const PALETTE = ["#2f6fde", "#e8710a", "#1a7f37", "#a333c8", "#d6336c", "
 const TYPE_DASH = { train: null, val: [6, 4], test: [2, 3] };
 
 export function typeColor(type, i) { return TYPE_COLORS[type] || PALETTE[(i + 3) % PALETTE.length]; }
-export function typeDash(type) { return TYPE_DASH[type] || [8, 3, 2, 3]; }
+export function typeDash(type) { return type in TYPE_DASH ? TYPE_DASH[type] : [8, 3, 2, 3]; }
 
 /** TensorBoard-style exponential moving average with bias correction; nulls stay null. */
 export function smooth(ys, weight) {

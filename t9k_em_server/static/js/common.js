@@ -84,6 +84,16 @@ export function fmtTime(s) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** "Nov 26, 09:08": compact, for tables (the full time goes in a tooltip). */
+export function fmtShortTime(s) {
+  const t = parseTime(s);
+  if (t === null) return "";
+  const d = new Date(t);
+  const month = d.toLocaleString("en-US", { month: "short" });
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${month} ${d.getDate()}, ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 export function fmtAgo(s) {
   const t = parseTime(s);
   if (t === null) return "";
@@ -107,7 +117,7 @@ export function fmtDuration(sec) {
   if (sec < 1) return `${Math.round(sec * 1000)}ms`;
   if (sec < 60) return `${sec.toFixed(1)}s`;
   const h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), s = Math.floor(sec % 60);
-  return h ? `${h}h ${m}m ${s}s` : `${m}m ${s}s`;
+  return h ? `${h}h ${m}m` : `${m}m ${s}s`;
 }
 
 export function fmtBytes(n) {
@@ -123,7 +133,7 @@ export function fmtValue(v) {
   if (typeof v === "number") {
     if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);
-    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(5)));
+    return a !== 0 && (a < 1e-4 || a >= 1e7) ? Number(v.toPrecision(4)).toExponential() : String(Number(v.toPrecision(5)));
   }
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);

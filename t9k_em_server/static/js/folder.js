@@ -1,12 +1,12 @@
 // The folder page: the folder tree (sidebar), breadcrumbs, sub-folders, and the runs/artifacts
 // table with status, start, duration, labels and the chosen hparams and last-metric columns.
-import { getJSON, el, mount, showError, links, fmtTime, fmtDuration, durationSeconds, parseTime, statusBadge,
-  labelChips, breadcrumbs, kindBadge, flatten, fmtValue, Table } from "./common.js";
+import { getJSON, el, mount, showError, links, fmtTime, fmtShortTime, fmtDuration, durationSeconds, parseTime, statusBadge,
+  labelChips, breadcrumbs, flatten, Table } from "./common.js";
 import { renderTree } from "./tree.js";
 
 const root = document.getElementById("page");
 const folderPath = root.dataset.path;
-const MAX_DEFAULT_HP = 5, MAX_DEFAULT_METRICS = 6;
+const MAX_DEFAULT_HP = 3, MAX_DEFAULT_METRICS = 3;
 
 /** Flat {"train/loss": value} from the server's last metrics ({type: {metric: value}}). */
 function lastMetrics(item) {
@@ -18,14 +18,16 @@ function lastMetrics(item) {
   return out;
 }
 
-/** Hparam keys that differ between runs first: they are what a user wants to see. */
+/** Keys of rows[i][field], those whose values differ between rows first (what a user wants to see). */
 function rankKeys(rows, field) {
   const keys = new Map();
   for (const r of rows) for (const [k, v] of Object.entries(r[field])) {
     if (!keys.has(k)) keys.set(k, new Set());
     keys.get(k).add(JSON.stringify(v));
   }
-  return [...keys.entries()].sort((a, b) => (b[1].size > 1) - (a[1].size > 1) || a[0].localeCompare(b[0])).map(([k]) => k);
+  const differing = (k) => keys.get(k).size > 1;
+  const ranked = [...keys.keys()].sort((a, b) => differing(b) - differing(a) || a.localeCompare(b));
+  return { all: ranked, differing: ranked.filter(differing) };
 }
 
 function storedColumns() {
@@ -49,22 +51,27 @@ function columnPicker(hpKeys, metricKeys, chosen, onChange) {
 
 function columns(chosen) {
   const cols = [
-    { key: "name", title: "Name", value: (r) => r.name,
-      render: (r) => el("span", {}, el("a", { href: links.node(r), class: "name" }, r.name), " ", r.type === "Artifact" ? kindBadge("Artifact") : null) },
-    { key: "status", title: "Status", value: (r) => r.status || "", render: (r) => (r.type === "Run" ? statusBadge(r.status) : "") },
-    { key: "start", title: "Start", value: (r) => parseTime(r.start), render: (r) => fmtTime(r.start) },
-    { key: "duration", title: "Duration", num: true, value: (r) => (r.type === "Run" ? durationSeconds(r) : null),
-      render: (r) => (r.type === "Run" ? fmtDuration(durationSeconds(r)) : "") },
+    { key: "name", title: "Name", value: (r) => r.name, render: (r) => el("a", { href: links.node(r), class: "name" }, r.name) },
+    { key: "status", title: "Status", value: (r) => r.status || "", render: (r) => statusBadge(r.status) },
+    { key: "start", title: "Start", value: (r) => parseTime(r.start), render: (r) => el("span", { title: fmtTime(r.start) }, fmtShortTime(r.start)) },
+    { key: "duration", title: "Duration", num: true, value: (r) => durationSeconds(r), render: (r) => fmtDuration(durationSeconds(r)) },
     { key: "labels", title: "Labels", value: (r) => (r.labels || []).join(" "), render: (r) => labelChips(r.labels) },
   ];
   for (const k of chosen.hparams) {
     cols.push({ key: `hp:${k}`, title: k, group: "Hyperparameters", num: true, value: (r) => r.hp[k] });
   }
   for (const k of chosen.metrics) {
-    cols.push({ key: `m:${k}`, title: k, group: "Metrics", num: true, value: (r) => r.metrics[k] });
+    cols.push({ key: `m:${k}`, title: k, group: "Last metrics", num: true, value: (r) => r.metrics[k] });
   }
   return cols;
 }
+
+const ARTIFACT_COLUMNS = [
+  { key: "name", title: "Name", value: (r) => r.name, render: (r) => el("a", { href: links.node(r), class: "name" }, r.name) },
+  { key: "start", title: "Created", value: (r) => parseTime(r.start || r.created), render: (r) => fmtTime(r.start || r.created) },
+  { key: "labels", title: "Labels", value: (r) => (r.labels || []).join(" "), render: (r) => labelChips(r.labels) },
+  { key: "description", title: "Description", value: (r) => r.description || "" },
+];
 
 async function main() {
   renderTree(document.getElementById("tree"), folderPath);
@@ -72,36 +79,44 @@ async function main() {
   try { data = await getJSON("/folders", { path: folderPath }); } catch (e) { showError(root, e); return; }
   const children = data.children || [];
   const folders = children.filter((c) => c.type === "Folder");
-  const rows = children.filter((c) => c.type !== "Folder").map((c) => ({ ...c, hp: flatten(c.hparams), metrics: lastMetrics(c) }));
-  const hpKeys = rankKeys(rows, "hp");
-  const metricKeys = rankKeys(rows, "metrics").sort();
-  const chosen = storedColumns() || { hparams: hpKeys.slice(0, MAX_DEFAULT_HP), metrics: metricKeys.slice(0, MAX_DEFAULT_METRICS) };
+  const runs = children.filter((c) => c.type === "Run").map((c) => ({ ...c, hp: flatten(c.hparams), metrics: lastMetrics(c) }));
+  const artifacts = children.filter((c) => c.type === "Artifact");
+  const hp = rankKeys(runs, "hp"), hpKeys = hp.all;
+  const metricKeys = rankKeys(runs, "metrics").all.sort();
+  const chosen = storedColumns() || {
+    hparams: (hp.differing.length ? hp.differing : hpKeys).slice(0, MAX_DEFAULT_HP),
+    metrics: metricKeys.filter((k) => !k.startsWith("test/")).slice(0, MAX_DEFAULT_METRICS),
+  };
   chosen.hparams = chosen.hparams.filter((k) => hpKeys.includes(k));
   chosen.metrics = chosen.metrics.filter((k) => metricKeys.includes(k));
 
   const compareBtn = el("button", { class: "primary", id: "compare", disabled: true,
     onclick: () => { location.href = links.compare([...table.checked]); } }, "Compare");
-  const table = new Table(columns(chosen), rows, {
-    sortKey: "start", sortDir: -1, checkable: true, emptyText: "No runs or artifacts in this folder yet.",
+  const table = new Table(columns(chosen), runs, {
+    sortKey: "start", sortDir: -1, checkable: true, emptyText: "No runs in this folder yet.",
     onCheck: (set) => { compareBtn.disabled = set.size < 2; compareBtn.textContent = set.size ? `Compare (${set.size})` : "Compare"; },
   });
+  table.node.id = "runs";
+  const artTable = new Table(ARTIFACT_COLUMNS, artifacts, { sortKey: "start", sortDir: -1 });
+  artTable.node.id = "artifacts";
   const picker = columnPicker(hpKeys, metricKeys, chosen, () => { table.columns = columns(chosen); table.render(); });
   const filter = el("input", { type: "search", id: "filter", placeholder: "Filter, e.g. resnet  status:complete  lr:0.01", style: "width:320px",
-    oninput: (e) => table.setQuery(e.target.value) });
-  const nRuns = rows.filter((r) => r.type === "Run").length, nArts = rows.length - nRuns;
+    oninput: (e) => { table.setQuery(e.target.value); artTable.setQuery(e.target.value); } });
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   document.title = `${data.folder.name} · t9k EM`;
   mount(root,
     breadcrumbs(folderPath),
     el("div", { class: "page-head" }, el("h1", {}, data.folder.name),
-      el("span", { class: "subtitle" }, `${nRuns} run${nRuns === 1 ? "" : "s"}, ${nArts} artifact${nArts === 1 ? "" : "s"}`)),
+      el("span", { class: "subtitle" }, `${plural(runs.length, "run")}, ${plural(artifacts.length, "artifact")}`)),
     folders.length ? el("div", { class: "card folders" }, el("h3", {}, "Folders"),
       el("div", { class: "folder-chips" }, folders.map((f) => el("a", { class: "folder-chip", href: links.folder(f.path) },
         el("span", { class: "icon-folder" }), f.name)))) : null,
     el("div", { class: "card flush" },
       el("div", { class: "toolbar" }, filter, picker, el("span", { class: "grow" }),
         el("span", { class: "muted" }, "Select runs to compare"), compareBtn),
-      table.node));
+      table.node),
+    artifacts.length ? el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Artifacts")), artTable.node) : null);
 }
 
 main();

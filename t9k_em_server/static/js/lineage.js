@@ -73,7 +73,7 @@ function draw(graph, currentId) {
     const g = svg("g", { class: `node ${known ? n.type : "external"}${n.id === currentId ? " current" : ""}`, transform: `translate(${p.x},${p.y})`, "data-id": n.id },
       svg("title", {}, n.path || n.id),
       svg("rect", { width: W, height: H, rx: 8 }),
-      svg("text", { x: 12, y: 19, class: "kindtext" }, known ? n.type : "external"),
+      svg("text", { x: 12, y: 19, class: "kindtext" }, known ? n.type : `${n.type || "external"} · not on this server`),
       svg("text", { x: 12, y: 37 }, clip(n.name || n.id)));
     s.append(known ? svg("a", { href: links.node(n), "data-id": n.id }, g) : g);
   }

@@ -42,7 +42,8 @@ function nodeList(items, empty) {
   if (!items || !items.length) return el("div", { class: "muted" }, empty);
   return el("ul", { class: "plain-list" }, items.map((a) => el("li", {},
     kindBadge(a.type || "Artifact"), " ",
-    a.id && a.known !== false ? el("a", { href: links.node(a) }, a.name || a.path || a.id) : el("span", { class: "mono" }, a.path || a.id))));
+    a.id && a.known !== false ? el("a", { href: links.node(a) }, a.name || a.path || a.id)
+      : el("span", { class: "mono", title: "not on this server" }, a.path || a.name || a.id || "unknown"))));
 }
 
 function buildCharts(run) {

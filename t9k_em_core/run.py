@@ -1,0 +1,394 @@
+"""``Run``, ``create_run`` and ``load_run``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any, Dict, List, Optional, Sequence
+
+from t9k_em_core import distributed, environment, layout, lifecycle
+from t9k_em_core.artifact import Artifact, Reference
+from t9k_em_core.metrics import MetricWriter
+from t9k_em_core.params import Params
+
+CONFLICT_STRATEGIES = ('skip', 'error', 'new', 'replace')
+CONFIG_FILE_KEYS = ('name', 'hparams', 'labels', 'description', 'auto_upload', 'folder',
+                    'make_folder', 'conflict_strategy')
+
+
+def _core_module(name: str) -> Any:
+    """Imports ``t9k_em_core.<name>`` (upload machinery), with a clear error when absent."""
+    try:
+        return importlib.import_module(f't9k_em_core.{name}')
+    except ModuleNotFoundError as e:
+        if e.name != f't9k_em_core.{name}':
+            raise
+        raise RuntimeError(f'Uploading needs t9k_em_core.{name}, which is not installed') from None
+
+
+class Run:
+    """A run of a specific model for a certain ML task.
+
+    Normally created by :func:`create_run` or :func:`load_run`. Constructing one creates (or
+    reopens) its local directory, writes every file of the Run, tees ``sys.stdout`` into
+    ``stdout.log`` and watches for the end of the process: a Run that is not finished when the
+    process ends gets status ``Error``.
+
+    Args:
+        metadata: Metadata of the Run (the keys of ``metadata.yaml``).
+        hparams: Hyperparameters of the Run.
+        metrics: Metrics of the Run, written to the metric files that do not exist yet.
+        platform: Ignored: platform information is captured afresh (as in 0.6.0b0).
+        git: Ignored: git information is captured afresh (as in 0.6.0b0).
+        local_dir: Local directory (default ``$EM_RUN_PARENT_DIR/<alternativeName>``).
+        inert: Accept every call but write and upload nothing (non-zero ranks).
+        auto_upload, folder, make_folder, conflict_strategy: see :func:`create_run`.
+
+    Attributes:
+        name, labels, description, start_timestamp, end_timestamp, status, alternative_name,
+        associations, hparams (also ``params``), metrics, platform, git, remote, local, is_inert.
+    """
+
+    def __init__(self, metadata: Dict[str, Any], hparams: Optional[Dict[str, Any]] = None,
+                 metrics: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+                 platform: Optional[Dict[str, Any]] = None, git: Optional[Dict[str, Any]] = None,
+                 *, local_dir: Optional[str] = None, inert: bool = False,
+                 auto_upload: bool = False, folder: str = 'default', make_folder: bool = False,
+                 conflict_strategy: str = 'new') -> None:
+        self.name: str = metadata['name']
+        self.labels: List[str] = list(metadata.get('labels') or [])
+        self.description: str = metadata.get('description') or ''
+        self.start_timestamp: str = metadata.get('startTimestamp') or layout.now_iso()
+        self.end_timestamp: Optional[str] = None
+        self.status: str = 'Running'
+        self.alternative_name: str = (metadata.get('alternativeName')
+                                      or layout.alternative_name(self.name))
+        associations = metadata.get('associations') or {}
+        self.associations: Dict[str, List[Dict[str, Any]]] = {
+            'input': list(associations.get('input') or []),
+            'output': list(associations.get('output') or []),
+        }
+        self.remote: List[Dict[str, Any]] = list(metadata.get('remote') or [])
+        self.local: str = local_dir or os.path.join(layout.run_parent_dir(), self.alternative_name)
+        self._storage = layout.NullRunStorage(self.local) if inert else layout.RunStorage(self.local)
+        self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
+        self._end_lock = threading.Lock()
+        self._ended = False
+        self._syncer: Any = None
+
+        self._storage.create()
+        self.remote = self._storage.write_metadata(self._metadata_dict())
+        self._write_hparams(self._params.as_dict())
+        for metric_type, entries in (metrics or {}).items():
+            if metric_type not in self._storage.metric_types_on_disk():
+                self._storage.write_metric_entries(metric_type, list(entries))
+        known_types = self._storage.metric_types_on_disk()
+        self._storage.write_index(known_types)
+        if inert:
+            self.platform: Dict[str, Any] = dict(platform or {})
+            self.git: Dict[str, Any] = dict(git or {})
+        else:
+            self.platform = environment.capture_platform()
+            self.git = environment.capture_git()
+        self._storage.write_platform(self.platform)
+        self._storage.write_git(self.git)
+        self._writer = MetricWriter(self._storage, known_types, self._metric_types_changed,
+                                    self._changed)
+        self.log = self._writer.log  # the hot path skips one call level; see Run.log
+        self._stdout_log = self._storage.open_stdout_log()
+        lifecycle.tee_stdout(self._stdout_log)
+        if not inert:
+            lifecycle.register(self)
+            if auto_upload:
+                self._syncer = _core_module('sync').Syncer(self.local, folder, make_folder,
+                                                           conflict_strategy)
+
+    # --- attributes -----------------------------------------------------------------------------
+
+    @property
+    def hparams(self) -> Params:
+        """Hyperparameters of the Run (a :class:`Params`)."""
+        return self._params
+
+    @hparams.setter
+    def hparams(self, value: Dict[str, Any]) -> None:
+        params = Params(self._write_hparams, dict(value or {}))
+        self._params = params
+        self._write_hparams(params.as_dict())
+
+    params = hparams
+
+    @property
+    def metrics(self) -> Dict[str, List[Dict[str, Any]]]:
+        """Metrics logged to this Run, by type, read from the metric files (after a flush)."""
+        if self.is_inert:
+            return {}
+        self._writer.flush()
+        return layout.read_metrics(self.local)
+
+    @property
+    def is_inert(self) -> bool:
+        """True on non-zero ranks: the Run accepts every call but writes and uploads nothing."""
+        return self._storage.inert
+
+    # --- seed API -------------------------------------------------------------------------------
+
+    def log(self, type: str, metrics: Dict[str, float], step: int,
+            epoch: Optional[int] = None) -> None:
+        """Logs a set of metrics of the Run.
+
+        Validation happens at once; the entry reaches ``metrics/<type>.yaml`` within a second
+        (and at ``finish``/process exit). NaN and infinities are kept.
+
+        Args:
+            type: ``'train'`` (or ``'training'``), ``'val'`` (or ``'validate'``,
+                ``'validation'``), ``'test'`` (or ``'testing'``, ``'eval'``, ``'evaluate'``,
+                ``'evaluation'``), or any other string usable as a file name (custom type).
+            metrics: Metric name to value: a number, a NumPy scalar or a one-element tensor.
+            step: Non-negative integer step the metrics belong to.
+            epoch: Non-negative integer epoch the metrics belong to.
+
+        Raises:
+            TypeError: ``type`` is not a str, a value is not numeric (the key is named),
+                ``step``/``epoch`` is not an integer (bools are refused).
+            ValueError: ``type`` cannot be a file name, ``step``/``epoch`` is negative.
+        """
+        self._writer.log(type, metrics, step, epoch)
+
+    def finish(self, *args: Any, **kwargs: Any) -> None:
+        """Ends the Run: flushes metrics, sets ``status`` (``'Complete'``, or ``status='Error'``)
+        and ``end_timestamp``, stops the stdout copy and completes a running auto-upload.
+
+        Calling it again is harmless (nothing happens).
+        """
+        status = kwargs.pop('status', args[0] if args else 'Complete')
+        if status not in ('Complete', 'Error'):
+            raise ValueError(f"status must be 'Complete' or 'Error', got {status!r}")
+        self._end(status, sync_timeout=None)
+
+    def mark_input(self, resource: Any) -> None:
+        """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an input."""
+        self._mark('input', resource)
+
+    def mark_output(self, resource: Any) -> None:
+        """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an output."""
+        self._mark('output', resource)
+
+    def upload(self, folder: str = 'default', make_folder: bool = False,
+               conflict_strategy: str = 'new') -> None:
+        """Uploads this Run (and its not yet uploaded Artifacts, and the lineage) to the server.
+
+        Args:
+            folder: Folder to upload to; a relative path goes under ``/<current-user>/``.
+            make_folder: Create the Folder and its parents when missing.
+            conflict_strategy: ``'skip'``, ``'error'``, ``'new'`` or ``'replace'``.
+        """
+        if self.is_inert:
+            return
+        self._writer.flush()
+        if self._stdout_log is not None and not self._stdout_log.closed:
+            self._stdout_log.flush()
+        _core_module('transfer').upload_run(self.local, folder, make_folder, conflict_strategy)
+        self.remote = list(layout.read_metadata(self.local).get('remote') or [])
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The Run as a dict: ``{metadata, hparams, metrics, platform, git}``."""
+        return {
+            'metadata': self._metadata_dict(),
+            'hparams': self._params.as_dict(),
+            'metrics': self.metrics,
+            'platform': dict(self.platform),
+            'git': dict(self.git),
+        }
+
+    def parse_from_dict(self, data: Dict[str, Any]) -> None:
+        """Sets this Run's attributes from a dict shaped like :meth:`to_dict`'s result.
+
+        Metadata and hyperparameters are written to the Run's files; ``metrics`` are not (they
+        are on disk already when the dict comes from this Run).
+        """
+        metadata = data.get('metadata') or {}
+        self.name = metadata.get('name', self.name)
+        self.labels = list(metadata.get('labels', self.labels) or [])
+        self.description = metadata.get('description', self.description) or ''
+        self.start_timestamp = metadata.get('startTimestamp', self.start_timestamp)
+        self.end_timestamp = metadata.get('endTimestamp', self.end_timestamp)
+        self.status = metadata.get('status', self.status)
+        self.alternative_name = metadata.get('alternativeName', self.alternative_name)
+        associations = metadata.get('associations')
+        if associations is not None:
+            self.associations = {'input': list(associations.get('input') or []),
+                                 'output': list(associations.get('output') or [])}
+        self.remote = list(metadata.get('remote', self.remote) or [])
+        if 'hparams' in data:
+            self.hparams = data['hparams'] or {}
+        self.platform = dict(data.get('platform', self.platform) or {})
+        self.git = dict(data.get('git', self.git) or {})
+        self._write_metadata()
+
+    def __repr__(self) -> str:
+        inert = ', inert' if self.is_inert else ''
+        return f'<Run {self.alternative_name} {self.status} at {self.local!r}{inert}>'
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _metadata_dict(self) -> Dict[str, Any]:
+        return {
+            'kind': 'Run',
+            'name': self.name,
+            'labels': list(self.labels),
+            'description': self.description,
+            'startTimestamp': self.start_timestamp,
+            'endTimestamp': self.end_timestamp,
+            'status': self.status,
+            'alternativeName': self.alternative_name,
+            'associations': {'input': list(self.associations['input']),
+                             'output': list(self.associations['output'])},
+            'remote': list(self.remote),
+        }
+
+    def _write_metadata(self) -> None:
+        self.remote = self._storage.write_metadata(self._metadata_dict())
+        self._changed()
+
+    def _write_hparams(self, data: Dict[str, Any]) -> None:
+        self._storage.write_hparams(data)
+        self._changed()
+
+    def _metric_types_changed(self, metric_types: List[str]) -> None:
+        self._storage.write_index(metric_types)
+
+    def _changed(self) -> None:
+        syncer = getattr(self, '_syncer', None)
+        if syncer is not None:
+            syncer.notify()
+
+    def _mark(self, direction: str, resource: Any) -> None:
+        if isinstance(resource, Artifact):
+            entry = {'kind': 'Artifact', 'name': resource.alternative_name,
+                     'localDir': resource.local}
+            same = lambda e: e.get('kind') == 'Artifact' and e.get('name') == entry['name']  # noqa: E731
+        elif isinstance(resource, Reference):
+            entry = resource.to_association()
+            same = lambda e: e.get('kind') != 'Artifact' and e.get('path') == entry['path']  # noqa: E731
+        else:
+            raise TypeError(f'Instance type cannot be marked: {type(resource).__name__} (mark an '
+                            'em Artifact, or a Reference to a Model, Dataset, branch, tag or commit)')
+        entries = self.associations[direction]
+        if any(same(e) for e in entries):
+            return
+        entries.append(entry)
+        self._write_metadata()
+
+    def _end(self, status: str, sync_timeout: Optional[float]) -> None:
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._writer.close()
+        self.status = status
+        self.end_timestamp = layout.now_iso()
+        self._write_metadata()
+        lifecycle.untee_stdout(self._stdout_log)
+        lifecycle.unregister(self)
+        if self._syncer is not None:
+            self._syncer.close(sync_timeout)
+
+
+# --- module functions ---------------------------------------------------------------------------
+
+def _read_config_file(config_path: str) -> Dict[str, Any]:
+    data = layout.read_yaml(config_path, {})
+    if not isinstance(data, dict):
+        raise ValueError(f'Run config file {config_path!r} must hold a mapping')
+    for key in data:
+        if key not in CONFIG_FILE_KEYS:
+            raise ValueError(f'Unknown arg provided by config file: {key!r} (allowed: '
+                             f'{", ".join(CONFIG_FILE_KEYS)})')
+    return data
+
+
+def create_run(config_path: Optional[str] = None, name: str = 'default',
+               hparams: Optional[Dict[str, Any]] = None, labels: Optional[Sequence[str]] = None,
+               description: str = '', auto_upload: bool = False, folder: str = 'default',
+               make_folder: bool = False, conflict_strategy: str = 'new') -> Run:
+    """Creates and initializes a new Run.
+
+    Its directory is ``$EM_RUN_PARENT_DIR/<alternativeName>`` (default parent ``.em/runs``;
+    the variable is read at each call). On a non-zero rank of distributed training the Run is
+    inert (nothing written or uploaded) unless ``EM_ALL_RANKS=1``, which gives each rank its own
+    Run named ``<name>-rank<k>``.
+
+    Args:
+        config_path: YAML file whose keys (``name``, ``hparams``, ``labels``, ``description``,
+            ``auto_upload``, ``folder``, ``make_folder``, ``conflict_strategy``) take precedence
+            over the arguments. Any other key raises ``ValueError``.
+        name: Name of the Run: 1-40 characters from ``[A-Za-z0-9_-]``, alphanumeric at both ends.
+        hparams: Initial hyperparameters (JSON-serialisable).
+        labels: Labels of the Run.
+        description: Description of the Run.
+        auto_upload: Upload the Run and its changes in the background.
+        folder: Folder to upload to; a relative path goes under ``/<current-user>/``.
+        make_folder: Create the Folder and its parents when missing.
+        conflict_strategy: ``'skip'``, ``'error'``, ``'new'`` or ``'replace'``, applied when
+            the Folder holds a Run of the same name.
+
+    Returns:
+        The Run, status ``Running``.
+    """
+    args = {'name': name, 'hparams': hparams, 'labels': labels, 'description': description,
+            'auto_upload': auto_upload, 'folder': folder, 'make_folder': make_folder,
+            'conflict_strategy': conflict_strategy}
+    if config_path is not None:
+        args.update(_read_config_file(config_path))
+    if args['auto_upload'] and args['conflict_strategy'] not in CONFLICT_STRATEGIES:
+        raise ValueError(f"conflict_strategy must be 'skip', 'error', 'new' or 'replace', got "
+                         f"{args['conflict_strategy']!r}")
+    rank = distributed.get_rank()
+    all_ranks = distributed.all_ranks_enabled()
+    run_name = layout.validate_name(args['name'], 'Run')
+    if rank != 0 and all_ranks:
+        run_name = distributed.rank_suffixed_name(run_name, rank)
+    description = args['description']
+    if description is None:
+        description = ''
+    if not isinstance(description, str):
+        raise TypeError(f'description must be a str, got {type(description).__name__}')
+    alt_name = layout.alternative_name(run_name)
+    metadata = layout.new_run_metadata(run_name, layout.validate_labels(args['labels']), description, alt_name)
+    inert = rank != 0 and not all_ranks
+    return Run(metadata, args['hparams'], inert=inert,
+               auto_upload=bool(args['auto_upload']) and not inert, folder=args['folder'],
+               make_folder=bool(args['make_folder']), conflict_strategy=args['conflict_strategy'])
+
+
+def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
+             make_folder: bool = False, conflict_strategy: str = 'new') -> Run:
+    """Loads a Run from a local directory (in place) or from the server, and resumes it.
+
+    A local directory is used where it is, from any path; its status becomes ``Running`` again and
+    new metrics are appended to its files. Otherwise ``path`` is a server path (a relative one goes
+    under ``/<current-user>/``): the Run is downloaded to ``$EM_RUN_PARENT_DIR/<alternativeName>``
+    first (login needed).
+
+    Args:
+        path: Local directory of the Run, or path of the Run on the server.
+        auto_upload, folder, make_folder, conflict_strategy: see :func:`create_run`.
+
+    Returns:
+        The Run, status ``Running``.
+    """
+    inert = not distributed.should_write()
+    if not os.path.isdir(path):
+        if inert:
+            metadata = layout.new_run_metadata('default', [], '', os.path.basename(path))
+            return Run(metadata, inert=True)
+        path = _core_module('transfer').download(path, 'Run')
+    data = layout.read_run_dir(path, with_metrics=False)
+    metadata = data['metadata']
+    metadata['endTimestamp'] = None
+    metadata['status'] = 'Running'
+    return Run(metadata, data['hparams'], platform=data['platform'], git=data['git'],
+               local_dir=path, inert=inert, auto_upload=auto_upload and not inert, folder=folder,
+               make_folder=make_folder, conflict_strategy=conflict_strategy)

@@ -1,0 +1,41 @@
+"""The application factory: stores + routers + error handlers.
+
+``create_app(config)`` opens the stores (running migrations) and mounts every router. Another
+router (e.g. the web UI pages) is added with ``app.include_router(...)``; it reaches the stores
+through the ``get_stores`` dependency and the caller through ``routers.auth.current_user``.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__, web
+from .config import ServerConfig
+from .errors import install_error_handlers
+from .routers import auth, graphs, nodes, objects, ui_api
+from .stores import Stores
+
+
+def create_app(config: ServerConfig | None = None, stores: Stores | None = None) -> FastAPI:
+    """A ready app for ``config`` (or for already opened ``stores``)."""
+    stores = stores or Stores.open(config or ServerConfig())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        stores.close()
+
+    app = FastAPI(title="t9k-em tracking server", version=__version__, lifespan=lifespan,
+                  description="AIStore API of t9k 0.6.0b0 `em` plus the web UI's JSON API.")
+    app.state.stores = stores
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness check (no auth)")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    for module in (auth, nodes, objects, graphs, ui_api):
+        app.include_router(module.router)
+    app.include_router(web.router)  # the web UI's pages, sign-in and static files
+    return app

@@ -1,0 +1,143 @@
+"""``em server``: run the tracking server, manage users and keys.
+
+    em server [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--db URL] [--blob-store URL]
+    em server add-user NAME   [--data-dir DIR | --db URL]   # prints the new key as the last line
+    em server add-key NAME    [--data-dir DIR | --db URL]
+    em server list-users      [--data-dir DIR | --db URL]
+    em server revoke-key (KEY | --user NAME) [--data-dir DIR | --db URL]
+
+``t9k_em_core.cli`` delegates ``em server …`` here; ``python -m t9k_em_server …`` works too.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_DATA_DIR, ServerConfig
+
+COMMANDS = ("add-user", "add-key", "list-users", "revoke-key")
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help=f"folder for the embedded SQLite db and blobs (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="metadata database URL, e.g. postgresql://user:pw@host/db "
+                             "(default: SQLite in the data dir)")
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="em server", description="Run the t9k-em tracking server in the foreground.",
+        epilog="user commands: em server {add-user,add-key,list-users,revoke-key} --help")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    _store_options(parser)
+    parser.add_argument("--blob-store", metavar="URL", default=None,
+                        help="s3://bucket/prefix (AWS_* env vars; AWS_ENDPOINT_URL honoured) or a "
+                             "folder (default: <data-dir>/blobs)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _command_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"em server {command}")
+    if command in ("add-user", "add-key"):
+        parser.add_argument("name", help="user name (1-40 characters [A-Za-z0-9_-])")
+    if command == "revoke-key":
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("key", nargs="?", help="the API key to revoke")
+        which.add_argument("--user", help="revoke every key of this user")
+    _store_options(parser)
+    return parser
+
+
+def _open_meta(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .metadata_store import MetadataStore
+
+    meta = MetadataStore(ServerConfig(data_dir=args.data_dir, db_url=args.db).resolved_db_url)
+    meta.upgrade()
+    return meta
+
+
+def _run_command(command: str, argv: list[str]) -> int:
+    from . import users
+    from .metadata_store import Conflict, NotFound
+
+    args = _command_parser(command).parse_args(argv)
+    meta = _open_meta(args)
+    try:
+        if command == "add-user":
+            key = users.add_user(meta, args.name)
+            print(f"created user {args.name!r} with root folder /{args.name}; API key:")
+            print(key)
+        elif command == "add-key":
+            key = users.add_key(meta, args.name)
+            print(f"new API key for {args.name!r}:")
+            print(key)
+        elif command == "list-users":
+            for user in meta.list_users():
+                print(f"{user.name}\tcreated {user.created_at:%Y-%m-%d %H:%M:%S}Z\t"
+                      f"{user.active_keys} active key(s)")
+        elif args.user:
+            print(f"revoked {meta.revoke_user_keys(args.user)} key(s) of {args.user!r}")
+        else:
+            print(f"revoked a key of {users.revoke_key(meta, args.key)!r}")
+        return 0
+    except Conflict:
+        print(f"em server: user {args.name!r} already exists (add another key: "
+              f"em server add-key {args.name})", file=sys.stderr)
+    except NotFound:
+        print("em server: no such user or active key", file=sys.stderr)
+    except ValueError as exc:
+        print(f"em server: {exc}", file=sys.stderr)
+    finally:
+        meta.close()
+    return 1
+
+
+def _safe_url(url: str) -> str:
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a database URL
+        return url
+
+
+def serve(argv: list[str]) -> int:
+    """Run the server in the foreground until interrupted."""
+    import uvicorn
+
+    from . import logredact
+    from .app import create_app
+    from .stores import Stores
+
+    args = _serve_parser().parse_args(argv)
+    config = ServerConfig(data_dir=args.data_dir, db_url=args.db, blob_url=args.blob_store)
+    stores = Stores.open(config)
+    app = create_app(stores=stores)
+    uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                               timeout_keep_alive=30, server_header=False)
+    logredact.install()  # after uvicorn configured logging
+    logging.getLogger("t9k_em_server").setLevel(args.log_level.upper())
+    print(f"em server: metadata {_safe_url(config.resolved_db_url)}, blobs "
+          f"{stores.blobs.describe()}", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uv_config)
+    server.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``em server`` (argv excludes ``em server``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return _run_command(argv[0], argv[1:])
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+    return serve(argv)

@@ -1,0 +1,109 @@
+"""Helpers shared by the routers: permission checks, JSON bodies, pagination, node JSON."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from starlette.requests import ClientDisconnect, Request
+
+from ..errors import ApiError, node_not_found, permission_denied
+from ..metadata_store import NodeView, UserView
+from ..paths import parse_node_path
+from ..stores import Stores
+
+log = logging.getLogger(__name__)
+
+
+def check_path_access(user: UserView, path: str) -> list[str]:
+    """Parse a node path and make sure it lies in the user's tree (403 otherwise)."""
+    names = parse_node_path(path)
+    if names[0] != user.name:
+        raise permission_denied()
+    return names
+
+
+def check_owner_prefix(user: UserView, path: str) -> None:
+    """403 unless an (object) path starts with ``/<user>/``."""
+    if not (path == f"/{user.name}" or path.startswith(f"/{user.name}/")):
+        raise permission_denied()
+
+
+def visible_node(node: NodeView | None, user: UserView, ref: str) -> NodeView:
+    """The node if the user owns it; a missing or foreign one reads as "node not found"."""
+    if node is None or node.owner_id != user.id:
+        raise node_not_found(ref)
+    return node
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object, refusing bodies over ``limit`` bytes (413)."""
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "client disconnected") from None
+    body = b"".join(chunks)
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return data
+
+
+def page_args(page: int, size: int, max_size: int) -> tuple[int, int, int]:
+    """(page, applied size, offset) with page >= 1 and 1 <= size <= max_size."""
+    if page < 1:
+        raise ApiError(400, "page must be >= 1")
+    if size < 1:
+        raise ApiError(400, "size must be >= 1")
+    size = min(size, max_size)
+    return page, size, (page - 1) * size
+
+
+def pagination(page: int, size: int, total: int) -> dict[str, int]:
+    return {"page": page, "size": size, "total": total}
+
+
+def node_json(node: NodeView) -> dict[str, Any]:
+    """A node as the AIStore API returns it (``extra`` stays the verbatim string)."""
+    parent = node.path.rsplit("/", 1)[0] or None
+    return {"id": node.id, "name": node.name, "path": node.path, "parent": parent,
+            "type": node.type, "storageType": node.storage_type, "labels": node.labels,
+            "description": node.description, "extra": node.extra,
+            "createdAt": node.created_at.isoformat(), "updatedAt": node.updated_at.isoformat()}
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body that the handler reads itself (size-bounded)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
+
+
+def parse_body(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate a JSON body against ``model``; 400 naming each bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ApiError(400, f"invalid request body: {problems}") from None
+
+
+def drop_blobs(stores: Stores, keys: list[str]) -> None:
+    """Delete blobs no row refers to any more (best effort: leftovers are only wasted space)."""
+    if not keys:
+        return
+    try:
+        stores.blobs.delete(keys)
+    except Exception:  # noqa: BLE001
+        log.warning("could not delete %d blob(s); they are orphaned", len(keys), exc_info=True)

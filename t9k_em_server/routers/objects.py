@@ -1,0 +1,251 @@
+"""``/apis/v1/objects``: upload, download, list and delete objects; multipart uploads.
+
+An object path is ``<node path>/<key>``; the owning node is the longest prefix that is a node
+(spec §3). Uploads stream into a fresh blob, are verified (size, MD5), and only then replace the
+object's row, so readers see the old bytes or the new ones, never a partial upload.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ApiError, node_not_found
+from ..indexing import index_stored_object, needs_prefix_hint
+from ..metadata_store import NodeView, NotFound, ObjectView, UserView
+from ..paths import normalise_key, object_path_candidates
+from ..stores import Stores, get_stores
+from ..uploads import Received, new_blob_key, receive_upload
+from .auth import current_user
+from .common import (body_schema, check_owner_prefix, drop_blobs, page_args, pagination,
+                     parse_body, read_json)
+
+router = APIRouter(prefix="/apis/v1", tags=["objects"])
+
+STORABLE = ("Run", "Artifact", "Model", "Dataset")
+
+
+class CompletedPart(BaseModel):
+    etag: str
+    partNumber: int
+
+
+class CompleteMultipart(BaseModel):
+    """Body of the multipart completion (spec §5.12 step 3); note ``etag`` spelling."""
+
+    parts: list[CompletedPart]
+
+
+def resolve(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str]:
+    """(owning node, normalised key) of an object path; 403/404/400 as the spec expects."""
+    check_owner_prefix(user, path)
+    found = stores.meta.find_owner(object_path_candidates(path))
+    if found is None:
+        raise node_not_found(path.rsplit("/", 1)[0] or path)
+    node, raw_key = found
+    if node.type not in STORABLE:  # a Folder: the Run/Artifact below it does not exist
+        raise node_not_found(f"{node.path}/{raw_key.split('/', 1)[0]}")
+    return node, normalise_key(raw_key)
+
+
+def _prefix_at(stores: Stores, node: NodeView, key: str) -> int | None:
+    """The indexed offset of the object's series cache, if it has one."""
+    if not needs_prefix_hint(node, key):
+        return None
+    current = stores.meta.get_object(node.id, key)
+    index = stores.meta.get_series_index(current.id) if current else None
+    return index.indexed_bytes if index else None
+
+
+def _store(stores: Stores, node: NodeView, key: str, received: Received) -> ObjectView:
+    """Make a verified blob the object's content; drop the blob it replaced; index it."""
+    try:
+        obj, old = stores.meta.put_object(node.id, key, received.blob_key, received.size,
+                                          received.md5)
+    except NotFound:
+        drop_blobs(stores, [received.blob_key])
+        raise node_not_found(node.path) from None
+    if old:
+        drop_blobs(stores, [old])
+    index_stored_object(stores, node, obj, received.prefix)
+    return obj
+
+
+def _object_json(node: NodeView, obj: ObjectView) -> dict:
+    return {"path": f"{node.path}/{obj.key}", "node": node.id, "size_bytes": obj.size,
+            "md5": obj.md5, "updatedAt": obj.updated_at.isoformat()}
+
+
+@router.post("/objects", summary="Upload one object (spec §5.10)")
+async def upload_object(request: Request, path: str = Query(...),
+                        size: int | None = Query(None, description="expected size in bytes"),
+                        md5: str | None = Query(None, description="expected MD5 (hex)"),
+                        user: UserView = Depends(current_user),
+                        stores: Stores = Depends(get_stores)) -> dict:
+    node, key = await run_in_threadpool(resolve, stores, user, path)
+    prefix_at = await run_in_threadpool(_prefix_at, stores, node, key)
+    received = await receive_upload(request, stores.blobs, stores.limits.max_object_bytes,
+                                    size, md5, prefix_at)
+    obj = await run_in_threadpool(_store, stores, node, key, received)
+    return _object_json(node, obj)
+
+
+def _stream(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _open_download(stores: Stores, user: UserView, path: str) -> tuple[ObjectView, Iterator[bytes], bytes | None]:
+    """Find the object and read its first chunk (retrying once if an overwrite raced us)."""
+    for attempt in range(2):
+        node, key = resolve(stores, user, path)
+        obj = stores.meta.get_object(node.id, key)
+        if obj is None:
+            raise ApiError(404, f"object not found [{path}]")
+        chunks = stores.blobs.iter_bytes(obj.blob_key)
+        try:
+            return obj, chunks, next(chunks, None)
+        except Exception:  # noqa: BLE001 - the blob was replaced and deleted under us
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@router.get("/objects", summary="Download one object, streamed (spec §5.11)",
+            response_class=StreamingResponse)
+async def download_object(path: str = Query(...), user: UserView = Depends(current_user),
+                          stores: Stores = Depends(get_stores)) -> StreamingResponse:
+    obj, chunks, first = await run_in_threadpool(_open_download, stores, user, path)
+    name = obj.key.rsplit("/", 1)[-1]
+    return StreamingResponse(
+        _stream(first, chunks), media_type="application/octet-stream",
+        headers={"Content-Length": str(obj.size), "ETag": f'"{obj.md5}"',
+                 "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.delete("/objects", summary="Delete one object")
+def delete_object(path: str = Query(...), user: UserView = Depends(current_user),
+                  stores: Stores = Depends(get_stores)) -> dict:
+    node, key = resolve(stores, user, path)
+    try:
+        blob = stores.meta.delete_object(node.id, key)
+    except NotFound:
+        raise ApiError(404, f"object not found [{path}]") from None
+    drop_blobs(stores, [blob])
+    return {"path": path, "deleted": True}
+
+
+@router.get("/objects/ls", summary="List objects below a path, recursively, files only (spec §5.9)")
+def list_objects(path: str = Query(...), page: int = 1, size: int = 20,
+                 user: UserView = Depends(current_user),
+                 stores: Stores = Depends(get_stores)) -> dict:
+    check_owner_prefix(user, path.rstrip("/") or "/")
+    page, size, offset = page_args(page, size, stores.limits.max_page_size)
+    path = path.rstrip("/")
+    node = stores.meta.get_node(path)
+    prefix = ""
+    if node is None:
+        node, key = resolve(stores, user, path)
+        prefix = key + "/"
+    if node.type not in STORABLE:
+        return {"data": [], "pagination": pagination(page, size, 0)}
+    objects, total = stores.meta.list_objects(node.id, prefix, offset, size)
+    data = [{"path": "/" + o.key[len(prefix):], "path_type": "object", "size_bytes": o.size,
+             "md5": o.md5, "updatedAt": o.updated_at.isoformat()} for o in objects]
+    return {"data": data, "pagination": pagination(page, size, total)}
+
+
+# ------------------------------------------------------------------------------- multipart
+
+def _upload_of(stores: Stores, user: UserView, upload_id: str, path: str) -> tuple[NodeView, str]:
+    node, key = resolve(stores, user, path)
+    found = stores.meta.get_multipart(upload_id)
+    if found is None or found != (node.id, key):
+        raise ApiError(404, f"upload not found [{upload_id}]")
+    return node, key
+
+
+@router.post("/objects/multipart", summary="Start a multipart upload (spec §5.12 step 1)")
+def start_multipart(path: str = Query(...), user: UserView = Depends(current_user),
+                    stores: Stores = Depends(get_stores)) -> dict:
+    node, key = resolve(stores, user, path)
+    try:
+        upload_id = stores.meta.create_multipart(node.id, key)
+    except NotFound:
+        raise node_not_found(node.path) from None
+    return {"uploadId": upload_id, "path": path}
+
+
+@router.put("/objects/multipart/{upload_id}", summary="Upload one part (spec §5.12 step 2)")
+async def upload_part(upload_id: str, request: Request, path: str = Query(...),
+                      partNumber: int = Query(..., ge=1),
+                      user: UserView = Depends(current_user),
+                      stores: Stores = Depends(get_stores)) -> dict:
+    if partNumber > stores.limits.max_parts:
+        raise ApiError(400, f"partNumber must be between 1 and {stores.limits.max_parts}")
+    await run_in_threadpool(_upload_of, stores, user, upload_id, path)
+    received = await receive_upload(request, stores.blobs, stores.limits.max_part_bytes,
+                                    blob_kind="parts")
+    try:
+        old = await run_in_threadpool(stores.meta.put_part, upload_id, partNumber,
+                                      received.blob_key, received.size, received.md5)
+    except NotFound:
+        await run_in_threadpool(drop_blobs, stores, [received.blob_key])
+        raise ApiError(404, f"upload not found [{upload_id}]") from None
+    if old:
+        await run_in_threadpool(drop_blobs, stores, [old])
+    return {"eTag": received.md5, "partNumber": partNumber, "size": received.size}
+
+
+def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart]) -> Received:
+    """Check the client's etag list against the stored parts and concatenate them, streaming."""
+    if not wanted:
+        raise ApiError(400, "no parts given")
+    stored = {n: (blob, size, md5) for n, blob, size, md5 in stores.meta.list_parts(upload_id)}
+    numbers = [p.partNumber for p in wanted]
+    if numbers != sorted(set(numbers)):
+        raise ApiError(400, "parts must be listed in strictly ascending partNumber order")
+    for part in wanted:
+        if part.partNumber not in stored:
+            raise ApiError(400, f"part {part.partNumber} was not uploaded")
+        if part.etag.strip().strip('"').lower() != stored[part.partNumber][2]:
+            raise ApiError(400, f"etag mismatch for part {part.partNumber}")
+    total = sum(stored[n][1] for n in numbers)
+    if total > stores.limits.max_object_bytes * 1000:
+        raise ApiError(413, "assembled object too large")
+    blob_key = new_blob_key()
+    writer = stores.blobs.open_writer(blob_key)
+    digest, size = hashlib.md5(), 0
+    try:
+        for n in numbers:
+            for chunk in stores.blobs.iter_bytes(stored[n][0]):
+                digest.update(chunk)
+                writer.write(chunk)
+                size += len(chunk)
+        if size != total:
+            raise ApiError(409, "stored parts changed while assembling; retry the completion")
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return Received(blob_key, size, digest.hexdigest(), None)
+
+
+@router.post("/objects/multipart/{upload_id}", summary="Complete a multipart upload (spec §5.12 step 3)",
+             openapi_extra=body_schema(CompleteMultipart))
+async def complete_multipart(upload_id: str, request: Request, path: str = Query(...),
+                             user: UserView = Depends(current_user),
+                             stores: Stores = Depends(get_stores)) -> dict:
+    body: CompleteMultipart = parse_body(CompleteMultipart,
+                                         await read_json(request, stores.limits.max_json_bytes))
+    node, key = await run_in_threadpool(_upload_of, stores, user, upload_id, path)
+    received = await run_in_threadpool(_assemble, stores, upload_id, body.parts)
+    obj = await run_in_threadpool(_store, stores, node, key, received)
+    parts = await run_in_threadpool(stores.meta.finish_multipart, upload_id)
+    await run_in_threadpool(drop_blobs, stores, parts)
+    return _object_json(node, obj)

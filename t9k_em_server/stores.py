@@ -1,0 +1,33 @@
+"""The two stores and the limits, opened once per process and shared by the routers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from .blob_store import BlobStore, open_blob_store
+from .config import Limits, ServerConfig
+from .metadata_store import MetadataStore
+
+
+@dataclass
+class Stores:
+    meta: MetadataStore
+    blobs: BlobStore
+    limits: Limits
+
+    @classmethod
+    def open(cls, config: ServerConfig, upgrade: bool = True) -> "Stores":
+        """Open (and by default migrate) the stores named by ``config``."""
+        meta = MetadataStore(config.resolved_db_url)
+        if upgrade:
+            meta.upgrade()
+        return cls(meta, open_blob_store(config.resolved_blob_url), config.limits)
+
+    def close(self) -> None:
+        self.meta.close()
+
+
+def get_stores(request: Request) -> Stores:
+    """FastAPI dependency: the stores of this app."""
+    return request.app.state.stores

@@ -1,0 +1,63 @@
+"""Shared fixtures.
+
+Tracking server (``t9k_em_server``), for any test that needs a real server over HTTP:
+
+- ``em_server`` (session): one ``python -m t9k_em_server`` process on a free loopback port with
+  an embedded SQLite db + blob folder in a temp dir, users ``alice`` and ``bob`` created.
+  It is a tuple ``(base_url, api_key, user)`` for alice, so ``base, key, user = em_server`` works;
+  it also has ``.url`` (= base_url), ``.keys`` ({user: key}), ``.process`` (the
+  ``tests/em_server_process.ServerProcess``: ``pid``, ``log_text()``, ``data_dir``).
+  The server is shared by the session: use your own folder names, or a fresh user.
+- ``em_add_user`` (session): a factory ``em_add_user(name=None) -> (name, key)`` creating a user
+  (random name by default) on that server; the key is also added to ``em_server.keys``.
+- For a server of your own (other db/blob store, kill/restart), use
+  ``ServerProcess(data_dir, db=..., blob_store=...)`` from ``tests/em_server_process.py``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import pytest
+
+from em_server_process import ServerProcess
+
+
+class EmServer(NamedTuple):
+    """A running server and alice's credentials."""
+
+    base_url: str
+    api_key: str
+    user: str
+    keys: dict[str, str]
+    process: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def __iter__(self):  # unpacks as (base_url, api_key, user)
+        return iter((self.base_url, self.api_key, self.user))
+
+    def __len__(self) -> int:
+        return 3
+
+
+@pytest.fixture(scope="session")
+def em_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmServer]:
+    server = ServerProcess(tmp_path_factory.mktemp("em-server"))
+    keys = dict((server.add_user("alice"), server.add_user("bob")))
+    server.start()
+    try:
+        yield EmServer(server.base_url, keys["alice"], "alice", keys, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def em_add_user(em_server: EmServer) -> Callable[..., tuple[str, str]]:
+    def add(name: str | None = None) -> tuple[str, str]:
+        name, key = em_server.process.add_user(name)
+        em_server.keys[name] = key
+        return name, key
+    return add

@@ -1,0 +1,137 @@
+"""Horovod integration, with real ``horovodrun -np 2 --gloo`` jobs.
+
+Each job runs real training (``horovod.torch`` / ``horovod.tensorflow`` with Keras 3) in two
+processes in which every rank calls ``create_run``: exactly one Run directory must appear,
+its hyperparameters must describe the job, and each logged metric must be the mean of the
+values each rank saw (the examples write those to a side file with ``--raw-metrics-dir``).
+Skipped only when Horovod is not installed; ``scripts/build_horovod.sh`` builds it and CI
+runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from t9k_em_core import layout
+
+REPO = Path(__file__).resolve().parents[1]
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN),
+                       reason='Horovod is not installed: run scripts/build_horovod.sh'),
+    pytest.mark.timeout(150),
+]
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(('HOROVOD_', 'OMPI_', 'PMI_', 'EM_'))
+           and k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'TF_CONFIG')}
+    env.update({'TF_CPP_MIN_LOG_LEVEL': '2', 'CUDA_VISIBLE_DEVICES': '', 'OMP_NUM_THREADS': '1'})
+    return env
+
+
+def _horovodrun(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``horovodrun -np 2 --gloo python ARGS`` with Runs written under ``tmp_path/runs``."""
+    env = _env()
+    env['EM_RUN_PARENT_DIR'] = str(tmp_path / 'runs')
+    env['EM_ARTIFACT_PARENT_DIR'] = str(tmp_path / 'artifacts')
+    return subprocess.run([HOROVODRUN, '-np', '2', '--gloo', sys.executable, *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _only_run(tmp_path: Path) -> dict:
+    runs = sorted(os.listdir(tmp_path / 'runs'))
+    assert len(runs) == 1, f'expected exactly one Run directory, found {runs}'
+    return layout.read_run_dir(str(tmp_path / 'runs' / runs[0]))
+
+
+def _raw_metrics(raw_dir: Path) -> dict[int, list[dict]]:
+    return {rank: [json.loads(line) for line in (raw_dir / f'rank{rank}.jsonl').read_text().splitlines()]
+            for rank in (0, 1)}
+
+
+def _assert_example_run(tmp_path: Path, api: str, epochs: int) -> None:
+    run = _only_run(tmp_path)
+    assert run['metadata']['status'] == 'Complete'
+    job = run['hparams']['distributed']['horovod']
+    assert job['api'] == api
+    assert (job['size'], job['local_size'], job['cross_size'], job['rank']) == (2, 2, 1, 0)
+    assert job['controller'] == 'gloo' and job['built']['gloo'] is True
+    raw = _raw_metrics(tmp_path / 'raw')
+    for metric_type in ('train', 'val'):
+        logged = run['metrics'][metric_type]
+        assert [entry['sequence']['epoch'] for entry in logged] == list(range(1, epochs + 1))
+        for entry, rank0, rank1 in zip(logged, raw[0], raw[1]):
+            assert entry['sequence']['step'] == rank0['step'] == rank1['step']
+            values0, values1 = rank0[metric_type], rank1[metric_type]
+            assert values0 != values1, 'ranks saw identical metrics: the averaging is not tested'
+            expected = {key: (values0[key] + values1[key]) / 2 for key in values0}
+            assert entry['value'] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_check_build_shows_tensorflow_pytorch_and_gloo():
+    out = subprocess.run([HOROVODRUN, '--check-build'], env=_env(), capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    for feature in ('TensorFlow', 'PyTorch', 'Gloo'):
+        assert f'[X] {feature}' in out, out
+
+
+def test_torch_example_writes_one_run_with_averaged_metrics(tmp_path):
+    result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_torch.py'), '--epochs', '2',
+                         '--raw-metrics-dir', str(tmp_path / 'raw'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_example_run(tmp_path, 'horovod.torch', epochs=2)
+
+
+def test_tensorflow_example_writes_one_run_with_averaged_metrics(tmp_path):
+    result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_tf.py'), '--epochs', '2',
+                         '--raw-metrics-dir', str(tmp_path / 'raw'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_example_run(tmp_path, 'horovod.tensorflow', epochs=2)
+
+
+CRASHING_RANK = textwrap.dedent('''
+    import os, sys
+    import horovod.torch as hvd
+    from t9k import em
+    from t9k.em.horovod import log_averaged, rank_zero_only
+
+    hvd.init()
+    run = em.create_run(name='crash')
+
+    @rank_zero_only
+    def mark(directory):
+        open(os.path.join(directory, f'rank{hvd.rank()}'), 'w').close()
+
+    mark(sys.argv[1])
+    log_averaged(run, hvd, 'train', {'loss': float(hvd.rank() + 1)}, step=1, epoch=1)
+    if hvd.rank() == 1:
+        raise RuntimeError('rank 1 fails')
+    log_averaged(run, hvd, 'train', {'loss': 0.0}, step=2, epoch=1)  # never completes
+    run.finish()
+''')
+
+
+def test_a_crashing_rank_ends_the_run_as_error_keeping_what_was_logged(tmp_path):
+    script = tmp_path / 'crash.py'
+    script.write_text(CRASHING_RANK)
+    marks = tmp_path / 'marks'
+    marks.mkdir()
+    result = _horovodrun(tmp_path, str(script), str(marks))
+    assert result.returncode != 0
+    assert 'rank 1 fails' in result.stdout + result.stderr
+    run = _only_run(tmp_path)
+    assert run['metadata']['status'] == 'Error', result.stdout + result.stderr
+    assert run['metadata']['endTimestamp']
+    assert [entry['value'] for entry in run['metrics']['train']] == [{'loss': 1.5}]
+    assert sorted(os.listdir(marks)) == ['rank0'], 'rank_zero_only ran on a non-zero rank'

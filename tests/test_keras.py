@@ -1,0 +1,312 @@
+"""EMCallback with real Keras 3 training: TensorFlow backend in this process, the torch backend
+and tf.distribute.MirroredStrategy (two logical CPU devices) in subprocesses (tests/keras_job.py).
+
+Run files are read with ``yaml.safe_load``, as t9k 0.6.0b0 reads them.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+keras = pytest.importorskip('keras')
+
+from t9k.em.keras import EMCallback, EMEvalCallback, EMFitCallback  # noqa: E402
+from t9k_em_core.run import create_run  # noqa: E402
+from t9k_em_integrations.keras import valid_run_name  # noqa: E402
+
+HERE = pathlib.Path(__file__).parent
+pytestmark = pytest.mark.skipif(keras.backend.backend() != 'tensorflow',
+                                reason='the in-process tests use the TensorFlow backend')
+
+
+@pytest.fixture(autouse=True)
+def em_dirs(tmp_path, monkeypatch):
+    """Runs and artifacts under tmp_path; returns the run parent directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
+    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
+    return tmp_path / 'runs'
+
+
+def load(path) -> object:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def read_run(run_dir) -> dict:
+    run_dir = str(run_dir)
+    return {'metadata': load(os.path.join(run_dir, 'metadata.yaml')),
+            'hparams': load(os.path.join(run_dir, 'hyperparameters.yaml')),
+            'metrics': {os.path.basename(p)[:-len('.yaml')]: load(p)
+                        for p in glob.glob(os.path.join(run_dir, 'metrics', '*.yaml'))}}
+
+
+def data(n: int = 160) -> tuple:
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 8)).astype('float32')
+    return x, (x[:, 0] + x[:, 1] > 1).astype('int32')
+
+
+def mlp(name: str = 'mlp', learning_rate=0.05):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation='relu'),
+                              keras.layers.Dense(2, activation='softmax')], name=name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+    return model
+
+
+def steps(entries) -> list:
+    return [e['sequence']['step'] for e in entries]
+
+
+def epochs(entries) -> list:
+    return [e['sequence']['epoch'] for e in entries]
+
+
+@pytest.mark.parametrize('model_name, run_name', [
+    ('mlp', 'mlp'), ('my model!', 'my_model'), ('_x.y_', 'x_y'), ('...', 'keras'),
+    ('a' * 39 + '.b', 'a' * 39), ('résumé', 'r_sum'),
+])
+def test_run_names_are_made_valid(model_name, run_name):
+    assert valid_run_name(model_name) == run_name
+
+
+def test_fit_creates_names_describes_and_completes_a_run():
+    x, y = data()
+    model = mlp('mlp.v2')
+    callback = EMCallback()
+    history = model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0,
+                        callbacks=[callback])
+    run = read_run(callback.run.local)
+
+    meta = run['metadata']
+    assert (meta['name'], meta['status'], meta['labels']) == ('mlp_v2', 'Complete', ['keras'])
+    hp = run['hparams']
+    assert hp['optimizer']['class'] == 'Adam'
+    assert hp['optimizer']['learning_rate'] == pytest.approx(0.05)
+    assert hp['optimizer']['beta_1'] == pytest.approx(0.9)
+    assert hp['lossType'] == 'sparse_categorical_crossentropy'
+    assert hp['metricTypes'] == ['accuracy']
+    assert (hp['batch_size'], hp['epochs'], hp['steps_per_epoch'], hp['validation_split']) == (16, 3, 8, 0.25)
+    assert hp['trainable_params'] == hp['total_params'] == model.count_params() == 8 * 8 + 8 + 8 * 2 + 2
+    assert hp['keras'] == {'version': keras.__version__, 'backend': 'tensorflow'}
+    assert 'distributed' not in hp
+
+    train, val = run['metrics']['train'], run['metrics']['val']
+    assert steps(train) == steps(val) == [8, 16, 24]
+    assert epochs(train) == epochs(val) == [1, 2, 3]
+    assert [e['value']['loss'] for e in train] == pytest.approx(history.history['loss'])
+    assert [e['value']['loss'] for e in val] == pytest.approx(history.history['val_loss'])
+    assert set(val[0]['value']) == {'loss', 'accuracy'}
+    assert 'test' not in run['metrics']  # validation inside fit is not a test
+
+
+def test_given_run_is_left_open_and_evaluate_logs_test():
+    x, y = data()
+    model = mlp()
+    run = create_run(name='given', labels=['mine'])
+    model.fit(x, y, batch_size=40, epochs=2, validation_data=(x[:40], y[:40]), verbose=0,
+              callbacks=[EMCallback(run)])
+    assert run.status == 'Running'
+    result = model.evaluate(x, y, batch_size=80, verbose=0, return_dict=True,
+                            callbacks=[EMCallback(run)])
+    run.finish()
+
+    files = read_run(run.local)
+    assert files['metadata']['status'] == 'Complete'
+    assert files['metadata']['labels'] == ['mine']
+    test = files['metrics']['test']
+    assert len(test) == 1 and steps(test) == [8]
+    assert test[0]['value'] == pytest.approx(result)
+    assert len(files['metrics']['val']) == 2
+
+
+def test_evaluate_alone_with_an_owned_run():
+    x, y = data()
+    model = mlp('evaluated')
+    callback = EMCallback()
+    result = model.evaluate(x, y, verbose=0, return_dict=True, callbacks=[callback])
+    files = read_run(callback.run.local)
+    assert (files['metadata']['name'], files['metadata']['status']) == ('evaluated', 'Complete')
+    assert files['metrics']['test'][0]['value'] == pytest.approx(result)
+    assert steps(files['metrics']['test']) == [0]
+
+
+def test_batch_logging_is_opt_in():
+    assert 'on_train_batch_end' not in vars(EMCallback())  # Keras' default hook, never called
+    x, y = data()
+    callback = EMCallback(log_every_n_batches=3)
+    model = mlp()
+    model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[callback])
+    train = read_run(callback.run.local)['metrics']['train']
+    batch_steps = [3, 6, 9, 12, 15]  # every 3rd of 8 steps per epoch, over 2 epochs
+    epoch_steps = [8, 16]
+    assert sorted(steps(train)) == sorted(batch_steps + epoch_steps)
+    assert epochs(train) == [1, 1, 1, 2, 2, 2, 2]  # in logged order: 3, 6, 8 | 9, 12, 15, 16
+
+
+def test_learning_rate_schedule_is_recorded_and_its_rate_logged():
+    x, y = data()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    model = mlp(learning_rate=schedule)
+    callback = EMCallback()
+    model.fit(x, y, batch_size=40, epochs=2, verbose=0, callbacks=[callback])
+    run = read_run(callback.run.local)
+    lr = run['hparams']['optimizer']['learning_rate']
+    assert lr['class_name'] == 'ExponentialDecay' and lr['config']['decay_steps'] == 4
+    train = run['metrics']['train']
+    assert [e['value']['learning_rate'] for e in train] == pytest.approx([0.05, 0.025])  # steps 4, 8
+
+
+@pytest.mark.parametrize('save_model', ['best', 'final'])
+def test_model_is_saved_as_output_artifact(save_model):
+    x, y = data()
+    model = mlp(learning_rate=0.5)  # large steps: the validation loss moves up and down
+    callback = EMCallback(save_model=save_model)
+    history = model.fit(x[:120], y[:120], batch_size=20, epochs=6, verbose=0,
+                        validation_data=(x[120:], y[120:]), callbacks=[callback])
+    output = read_run(callback.run.local)['metadata']['associations']['output']
+    assert [o['kind'] for o in output] == ['Artifact']
+    artifact_dir = output[0]['localDir']
+    assert load(os.path.join(artifact_dir, 'metadata.yaml'))['name'] == 'mlp_model'
+    saved = keras.saving.load_model(os.path.join(artifact_dir, 'model.keras'))
+    val_loss = saved.evaluate(x[120:], y[120:], verbose=0, return_dict=True)['loss']
+    expected = min(history.history['val_loss']) if save_model == 'best' else model.evaluate(
+        x[120:], y[120:], verbose=0, return_dict=True)['loss']
+    assert val_loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_fit_that_raised_is_ended_as_error_by_the_next_fit():
+    x, y = data()
+    model = mlp()
+    callback = EMCallback()
+
+    def fail(epoch, logs):
+        raise RuntimeError('boom')
+
+    with pytest.raises(RuntimeError, match='boom'):
+        model.fit(x, y, epochs=2, verbose=0,
+                  callbacks=[callback, keras.callbacks.LambdaCallback(on_epoch_end=fail)])
+    failed = callback.run
+    assert failed.status == 'Running'  # the process is alive: nothing has ended it yet
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert read_run(failed.local)['metadata']['status'] == 'Error'
+    assert len(read_run(failed.local)['metrics']['train']) == 1  # the epoch logged before the error
+    assert read_run(callback.run.local)['metadata']['status'] == 'Complete'
+
+
+def test_create_run_arguments_pass_through():
+    x, y = data()
+    callback = EMCallback(name='custom', labels=['a'], description='d', hparams={'seed': 1})
+    mlp().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    run = read_run(callback.run.local)
+    assert (run['metadata']['name'], run['metadata']['labels'], run['metadata']['description']) == (
+        'custom', ['a', 'keras'], 'd')
+    assert run['hparams']['seed'] == 1 and run['hparams']['batch_size'] == 32  # Keras' default
+
+
+def test_user_hyperparameters_win_over_captured_ones():
+    x, y = data()
+    run = create_run(name='mine', hparams={'batch_size': 'as in the paper'})
+    mlp().fit(x, y, batch_size=40, epochs=1, verbose=0, callbacks=[EMCallback(run)])
+    run.finish()
+    assert read_run(run.local)['hparams']['batch_size'] == 'as in the paper'
+
+
+def test_batch_size_of_a_tf_dataset():
+    import tensorflow as tf
+    x, y = data()
+    callback = EMCallback()
+    mlp().fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(40), epochs=1, verbose=0,
+              callbacks=[callback])
+    hp = read_run(callback.run.local)['hparams']
+    assert (hp['batch_size'], hp['steps_per_epoch']) == (40, 4)
+
+
+def test_0_6_0b0_callbacks_log_fit_and_evaluate_into_the_given_run():
+    """Local-layout spec §11: EMFitCallback(run) / EMEvalCallback(run)."""
+    x, y = data()
+    model = mlp()
+    run = create_run(name='legacy')
+    model.fit(x, y, batch_size=40, epochs=2, validation_split=0.25, verbose=0,
+              callbacks=[EMFitCallback(run)])
+    model.evaluate(x, y, verbose=0, callbacks=[EMEvalCallback(run)])
+    assert run.status == 'Running'
+    run.finish()
+    files = read_run(run.local)
+    assert files['hparams']['lossType'] == 'sparse_categorical_crossentropy'
+    assert files['hparams']['optimizer']['learning_rate'] == pytest.approx(0.05)
+    assert epochs(files['metrics']['train']) == epochs(files['metrics']['val']) == [1, 2]
+    assert steps(files['metrics']['test']) == [6]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'log_every_n_batches': 0}, 'log_every_n_batches'),
+    ({'save_model': 'last'}, 'save_model'),
+    ({'mode': 'auto'}, 'mode'),
+])
+def test_bad_options_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EMCallback(**kwargs)
+
+
+def test_a_given_run_excludes_create_run_arguments():
+    run = create_run(name='given')
+    with pytest.raises(ValueError, match='folder'):
+        EMCallback(run, folder='x')
+    run.finish()
+
+
+def run_job(scenario: str, em_dirs, **env) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = subprocess.run([sys.executable, str(HERE / 'keras_job.py'), scenario],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    facts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{')))
+    return proc, facts
+
+
+@pytest.mark.timeout(320)
+def test_torch_backend_fit_evaluate_and_interrupt(em_dirs):
+    proc, facts = run_job('torch', em_dirs, KERAS_BACKEND='torch')
+    assert proc.returncode != 0 and 'KeyboardInterrupt' in proc.stderr
+    assert facts['backend'] == 'torch'
+    assert facts['async_train_default'] is True  # EMCallback keeps Keras' async batch dispatch
+
+    owned = read_run(facts['owned_run'])
+    assert owned['metadata']['status'] == 'Complete'
+    assert owned['hparams']['keras']['backend'] == 'torch'
+    assert (owned['hparams']['batch_size'], owned['hparams']['validation_split']) == (20, 0.25)
+    assert steps(owned['metrics']['train']) == steps(owned['metrics']['val']) == [6, 12]
+    assert steps(read_run(facts['eval_run'])['metrics']['test']) == [12]  # after 2 epochs of 6 steps
+
+    interrupted = read_run(glob.glob(str(em_dirs / 'interrupted_*'))[0])
+    assert interrupted['metadata']['status'] == 'Error'
+    assert interrupted['metadata']['endTimestamp'] is not None
+    assert epochs(interrupted['metrics']['train']) == [1, 2]  # nothing logged is lost
+
+
+@pytest.mark.timeout(320)
+def test_mirrored_strategy_records_distribution_and_global_batch(em_dirs):
+    proc, facts = run_job('mirrored', em_dirs)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = read_run(facts['run'])
+    assert run['metadata']['status'] == 'Complete'
+    tf_info = run['hparams']['distributed']['tensorflow']
+    assert (tf_info['strategy'], tf_info['replicas']) == ('MirroredStrategy', facts['replicas']) == (
+        'MirroredStrategy', 2)
+    assert (tf_info['global_batch_size'], tf_info['per_replica_batch_size']) == (32, 16)
+    assert (tf_info['task_type'], tf_info['cluster_spec']) == (None, None)
+    assert run['hparams']['batch_size'] == 32
+    train = run['metrics']['train']
+    assert steps(train) == [5, 10] and epochs(train) == [1, 2]  # 160 samples / global batch 32
+    assert [e['value']['loss'] for e in train] == pytest.approx(facts['loss'])
+    assert not math.isnan(train[-1]['value']['accuracy'])

@@ -1,0 +1,122 @@
+"""How a Run ends when its process ends: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from t9k_em_core import layout
+
+pytestmark = pytest.mark.timeout(120)
+
+SCRIPT = textwrap.dedent('''
+    import os, signal, sys, time
+    mode = sys.argv[1]
+    if mode == 'chained':
+        def previous(signum, frame):
+            open('previous-handler-ran', 'w').close()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, previous)
+    from t9k import em
+    run = em.create_run(name='life')
+    run.log('train', {'loss': 1.0}, step=0)
+    print(run.local, flush=True)
+    if mode == 'exception':
+        raise RuntimeError('boom')
+    if mode == 'exit':
+        sys.exit(3)
+    if mode == 'finish':
+        run.finish()
+    if mode == 'stream':
+        step = 0
+        while True:
+            step += 1
+            run.log('train', {'t': time.time()}, step=step)
+            time.sleep(0.002)
+    if mode in ('wait', 'chained'):
+        time.sleep(60)
+''')
+
+
+def _start(tmp_path, mode):
+    script = tmp_path / 'train.py'
+    script.write_text(SCRIPT)
+    env = {**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path / 'runs'), 'PYTHONUNBUFFERED': '1'}
+    proc = subprocess.Popen([sys.executable, str(script), mode], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = proc.stdout.readline().strip()
+    assert run_dir, proc.stderr.read()
+    return proc, run_dir
+
+
+def _wait(proc):
+    try:
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode
+
+
+def _ended(run_dir, status):
+    meta = layout.read_metadata(run_dir)
+    assert meta['status'] == status
+    assert meta['endTimestamp'] is not None and meta['endTimestamp'] > meta['startTimestamp']
+    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    assert entries[0]['value'] == {'loss': 1.0}  # flushed on the way out
+    return meta
+
+
+@pytest.mark.parametrize('mode, returncode', [('exception', 1), ('exit', 3), ('normal', 0)])
+def test_process_ending_without_finish_marks_error(tmp_path, mode, returncode):
+    proc, run_dir = _start(tmp_path, mode)
+    assert _wait(proc) == returncode
+    _ended(run_dir, 'Error')
+
+
+def test_finish_marks_complete(tmp_path):
+    proc, run_dir = _start(tmp_path, 'finish')
+    assert _wait(proc) == 0
+    _ended(run_dir, 'Complete')
+
+
+def test_sigint_keyboard_interrupt_marks_error(tmp_path):
+    proc, run_dir = _start(tmp_path, 'wait')
+    proc.send_signal(signal.SIGINT)
+    assert _wait(proc) != 0
+    assert 'KeyboardInterrupt' in proc.stderr.read()
+    _ended(run_dir, 'Error')
+
+
+def test_sigterm_marks_error_and_keeps_exit_status(tmp_path):
+    proc, run_dir = _start(tmp_path, 'wait')
+    proc.send_signal(signal.SIGTERM)
+    assert _wait(proc) == -signal.SIGTERM  # killed by the signal: shell status 143
+    _ended(run_dir, 'Error')
+
+
+def test_sigterm_chains_to_the_previous_handler(tmp_path):
+    proc, run_dir = _start(tmp_path, 'chained')
+    proc.send_signal(signal.SIGTERM)
+    assert _wait(proc) == 0
+    assert (tmp_path / 'previous-handler-ran').exists()
+    _ended(run_dir, 'Error')
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path):
+    proc, run_dir = _start(tmp_path, 'stream')
+    time.sleep(2.0)
+    killed_at = time.time()
+    proc.send_signal(signal.SIGKILL)
+    _wait(proc)
+    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    last = max(e['value']['t'] for e in entries[1:])
+    assert killed_at - last <= 1.0, f'lost {killed_at - last:.2f} s of metrics'
+    steps = [e['sequence']['step'] for e in entries]
+    assert steps == list(range(len(steps)))  # nothing lost before that, in order
+    assert layout.read_metadata(run_dir)['status'] == 'Running'  # SIGKILL cannot be caught

@@ -1,0 +1,329 @@
+"""``create_run`` / ``load_run`` / ``Run``: files, logging rules, resume, associations."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import legacy_loader
+from t9k import em
+from t9k_em_core import layout
+
+
+@pytest.fixture
+def em_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
+    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
+    for name in ('RANK', 'LOCAL_RANK', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK',
+                 'TF_CONFIG', 'SLURM_NTASKS', 'EM_ALL_RANKS'):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _entries(run, metric_type):
+    return layout.read_metric_file(layout.metric_file(run.local, metric_type))
+
+
+def test_create_run_writes_every_file(em_dirs):
+    run = em.create_run(name='cnn', hparams={'lr': 0.1}, labels=['a', 'b'], description='d')
+    assert os.path.dirname(run.local) == str(em_dirs / 'runs')
+    assert layout.NODE_DIR_RE.search(run.alternative_name)
+    assert sorted(os.listdir(run.local)) == ['git.yaml', 'hyperparameters.yaml', 'index.yaml',
+                                             'metadata.yaml', 'metrics', 'platform.yaml',
+                                             'stdout.log']
+    meta = layout.read_metadata(run.local)
+    assert meta['status'] == 'Running' and meta['endTimestamp'] is None
+    assert (meta['name'], meta['labels'], meta['description']) == ('cnn', ['a', 'b'], 'd')
+    assert run.start_timestamp == meta['startTimestamp']
+    assert run.params is run.hparams and run.hparams['lr'] == 0.1
+    assert run.platform['pypkgs']['t9k-em'] and run.git['entrypoint'] is not None or True
+    assert run.is_inert is False
+    run.finish()
+    assert run.status == 'Complete' and run.end_timestamp is not None
+    meta = layout.read_metadata(run.local)
+    assert meta['status'] == 'Complete' and meta['endTimestamp'] == run.end_timestamp
+    run.finish()  # harmless
+    assert layout.read_metadata(run.local)['endTimestamp'] == run.end_timestamp
+
+
+def test_finish_with_error_status(em_dirs):
+    run = em.create_run(name='failing')
+    run.finish(status='Error')
+    assert layout.read_metadata(run.local)['status'] == 'Error'
+    with pytest.raises(ValueError, match='status'):
+        em.create_run(name='x').finish(status='Done')
+
+
+def test_parent_dir_is_read_at_call_time(em_dirs, monkeypatch):
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(em_dirs / 'elsewhere'))
+    run = em.create_run(name='moved')
+    assert run.local.startswith(str(em_dirs / 'elsewhere'))
+    run.finish()
+
+
+def test_log_aliases_and_custom_types(em_dirs):
+    run = em.create_run(name='aliases')
+    for i, t in enumerate(['train', 'training', 'val', 'validate', 'validation', 'test',
+                           'testing', 'eval', 'evaluate', 'evaluation', 'lr-schedule']):
+        run.log(t, {'m': i}, step=i)
+    run.finish()
+    metrics = run.metrics
+    assert [len(metrics[t]) for t in ('train', 'val', 'test', 'lr-schedule')] == [2, 3, 5, 1]
+    assert list(layout.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics']) == \
+        ['train', 'val', 'test', 'lr-schedule']
+
+
+def test_log_values_of_every_numeric_kind(em_dirs):
+    import torch
+    run = em.create_run(name='values')
+    run.log('train', {'int': 3, 'float': 0.5, 'bool': True, 'np32': np.float32(0.25),
+                      'np64': np.float64(2.5), 'npint': np.int64(4), 'tensor': torch.tensor(1.5),
+                      'tensor1': torch.tensor([7.0]), 'nan': math.nan, 'inf': -math.inf},
+            step=np.int64(3), epoch=np.int32(1))
+    run.finish()
+    entry = run.metrics['train'][0]
+    assert entry['sequence']['step'] == 3 and entry['sequence']['epoch'] == 1
+    value = entry['value']
+    assert value['int'] == 3.0 and value['bool'] == 1.0 and value['np32'] == 0.25
+    assert value['npint'] == 4.0 and value['tensor'] == 1.5 and value['tensor1'] == 7.0
+    assert math.isnan(value['nan']) and value['inf'] == -math.inf
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'type': 5}, TypeError, 'Metric type must be a str'),
+    ({'type': ''}, ValueError, 'empty'),
+    ({'type': 'a/b'}, ValueError, 'path separator'),
+    ({'type': '.hidden'}, ValueError, "starts with '.'"),
+    ({'metrics': {'loss': 'high'}}, TypeError, "Metric 'loss' is not numeric"),
+    ({'metrics': {'loss': None}}, TypeError, "Metric 'loss' is not numeric"),
+    ({'metrics': {'loss': [1, 2]}}, TypeError, "Metric 'loss' is not numeric"),
+    ({'metrics': {3: 1.0}}, TypeError, 'Metric names must be str'),
+    ({'metrics': [('loss', 1.0)]}, TypeError, 'metrics must be a dict'),
+    ({'step': -1}, ValueError, 'step must be a non-negative integer'),
+    ({'step': 1.5}, TypeError, 'step must be a non-negative integer'),
+    ({'step': True}, TypeError, 'bool'),
+    ({'step': '3'}, TypeError, 'step must be'),
+    ({'epoch': -2}, ValueError, 'epoch must be'),
+    ({'epoch': 2.5}, TypeError, 'epoch must be'),
+])
+def test_log_rejects_bad_input_and_keeps_what_was_logged(em_dirs, kwargs, error, message):
+    run = em.create_run(name='bad')
+    run.log('train', {'loss': 1.0}, step=0)
+    call = {'type': 'train', 'metrics': {'loss': 0.5}, 'step': 1, 'epoch': None}
+    call.update(kwargs)
+    with pytest.raises(error, match=message):
+        run.log(**call)
+    run.log('train', {'loss': 0.25}, step=2)
+    run.finish()
+    assert [e['value']['loss'] for e in run.metrics['train']] == [1.0, 0.25]
+    assert os.listdir(os.path.join(run.local, 'metrics')) == ['train.yaml']
+
+
+def test_logged_metrics_reach_disk_within_a_second(em_dirs):
+    run = em.create_run(name='durable')
+    run.log('train', {'loss': 1.0}, step=0)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and not os.path.exists(layout.metric_file(run.local, 'train')):
+        time.sleep(0.02)
+    assert _entries(run, 'train')[0]['value'] == {'loss': 1.0}
+    assert layout.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics'] == {
+        'train': 'metrics/train.yaml'}
+    run.finish()
+
+
+def test_log_after_finish_is_still_written(em_dirs, capsys):
+    run = em.create_run(name='late')
+    run.finish()
+    run.log('train', {'loss': 1.0}, step=0)
+    assert 'after Run.finish()' in capsys.readouterr().err
+    assert run.metrics['train'][0]['value'] == {'loss': 1.0}
+    assert layout.read_metadata(run.local)['status'] == 'Complete'
+
+
+def test_config_file_takes_precedence(em_dirs):
+    cfg = em_dirs / 'run.yaml'
+    cfg.write_text('name: fromcfg\nhparams:\n  batch_size: 32\nlabels:\n- Keras\n'
+                   'description: from file\n')
+    run = em.create_run(config_path=str(cfg), name='ignored', description='ignored')
+    assert (run.name, run.labels, run.description) == ('fromcfg', ['Keras'], 'from file')
+    assert run.hparams.as_dict() == {'batch_size': 32}
+    run.finish()
+    cfg.write_text('name: x\nfolder_path: a\n')
+    with pytest.raises(ValueError, match="Unknown arg provided by config file: 'folder_path'"):
+        em.create_run(config_path=str(cfg))
+
+
+def test_rejected_arguments_write_nothing(em_dirs):
+    with pytest.raises(ValueError, match='Invalid name of Run'):
+        em.create_run(name='bad name')
+    with pytest.raises(TypeError, match="Hyperparameter 'opt' is not JSON-serialisable"):
+        em.create_run(name='ok', hparams={'opt': object()})
+    with pytest.raises(TypeError, match='labels must be str'):
+        em.create_run(name='ok', labels=[1])
+    with pytest.raises(ValueError, match='conflict_strategy'):
+        em.create_run(name='ok', auto_upload=True, conflict_strategy='merge')
+    assert not os.path.exists(em_dirs / 'runs')
+
+
+def test_hparams_changes_rewrite_the_file(em_dirs):
+    run = em.create_run(name='hp', hparams={'a': 1})
+    run.hparams['b'] = (1, 2)
+    run.params.c = 'x'
+    run.hparams.update({'a': 5, 'd': 1}, override=False)
+    del run.hparams['c']
+    assert layout.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == \
+        {'a': 1, 'b': [1, 2], 'd': 1}
+    run.hparams = {'z': 0}
+    assert layout.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == {'z': 0}
+    run.finish()
+
+
+def test_load_run_in_place_from_any_path_and_resume(em_dirs):
+    run = em.create_run(name='resume', hparams={'lr': 0.1})
+    run.log('train', {'loss': 1.0}, step=0)
+    run.finish()
+    moved = em_dirs / 'somewhere' / os.path.basename(run.local)
+    os.makedirs(moved.parent)
+    os.rename(run.local, moved)
+
+    again = em.load_run(str(moved))
+    assert again.local == str(moved) and again.status == 'Running'
+    assert layout.read_metadata(str(moved))['status'] == 'Running'
+    assert layout.read_metadata(str(moved))['endTimestamp'] is None
+    assert again.hparams.as_dict() == {'lr': 0.1}
+    again.log('train', {'loss': 0.5}, step=1)
+    again.log('val', {'loss': 0.7}, step=1)
+    again.finish()
+    assert [e['value']['loss'] for e in again.metrics['train']] == [1.0, 0.5]
+    assert list(layout.read_yaml(str(moved / 'index.yaml'))['metrics']) == ['train', 'val']
+    assert not os.listdir(em_dirs / 'runs')  # nothing re-homed into the parent dir
+    legacy_loader.load_run_dir(str(moved))
+
+
+def test_load_run_of_missing_path_without_server_fails(em_dirs):
+    with pytest.raises((OSError, RuntimeError)):
+        em.load_run(str(em_dirs / 'nope_261126_000000_abcdef'))
+
+
+def test_mark_input_output(em_dirs):
+    run = em.create_run(name='lineage')
+    art = em.create_artifact('model')
+    run.mark_output(art)
+    run.mark_output(art)
+    ref = em.Reference('commit', 'a1:0123abcd', '/alice/m:0123abcdef')
+    run.mark_input(ref)
+    run.mark_input(em.Reference('commit', 'a1:0123abcd', '/alice/m:0123abcdef'))
+    with pytest.raises(TypeError, match='Instance type cannot be marked'):
+        run.mark_input('/path/to/model')
+    with pytest.raises(ValueError, match='kind'):
+        em.Reference('Weights', 'i', 'p')
+    assoc = layout.read_metadata(run.local)['associations']
+    assert assoc == {'input': [{'kind': 'commit', 'id': 'a1:0123abcd', 'path': '/alice/m:0123abcdef'}],
+                     'output': [{'kind': 'Artifact', 'name': art.alternative_name,
+                                 'localDir': art.local}]}
+    run.finish()
+
+
+def test_to_dict_parse_from_dict_round_trip(em_dirs):
+    run = em.create_run(name='dict', hparams={'a': [1, 2]}, labels=['x'])
+    run.log('train', {'loss': 1.0}, step=1)
+    data = run.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data['metadata']['kind'] == 'Run' and data['metrics']['train'][0]['value'] == {'loss': 1.0}
+    other = em.create_run(name='other')
+    other.parse_from_dict(data)
+    assert (other.name, other.labels, other.hparams.as_dict()) == ('dict', ['x'], {'a': [1, 2]})
+    assert other.to_dict()['metadata'] == data['metadata']
+    run.finish()
+    other.finish()
+
+
+def test_stdout_is_copied_until_finish(em_dirs, capsys):
+    run = em.create_run(name='tee')
+    sys.stdout.write('epoch 1/2 ██\b\b done\n')
+    print('second line')
+    run.finish()
+    print('after finish')
+    with open(os.path.join(run.local, 'stdout.log')) as f:
+        assert f.read() == 'epoch 1/2 ██ done\nsecond line\n'
+    assert 'after finish' in capsys.readouterr().out
+
+
+def test_upload_machinery_missing_gives_clear_error(em_dirs, monkeypatch):
+    monkeypatch.setitem(sys.modules, 't9k_em_core.transfer', None)
+    run = em.create_run(name='upl')
+    with pytest.raises(RuntimeError, match='Uploading needs t9k_em_core.transfer'):
+        run.upload()
+    run.finish()
+
+
+@pytest.mark.timeout(120)
+def test_git_info_describes_the_entry_script(tmp_path):
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    git = ['git', '-C', str(repo), '-c', 'user.email=a@b', '-c', 'user.name=a']
+    subprocess.run(['git', 'init', '-q', '-b', 'trunk', str(repo)], check=True)
+    subprocess.run([*git[:3], 'remote', 'add', 'origin', 'https://example.com/r.git'], check=True)
+    script = repo / 'train.py'
+    script.write_text('from t9k import em\nr = em.create_run(name="g")\nr.finish()\n'
+                      'print(r.local)\n')
+    subprocess.run([*git, 'add', 'train.py'], check=True)
+    subprocess.run([*git, 'commit', '-q', '-m', 'init'], check=True)
+    (repo / 'train.py').write_text(script.read_text() + '# edited\n')
+    work = tmp_path / 'work'  # run from elsewhere: the script's repo counts, not the cwd
+    work.mkdir()
+    out = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True, text=True,
+                         check=True, env={**os.environ, 'EM_RUN_PARENT_DIR': str(work)})
+    info = layout.read_yaml(os.path.join(out.stdout.strip().splitlines()[-1], 'git.yaml'))
+    head = subprocess.run([*git[:3], 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout
+    assert info == {'repo_path': str(repo), 'remote_url': 'https://example.com/r.git',
+                    'branch': 'trunk', 'commit': head.strip(), 'is_dirty': True,
+                    'entrypoint': str(script)}
+
+
+def test_platform_lists_loaded_frameworks(em_dirs):
+    import torch
+    run = em.create_run(name='plat')
+    platform = layout.read_yaml(os.path.join(run.local, 'platform.yaml'))
+    assert platform['pypkgs']['torch'] == torch.__version__
+    assert 'PyTorch' in platform['framework']
+    assert platform['python'] == '.'.join(map(str, sys.version_info[:3]))
+    run.finish()
+
+
+@pytest.mark.timeout(120)
+def test_memory_does_not_grow_with_logged_points(tmp_path):
+    code = textwrap.dedent('''
+        import gc, resource, sys
+        from t9k import em
+
+        def rss_mb():
+            with open('/proc/self/statm') as f:
+                return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+        run = em.create_run(name='rss')
+        metrics = {f'm{i}': 0.1 * i for i in range(5)}
+        for step in range(20_000):  # warm-up: templates, buffers, allocator arenas
+            run.log('train', metrics, step)
+        run._writer.flush()
+        gc.collect()
+        before = rss_mb()
+        for step in range(20_000, 220_000):
+            run.log('train', metrics, step)
+        run.finish()
+        gc.collect()
+        print(rss_mb() - before)
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path)}, check=True)
+    growth_mb = float(out.stdout.strip().splitlines()[-1])
+    assert growth_mb < 10, f'RSS grew by {growth_mb:.1f} MB over 200k log calls'
