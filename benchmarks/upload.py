@@ -4,6 +4,7 @@ Scenarios (each uploaded REPEATS times, median reported):
   (a) one 1 GiB file (multipart: 32 parts of 32 MiB);
   (b) 10,000 files of 4 KiB;
   (c) a Run with 1,000,000 metric points (one ~110 MB metric file, multipart).
+Sizes can be lowered with --big-mib, --small-files, --points.
 
 "ours" is ``t9k_em_core.transfer`` (one keep-alive session, 8 concurrent requests, streamed
 bodies, concurrent multipart parts). "0.6.0b0 way" uploads the same objects one request at a
@@ -12,7 +13,7 @@ order, each part read into memory: what the 0.6.0b0 client does (spec server-api
 Both create one node per repeat; each repeat goes to a fresh node with a fresh upload state, so
 nothing is skipped as already sent.
 
-Usage: python benchmarks/upload.py [--repeats N] [--only a,b,c] [--workdir DIR]
+Usage: python benchmarks/upload.py [--repeats N] [--only a,b,c] [--workdir DIR] [sizes]
 """
 
 from __future__ import annotations
@@ -50,18 +51,16 @@ def free_port() -> int:
 
 def start_server(data_dir: str) -> tuple[subprocess.Popen, str, str]:
     """Starts `em server` on loopback with a fresh data dir; returns (process, url, api key)."""
-    env = dict(os.environ, EM_SERVER_DATA_DIR=data_dir)
     py = sys.executable
-    out = subprocess.run([py, '-m', 't9k_em_core.cli', 'server', 'user', 'add', 'bench',
-                          '--data-dir', data_dir], env=env, check=True, capture_output=True,
-                         text=True).stdout
-    key = next(tok for tok in out.split() if len(tok) == 36 and tok.count('-') == 4)
+    out = subprocess.run([py, '-m', 't9k_em_server', 'add-user', 'bench', '--data-dir', data_dir],
+                         check=True, capture_output=True, text=True).stdout
+    key = out.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen([py, '-m', 't9k_em_core.cli', 'server', 'run', '--host', '127.0.0.1',
-                             '--port', str(port), '--data-dir', data_dir], env=env,
+    proc = subprocess.Popen([py, '-m', 't9k_em_server', '--host', '127.0.0.1', '--port', str(port),
+                             '--data-dir', data_dir, '--log-level', 'warning'],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f'http://127.0.0.1:{port}'
-    for _ in range(300):
+    for _ in range(600):
         try:
             requests.get(url + '/oauth2/userinfo', params={'apikey': key}, timeout=1)
             return proc, url, key
@@ -106,8 +105,8 @@ def make_metric_run(parent: str, points: int) -> str:
 # --- the two ways of uploading --------------------------------------------------------------
 
 def upload_ours(client: em_client.AISClient, local_dir: str, folder: str) -> None:
-    transfer.upload_artifact(local_dir, folder, make_folder=True, conflict_strategy='new',
-                             client=client, progress=False)
+    transfer.upload(local_dir, folder, make_folder=True, conflict_strategy='new', client=client,
+                    progress=False)
 
 
 def upload_old_way(url: str, key: str, user: str, local_dir: str, folder: str) -> None:
@@ -183,6 +182,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--only', default='a,b,c')
+    parser.add_argument('--small-files', type=int, default=10_000, help='file count of (b)')
+    parser.add_argument('--big-mib', type=int, default=1024, help='size of the file of (a)')
+    parser.add_argument('--points', type=int, default=1_000_000, help='metric points of (c)')
     parser.add_argument('--workdir', default=None)
     args = parser.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix='em-bench-')
@@ -192,12 +194,14 @@ def main() -> None:
         client.user = client.userinfo()
         data = os.path.join(work, 'data')
         scenarios = {
-            'a': lambda: make_artifact(data, 'onegib', {'big.bin': 1024 * MiB}),
-            'b': lambda: make_artifact(data, 'small10k',
-                                       {f'd{i // 1000}/f{i}.bin': 4096 for i in range(10_000)}),
-            'c': lambda: make_metric_run(os.path.join(data, 'runs'), 1_000_000),
+            'a': lambda: make_artifact(data, 'big', {'big.bin': args.big_mib * MiB}),
+            'b': lambda: make_artifact(data, 'small', {f'd{i // 1000}/f{i}.bin': 4096
+                                                       for i in range(args.small_files)}),
+            'c': lambda: make_metric_run(os.path.join(data, 'runs'), args.points),
         }
-        names = {'a': '(a) 1 GiB file', 'b': '(b) 10,000 x 4 KiB', 'c': '(c) run, 1M metric points'}
+        names = {'a': f'(a) one {args.big_mib} MiB file',
+                 'b': f'(b) {args.small_files:,} files of 4 KiB',
+                 'c': f'(c) run with {args.points:,} metric points'}
         results = []
         for key_ in args.only.split(','):
             local_dir = scenarios[key_]()

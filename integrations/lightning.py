@@ -107,7 +107,9 @@ class _MetricSplitter:
                 values = by_type[metric_type] = {}
             name = route[1]
             if name in values:  # two names of this call shorten alike: both keep full names
-                earlier = next(k for k in metrics if k != key and routes.get(k) == route)
+                earlier = next(k for k in metrics if k != key and k in routes
+                               and (routes[k][0] or default_type, routes[k][1]) ==
+                               (metric_type, name))
                 values[earlier] = values.pop(name)
                 name = key
             values[name] = value
@@ -148,6 +150,13 @@ def run_name_from(text: str) -> str:
     return chars[:40].strip('_-') or _FALLBACK_RUN_NAME
 
 
+def _version_of(run: Run) -> str:
+    """The part of the Run's directory name after its name: ``<yymmdd>_<HHMMSS>_<random>``."""
+    prefix = run.name + '_'
+    alt = run.alternative_name
+    return alt[len(prefix):] if alt.startswith(prefix) else alt
+
+
 def _number(value: Any) -> Any:
     return value.item() if callable(getattr(value, 'item', None)) else value
 
@@ -185,7 +194,8 @@ class _EMLoggerMixin:
             layout.validate_name(name, 'Run')
         if not (log_model is False or log_model is True or log_model == 'all'):
             raise ValueError(f"EMLogger: log_model must be False, True or 'all', got {log_model!r}")
-        self._run_name = name
+        self._run_name = name if run is None else run.name  # the Run's name once known
+        self._version: Optional[str] = None if run is None else _version_of(run)
         self._run_kwargs = run_kwargs
         self._log_model = log_model
         self._experiment: Optional[Run] = run
@@ -205,19 +215,13 @@ class _EMLoggerMixin:
     @property
     def name(self) -> Optional[str]:
         """Name of the Run (before the Run exists: the ``name`` given, if any)."""
-        run = self._experiment
-        return run.name if run is not None else self._run_name
+        return self._run_name
 
     @property
     def version(self) -> Optional[str]:
         """What the Run's directory name adds to its name: ``<yymmdd>_<HHMMSS>_<random>``
         (None before the Run exists)."""
-        run = self._experiment
-        if run is None:
-            return os.path.basename(self._run_dir) if self._run_dir else None
-        prefix = run.name + '_'
-        alt = run.alternative_name
-        return alt[len(prefix):] if alt.startswith(prefix) else alt
+        return self._version
 
     @property
     def log_dir(self) -> Optional[str]:
@@ -336,6 +340,7 @@ class _EMLoggerMixin:
                 run = load_run(self._run_dir)
                 self._owns_run = True
         _OPEN_RUNS[run.local] = run
+        self._run_name, self._version = run.name, _version_of(run)
         return run
 
     def _calling_trainer(self) -> Any:

@@ -150,7 +150,7 @@ class TimestampFormatter:
 
 # --- YAML -------------------------------------------------------------------------------------
 
-_yaml_lock = threading.Lock()
+_yaml_lock = threading.RLock()
 _yaml_cache: Dict[str, Any] = {}
 
 
@@ -347,7 +347,7 @@ def last_metric_entry(path: str, tail_size: int = 1 << 16) -> Optional[Dict[str,
 # --- directories ------------------------------------------------------------------------------
 
 _dir_locks: Dict[str, threading.RLock] = {}
-_dir_locks_guard = threading.Lock()
+_dir_locks_guard = threading.RLock()  # re-entrant: a SIGTERM handler may need it
 
 
 def metadata_lock(node_dir: str) -> threading.RLock:

@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, TextIO
 
+from t9k_em_core import metrics
+
 EXIT_SYNC_TIMEOUT = 5.0
 """Seconds an exiting process waits for each Run's background upload to finish."""
 
@@ -60,6 +62,10 @@ def _end_open_runs() -> None:
             run._end('Error', sync_timeout=EXIT_SYNC_TIMEOUT)
         except Exception as e:  # keep ending the others
             print(f'EM WARNING: could not end Run at exit: {e!r}', file=sys.stderr)
+    try:
+        metrics.flush_all()  # metrics logged after finish() of a Run
+    except Exception as e:
+        print(f'EM WARNING: could not flush metrics at exit: {e!r}', file=sys.stderr)
 
 
 def _install_sigterm_handler() -> None:
@@ -86,7 +92,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     # Die of the signal as if no handler had been installed (exit status 128 + 15).
     if sys.stdout is not None:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: re-entrant buffered write
+            pass
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -110,7 +119,9 @@ class StdoutTee:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._files: List[TextIO] = []
-        self._tee_lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler runs on the main thread, possibly inside write(), and
+        # then flushes and unwraps this tee (a plain Lock deadlocked there).
+        self._tee_lock = threading.RLock()
 
     @property
     def wrapped(self) -> TextIO:
@@ -182,7 +193,7 @@ def untee_stdout(log_file: Optional[TextIO]) -> None:
         if isinstance(tee, StdoutTee):
             try:
                 tee.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError, RuntimeError):  # RuntimeError: re-entrant (signal)
                 pass
             if tee.remove(log_file):
                 sys.stdout = tee.wrapped

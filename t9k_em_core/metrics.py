@@ -33,7 +33,11 @@ TYPE_ALIASES = {
     'test': 'test', 'testing': 'test', 'eval': 'test', 'evaluate': 'test', 'evaluation': 'test',
 }
 
-_NUMERIC = frozenset((float, int))
+MAX_TEMPLATES = 4096
+"""Entry templates kept per writer (one per metric type and key tuple); the cache is cleared
+when a Run logs more distinct key sets than this."""
+
+_NUMERIC = {float, int}  # types converted without per-value checks; grows with float/int subclasses
 _type = type
 _time = time.time
 
@@ -78,6 +82,17 @@ def to_index(name: str, value: Any) -> int:
     if number < 0:
         raise ValueError(f'{name} must be a non-negative integer, got {number}')
     return number
+
+
+def _convert(metrics: Dict[str, Any]) -> Tuple[float, ...]:
+    """Per-value conversion (the slow path of ``log``); learns exact subclasses such as
+    ``numpy.float64`` so that their next conversion takes the fast path."""
+    converted = tuple([to_float(k, v) for k, v in metrics.items()])
+    for value in metrics.values():
+        kind = _type(value)
+        if kind not in _NUMERIC and kind is not bool and issubclass(kind, (float, int)):
+            _NUMERIC.add(kind)
+    return converted
 
 
 class _Template:
@@ -153,7 +168,7 @@ class MetricWriter:
         if _NUMERIC.issuperset(map(_type, values)):
             converted = tuple(map(float, values))
         else:
-            converted = tuple([to_float(k, v) for k, v in metrics.items()])
+            converted = _convert(metrics)
         if step.__class__ is not int or step < 0:
             step = to_index('step', step)
         if epoch is not None and (epoch.__class__ is not int or epoch < 0):
@@ -171,11 +186,14 @@ class MetricWriter:
         self._types[metric_type] = canonical
         return canonical
 
-    def _new_template(self, template_key: Tuple[str, Tuple[str, ...]]) -> None:
+    def _new_template(self, template_key: Tuple[str, Tuple[str, ...]]) -> _Template:
         for key in template_key[1]:
             if not isinstance(key, str):
                 raise TypeError(f'Metric names must be str, got {_type(key).__name__}: {key!r}')
-        self._templates[template_key] = _Template(*template_key)
+        if len(self._templates) >= MAX_TEMPLATES:
+            self._templates.clear()  # buffered entries rebuild theirs in _format
+        template = self._templates[template_key] = _Template(*template_key)
+        return template
 
     def _kick(self) -> None:
         if self._closed:
@@ -212,7 +230,7 @@ class MetricWriter:
         templates = self._templates
         parts = self._stamps.parts
         for template_key, values, step, epoch, stamp in chunk:
-            tmpl = templates[template_key]
+            tmpl = templates.get(template_key) or self._new_template(template_key)
             epoch_text = 'null' if epoch is None else epoch
             args = (*values, epoch_text, step, *parts(stamp))
             text = tmpl.fast % args
@@ -259,7 +277,7 @@ class _Flusher:
 
     def __init__(self) -> None:
         self._writers: set = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the SIGTERM handler ends Runs
         self._event = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -297,7 +315,7 @@ class _Flusher:
     def after_fork_in_child(self) -> None:
         """A forked child does not write its parent's Runs."""
         self._writers = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the SIGTERM handler ends Runs
         self._event = threading.Event()
         self._thread = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Dict, Iterator, Optional
 
 # ``Params.parse`` argument → (integration module, key under params['distributed']).
@@ -61,6 +61,8 @@ class Params(MutableMapping):
                  init_hparams: Optional[Dict[str, Any]] = None) -> None:
         object.__setattr__(self, '_upload', upload)
         object.__setattr__(self, '_data', {})
+        if init_hparams is not None and not isinstance(init_hparams, Mapping):
+            raise TypeError(f'Hyperparameters must be a dict, got {type(init_hparams).__name__}')
         if init_hparams:
             self._data.update(self._normalized(init_hparams))
 
@@ -143,6 +145,8 @@ class Params(MutableMapping):
             new_params: New params to be updated with.
             override: Whether to override current params; if False, existing keys are kept.
         """
+        if new_params is not None and not isinstance(new_params, Mapping):
+            raise TypeError(f'new_params must be a dict, got {type(new_params).__name__}')
         incoming = dict(new_params or {})
         incoming.update(kwargs)
         normalized = self._normalized(incoming)

@@ -73,7 +73,7 @@ class Run:
         self.local: str = local_dir or os.path.join(layout.run_parent_dir(), self.alternative_name)
         self._storage = layout.NullRunStorage(self.local) if inert else layout.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
-        self._end_lock = threading.Lock()
+        self._end_lock = threading.RLock()  # re-entrant: the SIGTERM handler may end this Run
         self._ended = False
         self._syncer: Any = None
 

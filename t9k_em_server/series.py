@@ -27,8 +27,10 @@ import json
 import math
 import re
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ from .metadata_store import MetadataStore, ObjectView, SeriesIndexView
 METRIC_KEY = re.compile(r"metrics/([^/]+)\.yaml")
 MAX_SEGMENTS = 32
 X_AXES = ("step", "epoch", "time")
+PIECE = 4 << 20  # bytes parsed at a time (memory stays bounded for huge files)
 
 _ENTRY = re.compile(
     rb"- value:\n((?:    [^\n]*\n)*)  sequence:\n"
@@ -50,6 +53,7 @@ _SPECIAL_FLOATS = {b".nan": math.nan, b".NaN": math.nan, b".NAN": math.nan, b".i
                    b".Inf": math.inf, b"-.inf": -math.inf, b"-.Inf": -math.inf,
                    b"+.inf": math.inf, b"null": math.nan, b"~": math.nan}
 _MAGIC = b"EMS1"
+_F8 = np.dtype("<f8")
 
 
 def metric_type_of(key: str) -> str | None:
@@ -61,16 +65,82 @@ def metric_type_of(key: str) -> str | None:
 # ------------------------------------------------------------------------------------ columns
 
 @dataclass
-class Columns:
-    """Parsed entries, column by column."""
+class Series:
+    """Entries column by column: float64 arrays of equal length (NaN where a value is missing)."""
 
-    step: list[float] = field(default_factory=list)
-    epoch: list[float] = field(default_factory=list)
-    time: list[float] = field(default_factory=list)
-    values: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    step: np.ndarray
+    epoch: np.ndarray
+    time: np.ndarray
+    values: dict[str, np.ndarray]
 
-    def __len__(self) -> int:
-        return len(self.step)
+    @property
+    def count(self) -> int:
+        return int(self.step.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Series":
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0), {})
+
+    @classmethod
+    def concat(cls, parts: list["Series"]) -> "Series":
+        parts = [p for p in parts if p.count]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.empty()
+        names = list(dict.fromkeys(n for p in parts for n in p.values))
+        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("step", "epoch", "time")),
+                   {n: np.concatenate([p.values.get(n, np.full(p.count, np.nan)) for p in parts])
+                    for n in names})
+
+    def encode(self) -> bytes:
+        """``EMS1`` + header length + JSON header + the float64 columns."""
+        names = list(self.values)
+        header = json.dumps({"count": self.count, "names": names}).encode()
+        arrays = [self.step, self.epoch, self.time] + [self.values[n] for n in names]
+        return b"".join([_MAGIC, struct.pack("<I", len(header)), header]
+                        + [np.ascontiguousarray(a, dtype=_F8).tobytes() for a in arrays])
+
+    def last_values(self) -> dict[str, Any]:
+        """{name: {value, step, epoch}} of the last entry holding each name."""
+        out = {}
+        for name, column in self.values.items():
+            rows = np.flatnonzero(~np.isnan(column))
+            if rows.size:
+                row = rows[-1]
+                out[name] = {"value": _json_number(float(column[row])),
+                             "step": _json_number(float(self.step[row])),
+                             "epoch": _json_number(float(self.epoch[row]))}
+        return out
+
+
+def decode_segments(segments: list[bytes], names: list[str] | None = None) -> Series:
+    """Concatenate encoded segments (only ``names`` when given); zero-copy for one segment."""
+    parts = []
+    for blob in segments:
+        if blob[:4] != _MAGIC:
+            raise ValueError("not a series segment")
+        (hlen,) = struct.unpack_from("<I", blob, 4)
+        header = json.loads(blob[8:8 + hlen])
+        n, seg_names = header["count"], header["names"]
+
+        def column(i: int) -> np.ndarray:
+            return np.frombuffer(blob, dtype=_F8, count=n, offset=8 + hlen + 8 * n * i)
+
+        wanted = seg_names if names is None else [x for x in names if x in seg_names]
+        parts.append(Series(column(0), column(1), column(2),
+                            {x: column(3 + seg_names.index(x)) for x in wanted}))
+    return Series.concat(parts)
+
+
+class _Rows:
+    """Row-wise accumulator for entries parsed one by one (the slow path)."""
+
+    def __init__(self) -> None:
+        self.step: list[float] = []
+        self.epoch: list[float] = []
+        self.time: list[float] = []
+        self.values: dict[str, tuple[list[int], list[float]]] = {}
 
     def add(self, step: float, epoch: float, time: float, values: dict[str, float]) -> None:
         row = len(self.step)
@@ -82,62 +152,15 @@ class Columns:
             rows.append(row)
             vals.append(value)
 
-    def encode(self) -> bytes:
-        n = len(self)
-        names = list(self.values)
-        header = json.dumps({"count": n, "names": names}).encode()
-        parts = [_MAGIC, struct.pack("<I", len(header)), header]
-        for column in (self.step, self.epoch, self.time):
-            parts.append(np.asarray(column, dtype="<f8").tobytes())
-        for name in names:
-            rows, vals = self.values[name]
-            column = np.full(n, np.nan, dtype="<f8")
+    def series(self) -> Series:
+        n = len(self.step)
+        values = {}
+        for name, (rows, vals) in self.values.items():
+            column = np.full(n, np.nan)
             column[np.asarray(rows, dtype=np.int64)] = vals
-            parts.append(column.tobytes())
-        return b"".join(parts)
-
-
-@dataclass
-class Series:
-    """Decoded columns of one metric object (numpy float64 arrays of equal length)."""
-
-    step: np.ndarray
-    epoch: np.ndarray
-    time: np.ndarray
-    values: dict[str, np.ndarray]
-
-    @property
-    def count(self) -> int:
-        return int(self.step.shape[0])
-
-
-def decode_segments(segments: list[bytes]) -> Series:
-    """Concatenate encoded segments; a name missing from a segment reads as NaN there."""
-    decoded = []
-    names: dict[str, None] = {}
-    for blob in segments:
-        if blob[:4] != _MAGIC:
-            raise ValueError("not a series segment")
-        (hlen,) = struct.unpack_from("<I", blob, 4)
-        header = json.loads(blob[8:8 + hlen])
-        n, seg_names = header["count"], header["names"]
-        cols = np.frombuffer(blob, dtype="<f8", offset=8 + hlen, count=n * (3 + len(seg_names)))
-        cols = cols.reshape(3 + len(seg_names), n) if n else np.zeros((3 + len(seg_names), 0))
-        decoded.append((n, seg_names, cols))
-        names.update(dict.fromkeys(seg_names))
-    if not decoded:
-        empty = np.zeros(0)
-        return Series(empty, empty, empty, {})
-
-    def column(i: int) -> np.ndarray:
-        return np.concatenate([cols[i] for _, _, cols in decoded])
-
-    values = {}
-    for name in names:
-        values[name] = np.concatenate([
-            cols[3 + seg_names.index(name)] if name in seg_names else np.full(n, np.nan)
-            for n, seg_names, cols in decoded])
-    return Series(column(0), column(1), column(2), values)
+            values[name] = column
+        return Series(np.asarray(self.step, dtype=_F8), np.asarray(self.epoch, dtype=_F8),
+                      np.asarray(self.time, dtype=_F8), values)
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -151,10 +174,64 @@ def _number(raw: bytes) -> float:
     return float(raw)
 
 
+def _numbers(raw: tuple[bytes, ...]) -> np.ndarray:
+    """A float64 column from YAML scalars; vectorised unless special values need care."""
+    arr = np.array(raw)
+    nulls = arr == b"null"
+    if nulls.any():
+        arr = np.where(nulls, b"nan", arr)
+    try:
+        return arr.astype(_F8)
+    except ValueError:
+        return np.array([_safe_number(v) for v in raw], dtype=_F8)
+
+
+def _safe_number(raw: bytes) -> float:
+    try:
+        return _number(raw)
+    except ValueError:
+        return math.nan
+
+
 def _timestamp(raw: bytes) -> float:
     if raw[:1] in (b"'", b'"'):
         raw = raw[1:-1]
     return datetime.fromisoformat(raw.decode()).timestamp()
+
+
+def _timestamps(raw: tuple[bytes, ...]) -> np.ndarray:
+    """Seconds since the epoch of quoted ISO timestamps, vectorised for the SDK's fixed form
+    ``'YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM'``; anything else goes through ``fromisoformat``."""
+    arr = np.array(raw)
+    if arr.dtype.itemsize == 34 and np.all(np.char.str_len(arr) == 34):
+        m = arr.view(np.uint8).reshape(-1, 34)
+        fixed = {0: 39, 5: 45, 8: 45, 11: 84, 14: 58, 17: 58, 20: 46, 30: 58, 33: 39}
+        if all(np.all(m[:, i] == c) for i, c in fixed.items()) and np.all((m[:, 27] == 43) | (m[:, 27] == 45)):
+
+            def num(a: int, b: int) -> np.ndarray:
+                out = m[:, a].astype(np.int64) - 48
+                for i in range(a + 1, b):
+                    out = out * 10 + (m[:, i].astype(np.int64) - 48)
+                return out
+
+            year, month, day = num(1, 5), num(6, 8), num(9, 11)
+            y = year - (month <= 2)
+            era = y // 400
+            yoe = y - era * 400
+            doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+            days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+            sign = np.where(m[:, 27] == 45, -1, 1)
+            offset = sign * (num(28, 30) * 3600 + num(31, 33) * 60)
+            seconds = days * 86400 + num(12, 14) * 3600 + num(15, 17) * 60 + num(18, 20) - offset
+            return seconds + num(21, 27) / 1e6
+    return np.array([_safe_time(v) for v in raw], dtype=_F8)
+
+
+def _safe_time(raw: bytes) -> float:
+    try:
+        return _timestamp(raw)
+    except ValueError:
+        return math.nan
 
 
 def _any_number(value: Any) -> float:
@@ -175,26 +252,51 @@ def _any_time(value: Any) -> float:
         return math.nan
 
 
-def _add_loaded(columns: Columns, entry: Any) -> bool:
-    """Add one entry loaded by PyYAML; False when it lacks the required shape."""
+def _is_entry(entry: Any) -> bool:
+    """Whether a PyYAML-loaded item has the entry shape (value map, sequence with step/timestamp)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("value"), dict):
         return False
     sequence = entry.get("sequence")
-    if not isinstance(sequence, dict) or "step" not in sequence or "timestamp" not in sequence:
-        return False
-    columns.add(_any_number(sequence.get("step")), _any_number(sequence.get("epoch")),
-                _any_time(sequence.get("timestamp")),
-                {str(k): _any_number(v) for k, v in entry["value"].items()})
-    return True
+    return isinstance(sequence, dict) and "step" in sequence and "timestamp" in sequence
 
 
-def parse_entries(data: bytes) -> tuple[Columns, int]:
-    """Parse whole entries from ``data`` (which starts at an entry boundary).
+def _add_loaded(rows: _Rows, entry: dict) -> None:
+    sequence = entry["sequence"]
+    rows.add(_any_number(sequence.get("step")), _any_number(sequence.get("epoch")),
+             _any_time(sequence.get("timestamp")),
+             {str(k): _any_number(v) for k, v in entry["value"].items()})
 
-    Returns the columns and the number of bytes consumed: everything up to the end of the last
-    complete entry. A final entry that is cut off (mid-write) is not consumed.
-    """
-    columns = Columns()
+
+@lru_cache(maxsize=64)
+def _shape_of(names: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A regex matching one whole entry whose values are exactly ``names``, in that order."""
+    values = b"".join(b"    " + re.escape(n) + rb": ([^\n]*)\n" for n in names)
+    return re.compile(rb"^- value:\n" + values + rb"  sequence:\n    epoch: ([^\n]*)\n"
+                      rb"    step: ([^\n]*)\n    timestamp: ([^\n]*)\n", re.M)
+
+
+def _parse_uniform(piece: bytes) -> Series | None:
+    """Columnar parse of complete entries that all share the first entry's exact shape."""
+    first = _ENTRY.match(piece)
+    if first is None:
+        return None
+    pairs = _VALUE_LINE.findall(first.group(1))
+    if not pairs or len(pairs) != first.group(1).count(b"\n"):
+        return None
+    names = tuple(k for k, _ in pairs)
+    matches = _shape_of(names).findall(piece)
+    if len(matches) != piece.count(b"\n- ") + 1:
+        return None
+    columns = list(zip(*matches)) if len(names) + 3 > 1 else [tuple(m for m in matches)]
+    k = len(names)
+    return Series(_numbers(columns[k + 1]), _numbers(columns[k]), _timestamps(columns[k + 2]),
+                  {n.decode(): _numbers(columns[i]) for i, n in enumerate(names)})
+
+
+def _parse_entrywise(data: bytes, final: bool) -> tuple[Series, int]:
+    """Entry by entry (regex, else PyYAML). With ``final``, an incomplete last entry is left
+    unconsumed; corrupt entries elsewhere are skipped."""
+    rows = _Rows()
     names: dict[bytes, str] = {}
     pos, end = 0, len(data)
     while pos < end:
@@ -206,13 +308,12 @@ def parse_entries(data: bytes) -> tuple[Columns, int]:
                 try:
                     values = {names.get(k) or names.setdefault(k, k.decode()): _number(v)
                               for k, v in pairs}
-                    columns.add(_number(match.group(3)), _number(match.group(2)),
-                                _timestamp(match.group(4)), values)
+                    rows.add(_number(match.group(3)), _number(match.group(2)),
+                             _timestamp(match.group(4)), values)
                     pos = match.end()
                     continue
                 except ValueError:
                     pass
-        # Not the fast shape: hand this entry (up to the next top-level item) to PyYAML.
         next_item = data.find(b"\n- ", pos + 1)
         region_end = end if next_item < 0 else next_item + 1
         try:
@@ -220,11 +321,62 @@ def parse_entries(data: bytes) -> tuple[Columns, int]:
         except layout.yaml_error_types():
             loaded = None
         entries = loaded if isinstance(loaded, list) else []
-        complete = all([_add_loaded(columns, e) for e in entries]) and bool(entries)
-        if region_end == end and (not complete or not data.endswith(b"\n")):
+        complete = bool(entries) and all(_is_entry(e) for e in entries)
+        if final and region_end == end and (not complete or not data.endswith(b"\n")):
             break  # the last entry is incomplete: leave it for the next upload
+        for entry in entries:  # a corrupt entry in the middle is skipped
+            if _is_entry(entry):
+                _add_loaded(rows, entry)
         pos = region_end
-    return columns, pos
+    return rows.series(), pos
+
+
+def _parse_complete(piece: bytes) -> Series:
+    """Entries of a piece known to end at an entry boundary."""
+    uniform = _parse_uniform(piece)
+    return uniform if uniform is not None else _parse_entrywise(piece, final=False)[0]
+
+
+def parse_stream(chunks: Iterable[bytes]) -> tuple[Series, int]:
+    """Parse a metric file's bytes (from an entry boundary on), ``PIECE`` bytes at a time.
+
+    Returns the entries and the number of bytes consumed, which stops before a final entry that
+    is cut off mid-write.
+    """
+    parts: list[Series] = []
+    consumed = 0
+    pending: list[bytes] = []
+    size = 0
+
+    def drain(buffer: bytes, final: bool) -> bytes:
+        nonlocal consumed
+        start = 0
+        while final or len(buffer) - start >= PIECE:
+            cut = buffer.rfind(b"\n- ", start, start + PIECE) if len(buffer) - start > PIECE else -1
+            if cut <= start:
+                cut = buffer.rfind(b"\n- ", start)
+            if cut <= start:
+                break
+            parts.append(_parse_complete(buffer[start:cut + 1]))
+            consumed += cut + 1 - start
+            start = cut + 1
+        return buffer[start:]
+
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= 2 * PIECE:
+            rest = drain(b"".join(pending), final=False)
+            pending, size = [rest], len(rest)
+    rest = drain(b"".join(pending), final=True)
+    tail, used = _parse_entrywise(rest, final=True)
+    parts.append(tail)
+    return Series.concat(parts), consumed + used
+
+
+def parse_entries(data: bytes) -> tuple[Series, int]:
+    """``parse_stream`` of one bytes object."""
+    return parse_stream([data])
 
 
 # ------------------------------------------------------------------------------------ indexing
@@ -237,17 +389,6 @@ def _md5_of_prefix(blobs: BlobStore, blob_key: str, length: int) -> str:
         if not left:
             break
     return digest.hexdigest()
-
-
-def _last_values(columns: Columns) -> dict[str, Any]:
-    out = {}
-    for name, (rows, vals) in columns.values.items():
-        for row, value in zip(reversed(rows), reversed(vals)):
-            if not math.isnan(value):
-                out[name] = {"value": value, "step": _json_number(columns.step[row]),
-                             "epoch": _json_number(columns.epoch[row])}
-                break
-    return out
 
 
 def _json_number(value: float) -> float | int | None:
@@ -275,51 +416,44 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
             prefix = _md5_of_prefix(blobs, obj.blob_key, old.indexed_bytes)
         if prefix == old.prefix_md5:
             start, incremental = old.indexed_bytes, True
-    data = blobs.read_bytes(obj.blob_key, start)
-    columns, consumed = parse_entries(data)
+    new, consumed = parse_stream(blobs.iter_bytes(obj.blob_key, start))
     indexed = start + consumed
     prefix_md5 = obj.md5 if indexed == obj.size else _md5_of_prefix(blobs, obj.blob_key, indexed)
+    replace = not incremental
+    segment = new.encode() if new.count else b""
     if incremental:
         assert old is not None
-        names = list(dict.fromkeys(old.names + list(columns.values)))
-        last = {**old.last_values, **_last_values(columns)}
-        count, segments = old.count + len(columns), old.segments + (1 if len(columns) else 0)
+        names = list(dict.fromkeys(old.names + list(new.values)))
+        last = {**old.last_values, **new.last_values()}
+        count, segments = old.count + new.count, old.segments + (1 if new.count else 0)
+        if segments > MAX_SEGMENTS:  # compact into one segment again
+            merged = decode_segments(meta.series_segments(obj.id) + [segment])
+            segment, segments, replace = merged.encode(), 1, True
     else:
-        names, last = list(columns.values), _last_values(columns)
-        count, segments = len(columns), 1 if len(columns) else 0
-    replace = not incremental
-    segment = columns.encode() if len(columns) else b""
-    if incremental and segments > MAX_SEGMENTS:  # compact: one segment again
-        merged = decode_segments(meta.series_segments(obj.id) + [segment])
-        segment, segments, replace = _encode_series(merged), 1, True
+        names, last = list(new.values), new.last_values()
+        count, segments = new.count, 1 if new.count else 0
     index = SeriesIndexView(obj.id, obj.blob_key, indexed, prefix_md5, count, segments, names, last)
     if not meta.save_series(obj.id, obj.blob_key, index, segment, replace=replace):
         return None
     return index
 
 
-def _encode_series(series: Series) -> bytes:
-    names = list(series.values)
-    header = json.dumps({"count": series.count, "names": names}).encode()
-    arrays = [series.step, series.epoch, series.time] + [series.values[n] for n in names]
-    return b"".join([_MAGIC, struct.pack("<I", len(header)), header]
-                    + [np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays])
-
-
-def load_series(meta: MetadataStore, blobs: BlobStore, obj: ObjectView) -> Series:
-    """The full decoded series of a metric object (indexing it first if the cache is stale)."""
+def load_series(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
+                names: list[str] | None = None) -> Series:
+    """The decoded series of a metric object, only ``names`` when given (indexing it first if
+    the cache is stale)."""
     index = meta.get_series_index(obj.id)
     if index is None or index.blob_key != obj.blob_key:
         index_metric_object(meta, blobs, obj)
-    return decode_segments(meta.series_segments(obj.id))
+    return decode_segments(meta.series_segments(obj.id), names)
 
 
 # ------------------------------------------------------------------------------------ sampling
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_points`` points that keep each bucket's min and max (and the ends).
+    """At most ``max_points`` points keeping each bucket's minimum and maximum, and both ends.
 
-    Points with NaN ``x`` or ``y`` are dropped first. Order is preserved.
+    Points with NaN ``x`` or ``y`` are dropped first; order is preserved.
     """
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]
@@ -328,29 +462,18 @@ def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarra
         return x, y
     buckets = max(1, (max_points - 2) // 2)
     inner = y[1:-1]
-    edges = np.linspace(0, inner.shape[0], buckets + 1).astype(np.int64)
-    sizes = np.diff(edges)
-    nonempty = sizes > 0
-    starts = edges[:-1][nonempty]
-    # Reduce over each bucket: argmin/argmax via reduceat on values paired with positions.
-    mins = np.minimum.reduceat(inner, starts)
-    maxs = np.maximum.reduceat(inner, starts)
-    bucket_of = np.repeat(np.arange(starts.shape[0]), sizes[nonempty])
-    positions = np.arange(inner.shape[0])
-    is_min = inner == mins[bucket_of]
-    is_max = inner == maxs[bucket_of]
-    first_min = np.full(starts.shape[0], -1)
-    first_max = np.full(starts.shape[0], -1)
-    # last write wins in fancy assignment, so assign reversed to keep the first occurrence
-    first_min[bucket_of[is_min][::-1]] = positions[is_min][::-1]
-    first_max[bucket_of[is_max][::-1]] = positions[is_max][::-1]
-    chosen = np.unique(np.concatenate([first_min, first_max])) + 1
+    size = -(-inner.shape[0] // buckets)
+    pad = buckets * size - inner.shape[0]
+    low = np.concatenate([inner, np.full(pad, np.inf)]).reshape(buckets, size)
+    high = np.concatenate([inner, np.full(pad, -np.inf)]).reshape(buckets, size)
+    base = np.arange(buckets) * size
+    chosen = np.concatenate([low.argmin(axis=1) + base, high.argmax(axis=1) + base])
+    chosen = np.unique(chosen[chosen < inner.shape[0]]) + 1
     idx = np.concatenate([[0], chosen, [n - 1]])
     return x[idx], y[idx]
 
 
-def series_points(series: Series, name: str, x_axis: str,
-                  max_points: int) -> dict[str, Any]:
+def series_points(series: Series, name: str, x_axis: str, max_points: int) -> dict[str, Any]:
     """The JSON body for one metric: ``x``/``y`` lists (downsampled) and the total count."""
     if x_axis not in X_AXES:
         raise ValueError(f"x must be one of {', '.join(X_AXES)}")
@@ -359,4 +482,4 @@ def series_points(series: Series, name: str, x_axis: str,
     total = int(np.count_nonzero(~(np.isnan(x) | np.isnan(y))))
     xs, ys = downsample(x, y, max_points)
     return {"name": name, "x_axis": x_axis, "total": total, "returned": int(xs.shape[0]),
-            "x": [_json_number(float(v)) for v in xs], "y": [_json_number(float(v)) for v in ys]}
+            "x": [_json_number(v) for v in xs.tolist()], "y": [_json_number(v) for v in ys.tolist()]}

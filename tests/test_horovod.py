@@ -25,11 +25,10 @@ from t9k_em_core import layout
 REPO = Path(__file__).resolve().parents[1]
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN),
-                       reason='Horovod is not installed: run scripts/build_horovod.sh'),
-    pytest.mark.timeout(150),
-]
+needs_horovod = pytest.mark.skipif(
+    importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN),
+    reason='Horovod is not installed: run scripts/build_horovod.sh')
+pytestmark = pytest.mark.timeout(150)
 
 
 def _env() -> dict:
@@ -79,6 +78,7 @@ def _assert_example_run(tmp_path: Path, api: str, epochs: int) -> None:
             assert entry['value'] == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+@needs_horovod
 def test_check_build_shows_tensorflow_pytorch_and_gloo():
     out = subprocess.run([HOROVODRUN, '--check-build'], env=_env(), capture_output=True,
                          text=True, timeout=60, check=True).stdout
@@ -86,6 +86,7 @@ def test_check_build_shows_tensorflow_pytorch_and_gloo():
         assert f'[X] {feature}' in out, out
 
 
+@needs_horovod
 def test_torch_example_writes_one_run_with_averaged_metrics(tmp_path):
     result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_torch.py'), '--epochs', '2',
                          '--raw-metrics-dir', str(tmp_path / 'raw'))
@@ -93,6 +94,7 @@ def test_torch_example_writes_one_run_with_averaged_metrics(tmp_path):
     _assert_example_run(tmp_path, 'horovod.torch', epochs=2)
 
 
+@needs_horovod
 def test_tensorflow_example_writes_one_run_with_averaged_metrics(tmp_path):
     result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_tf.py'), '--epochs', '2',
                          '--raw-metrics-dir', str(tmp_path / 'raw'))
@@ -122,6 +124,7 @@ CRASHING_RANK = textwrap.dedent('''
 ''')
 
 
+@needs_horovod
 def test_a_crashing_rank_ends_the_run_as_error_keeping_what_was_logged(tmp_path):
     script = tmp_path / 'crash.py'
     script.write_text(CRASHING_RANK)
@@ -135,3 +138,16 @@ def test_a_crashing_rank_ends_the_run_as_error_keeping_what_was_logged(tmp_path)
     assert run['metadata']['endTimestamp']
     assert [entry['value'] for entry in run['metrics']['train']] == [{'loss': 1.5}]
     assert sorted(os.listdir(marks)) == ['rank0'], 'rank_zero_only ran on a non-zero rank'
+
+
+def test_parse_rejects_what_is_not_a_horovod_module(tmp_path, monkeypatch):
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
+    from t9k import em
+
+    run = em.create_run(name='not_hvd')
+    try:
+        with pytest.raises(TypeError, match='dist_hvd must be a Horovod API module'):
+            run.params.parse(dist_hvd='horovod.torch')
+        assert 'distributed' not in run.params
+    finally:
+        run.finish()

@@ -73,6 +73,39 @@ def epochs(entries) -> list:
     return [e['sequence']['epoch'] for e in entries]
 
 
+class Job:
+    """A keras_job.py scenario running in its own process, with its own run directory."""
+
+    def __init__(self, scenario: str, run_dir: pathlib.Path, **env: str) -> None:
+        self.run_dir = run_dir
+        env = {**os.environ, 'EM_RUN_PARENT_DIR': str(run_dir),
+               'EM_ARTIFACT_PARENT_DIR': str(run_dir.parent / 'artifacts'), **env}
+        self.stdout, self.stderr = run_dir.parent / 'stdout.txt', run_dir.parent / 'stderr.txt'
+        with open(self.stdout, 'w') as out, open(self.stderr, 'w') as err:
+            self.process = subprocess.Popen([sys.executable, str(HERE / 'keras_job.py'), scenario],
+                                            env=env, cwd=str(run_dir.parent), stdout=out, stderr=err)
+
+    def result(self) -> tuple[int, str, dict]:
+        """Exit status, stderr and the JSON facts the job printed."""
+        returncode = self.process.wait(timeout=300)
+        stdout, stderr = self.stdout.read_text(), self.stderr.read_text()
+        facts = json.loads(next((line for line in stdout.splitlines() if line.startswith('{')), 'null'))
+        assert facts is not None, stderr[-3000:]
+        return returncode, stderr, facts
+
+
+@pytest.fixture(scope='module', autouse=True)
+def jobs(tmp_path_factory):
+    """Starts the subprocess jobs first, so that they run while the in-process tests do."""
+    started = {'torch': Job('torch', tmp_path_factory.mktemp('torch') / 'runs', KERAS_BACKEND='torch'),
+               'mirrored': Job('mirrored', tmp_path_factory.mktemp('mirrored') / 'runs')}
+    yield started
+    for job in started.values():
+        if job.process.poll() is None:
+            job.process.kill()
+            job.process.wait()
+
+
 @pytest.mark.parametrize('model_name, run_name', [
     ('mlp', 'mlp'), ('my model!', 'my_model'), ('_x.y_', 'x_y'), ('...', 'keras'),
     ('a' * 39 + '.b', 'a' * 39), ('résumé', 'r_sum'),
@@ -224,11 +257,12 @@ def test_user_hyperparameters_win_over_captured_ones():
 
 
 def test_batch_size_of_a_tf_dataset():
+    """Known when the batch dimension is static (Keras reads it from the element spec)."""
     import tensorflow as tf
     x, y = data()
     callback = EMCallback()
-    mlp().fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(40), epochs=1, verbose=0,
-              callbacks=[callback])
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(40, drop_remainder=True)
+    mlp().fit(dataset.prefetch(2), epochs=1, verbose=0, callbacks=[callback])
     hp = read_run(callback.run.local)['hparams']
     assert (hp['batch_size'], hp['steps_per_epoch']) == (40, 4)
 
@@ -267,17 +301,10 @@ def test_a_given_run_excludes_create_run_arguments():
     run.finish()
 
 
-def run_job(scenario: str, em_dirs, **env) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = subprocess.run([sys.executable, str(HERE / 'keras_job.py'), scenario],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
-    facts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{')))
-    return proc, facts
-
-
 @pytest.mark.timeout(320)
-def test_torch_backend_fit_evaluate_and_interrupt(em_dirs):
-    proc, facts = run_job('torch', em_dirs, KERAS_BACKEND='torch')
-    assert proc.returncode != 0 and 'KeyboardInterrupt' in proc.stderr
+def test_torch_backend_fit_evaluate_and_interrupt(jobs):
+    returncode, stderr, facts = jobs['torch'].result()
+    assert returncode != 0 and 'KeyboardInterrupt' in stderr
     assert facts['backend'] == 'torch'
     assert facts['async_train_default'] is True  # EMCallback keeps Keras' async batch dispatch
 
@@ -288,16 +315,16 @@ def test_torch_backend_fit_evaluate_and_interrupt(em_dirs):
     assert steps(owned['metrics']['train']) == steps(owned['metrics']['val']) == [6, 12]
     assert steps(read_run(facts['eval_run'])['metrics']['test']) == [12]  # after 2 epochs of 6 steps
 
-    interrupted = read_run(glob.glob(str(em_dirs / 'interrupted_*'))[0])
+    interrupted = read_run(glob.glob(str(jobs['torch'].run_dir / 'interrupted_*'))[0])
     assert interrupted['metadata']['status'] == 'Error'
     assert interrupted['metadata']['endTimestamp'] is not None
     assert epochs(interrupted['metrics']['train']) == [1, 2]  # nothing logged is lost
 
 
 @pytest.mark.timeout(320)
-def test_mirrored_strategy_records_distribution_and_global_batch(em_dirs):
-    proc, facts = run_job('mirrored', em_dirs)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_mirrored_strategy_records_distribution_and_global_batch(jobs):
+    returncode, stderr, facts = jobs['mirrored'].result()
+    assert returncode == 0, stderr[-3000:]
     run = read_run(facts['run'])
     assert run['metadata']['status'] == 'Complete'
     tf_info = run['hparams']['distributed']['tensorflow']

@@ -100,8 +100,9 @@ def fit_and_test(logger, model=None, **trainer_kwargs):
                    **QUIET)
     options.update(trainer_kwargs)
     trainer = Trainer(logger=logger, **options)
-    trainer.fit(model or LoggingModel())
-    trainer.test(ckpt_path=None if options.get('enable_checkpointing') is False else 'last')
+    model = model or LoggingModel()
+    trainer.fit(model)
+    trainer.test(model)
     return trainer
 
 
@@ -237,7 +238,9 @@ class FailingModel(BoringModel):
     def training_step(self, batch, batch_idx):
         if batch_idx == 1:
             raise RuntimeError('boom')
-        return super().training_step(batch, batch_idx)
+        out = super().training_step(batch, batch_idx)
+        self.log('train_loss', out['loss'])
+        return out
 
 
 def test_failed_fit_finishes_the_run_with_error(em_dirs):
@@ -306,8 +309,10 @@ def test_emcallback_logs_epoch_metrics_into_the_given_run(em_dirs):
     saved = only_run(em_dirs)
     assert saved['hparams']['lr'] == 0.2
     metrics = saved['metrics']
+    # early_stop_on has no prefix: a train metric in Lightning's accumulated callback_metrics
     assert [(e['sequence']['epoch'], e['sequence']['step'], list(e['value']))
-            for e in metrics['train']] == [(0, 2, ['some_val']), (1, 4, ['some_val'])]
+            for e in metrics['train']] == [(0, 2, ['some_val', 'early_stop_on']),
+                                           (1, 4, ['some_val', 'early_stop_on'])]
     assert [(e['sequence']['epoch'], list(e['value'])) for e in metrics['val']] == [
         (0, ['loss']), (1, ['loss'])]
     assert [e['value'] for e in metrics['test']] == [{'loss': 2.0}]
@@ -331,7 +336,7 @@ def test_pytorch_lightning_namespace(em_dirs):
                          log_every_n_steps=1, enable_progress_bar=False,
                          enable_model_summary=False, accelerator='cpu')
     trainer.fit(PLModel())
-    pickle.loads(pickle.dumps(trainer))
+    assert pickle.loads(pickle.dumps(logger)).version == logger.version
 
     run = only_run(em_dirs)
     assert run['metadata']['name'] == 'PLModel' and run['metadata']['status'] == 'Complete'

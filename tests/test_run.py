@@ -327,3 +327,13 @@ def test_memory_does_not_grow_with_logged_points(tmp_path):
                          env={**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path)}, check=True)
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     assert growth_mb < 10, f'RSS grew by {growth_mb:.1f} MB over 200k log calls'
+
+
+def test_many_distinct_key_sets_are_all_written(em_dirs, monkeypatch):
+    from t9k_em_core import metrics
+    monkeypatch.setattr(metrics, 'MAX_TEMPLATES', 3)  # force the template cache to be cleared
+    run = em.create_run(name='keys')
+    for i in range(10):
+        run.log('train', {f'k{i}': float(i), 'loss': 1.0}, step=i)
+    run.finish()
+    assert [list(e['value']) for e in run.metrics['train']] == [[f'k{i}', 'loss'] for i in range(10)]

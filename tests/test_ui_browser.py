@@ -146,12 +146,14 @@ def test_folder_table_sorts_filters_and_shows_columns(alice_page, seeded):
     expect(page.locator("#artifacts")).to_contain_text("model-a")
     header = page.locator("#runs thead th.sortable")
     expect(header.filter(has_text="lr")).to_be_visible()
-    expect(header.filter(has_text="train/loss")).to_be_visible()
+    expect(header.filter(has_text="val/loss")).to_be_visible()
     row_a = page.locator("tr", has=page.locator("a", has_text="resnet-a"))
     expect(row_a).to_contain_text("Complete")
     expect(row_a).to_contain_text("30m 0s")
     expect(row_a).to_contain_text("baseline")
     expect(row_a).to_contain_text("0.001")
+    last_val_loss = 2.2 * math.exp(-3) + 0.05 * math.sin(VAL_POINTS)  # curve()'s last val entry
+    expect(row_a).to_contain_text(f"{last_val_loss:.5g}")
     header.filter(has_text=re.compile(r"^lr")).click()  # numbers sort descending first
     names = page.locator("#runs tbody tr a.name").all_inner_texts()
     assert names[:3] == ["big-run", "resnet-b", "resnet-a"]
@@ -231,6 +233,7 @@ def test_artifact_download_and_references(alice_page, seeded):
     page = alice_page
     page.goto(f"/ui/artifacts/{seeded['model']}")
     expect(page.locator("#objects")).to_contain_text("195.3 KiB")
+    expect(page.locator("#produced-by a")).to_have_text("resnet-a")
     with page.expect_download() as info:
         page.click('#objects a:text-is("weights/model.pt")')
     download = info.value
@@ -282,6 +285,9 @@ def test_running_run_updates_live(alice_page, seeded):
     expect(page.locator('#charts .chart[data-metric="loss"]')).to_have_attribute(
         "data-points", '{"train":35}', timeout=15_000)
     expect(page.locator("#head-status")).to_have_text("Running")
+    alice.finish(path)
+    expect(page.locator("#head-status")).to_have_text("Complete", timeout=15_000)
+    expect(page.locator("#run-end")).not_to_have_text("—")
 
 
 def test_pages_load_nothing_from_other_origins(alice_page, seeded):

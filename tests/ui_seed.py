@@ -42,6 +42,7 @@ class Seeder:
     base: str
     key: str
     session: requests.Session = field(default_factory=requests.Session)
+    run_metadata: dict[str, dict] = field(default_factory=dict)  #: node path -> metadata.yaml of runs
 
     def _req(self, method: str, path: str, **kw: Any) -> requests.Response:
         params = dict(kw.pop("params", {}), apikey=self.key)
@@ -108,6 +109,7 @@ class Seeder:
                                                  "is_dirty": False, "entrypoint": "/home/alice/mnist/train.py"}),
             "stdout.log": stdout,
         }
+        self.run_metadata[path] = meta
         for key, text in files.items():
             self.put(f"{path}/{key}", text)
         for mtype, text in (metrics or {}).items():
@@ -116,6 +118,12 @@ class Seeder:
         if edges:
             self._req("POST", "/apis/v1/graphs", json={"graphs": edges})
         return node_id, path
+
+    def finish(self, path: str, status: str = "Complete", end: float | None = None) -> None:
+        """Re-upload a run's ``metadata.yaml`` with a final status, as ``Run.finish`` + sync do."""
+        meta = self.run_metadata[path]
+        meta.update(status=status, endTimestamp=iso(end) if end else layout.now_iso())
+        self.put(f"{path}/metadata.yaml", layout.dump_yaml(meta))
 
     def artifact(self, folder: str, name: str, *, files: dict[str, bytes] | None = None,
                  references: dict[str, str] | None = None, labels: list[str] | None = None,

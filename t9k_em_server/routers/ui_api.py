@@ -168,7 +168,7 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
     obj = stores.meta.get_object(run.id, layout.metric_index_path(type))
     if obj is None:
         raise ApiError(404, f"no metric type {type!r} in {run.path}")
-    series = load_series(stores.meta, stores.blobs, obj)
+    series = load_series(stores.meta, stores.blobs, obj, [metric])
     if metric not in series.values:
         raise ApiError(404, f"no metric {metric!r} of type {type!r} in {run.path}")
     return {"type": type, **series_points(series, metric, x, max_points)}

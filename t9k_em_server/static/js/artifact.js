@@ -26,6 +26,12 @@ async function main() {
       render: (r) => isLink(r.uri) ? el("a", { href: hrefOf(r.uri), target: "_blank", rel: "noopener noreferrer", class: "mono" }, r.uri) : el("span", { class: "mono" }, r.uri) },
   ], a.references || [], { sortKey: "path", sortDir: 1, emptyText: "No references." });
   const total = (a.objects || []).reduce((s, o) => s + (o.size_bytes || 0), 0);
+  const graph = await getJSON(`/lineage/${encodeURIComponent(artifactId)}`, { depth: 1 }).catch(() => ({ nodes: [], edges: [] }));
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const runLinks = (ids) => {
+    const nodes = ids.map((id) => byId.get(id)).filter((n) => n && n.known);
+    return nodes.length ? nodes.map((n, i) => [i ? ", " : "", el("a", { href: links.node(n) }, n.name)]) : el("span", { class: "muted" }, "—");
+  };
   mount(root,
     breadcrumbs(a.path, false),
     el("div", { class: "page-head" }, el("h1", {}, a.name), kindBadge("Artifact"),
@@ -36,7 +42,9 @@ async function main() {
       el("dt", {}, "Description"), el("dd", {}, a.description || el("span", { class: "muted" }, "—")),
       el("dt", {}, "Labels"), el("dd", {}, a.labels && a.labels.length ? labelChips(a.labels) : el("span", { class: "muted" }, "—")),
       el("dt", {}, "Path"), el("dd", { class: "mono" }, a.path),
-      el("dt", {}, "Size"), el("dd", {}, `${fmtBytes(total)} in ${(a.objects || []).length} objects`))),
+      el("dt", {}, "Size"), el("dd", {}, `${fmtBytes(total)} in ${(a.objects || []).length} objects`),
+      el("dt", {}, "Produced by"), el("dd", { id: "produced-by" }, runLinks(graph.edges.filter((e) => e.to === a.id).map((e) => e.from))),
+      el("dt", {}, "Used by"), el("dd", { id: "used-by" }, runLinks(graph.edges.filter((e) => e.from === a.id).map((e) => e.to))))),
     el("div", { class: "card flush", id: "objects" }, el("div", { class: "card-head" }, el("h2", {}, "Objects"),
       el("span", { class: "muted" }, "click a file to download it")), objects.node),
     el("div", { class: "card flush", id: "references" }, el("div", { class: "card-head" }, el("h2", {}, "References")), refs.node));

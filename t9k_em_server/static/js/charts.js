@@ -29,9 +29,11 @@ const X_LABELS = { step: "step", epoch: "epoch", time: "time" };
  * One chart: `series` is [{key, label, color, dash, load(x, maxPoints) -> Promise<{x, y, total}>}].
  */
 export class MetricChart {
-  constructor(title, series) {
+  /** `legend: false` hides uPlot's per-series legend (the compare page shows its own key). */
+  constructor(title, series, { legend = true } = {}) {
     this.title = title;
     this.series = series;
+    this.legend = legend;
     this.data = new Map(); // key -> {x, y, total}
     this.plot = null;
     this.body = el("div", { class: "chart-body" });
@@ -93,7 +95,7 @@ export class MetricChart {
         { stroke: "#656d76", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#d0d7de" }, size: 56, values: (u, vals) => vals.map(fmtValue) },
       ],
       cursor: { drag: { x: true, y: false } },
-      legend: { live: true },
+      legend: { show: this.legend, live: true },
       series: uSeries,
     }, data, this.body);
     const rows = this.plot.root.querySelectorAll(".u-legend .u-series");

@@ -58,7 +58,7 @@ async function main() {
   const charts = [...metrics.keys()].sort().map((name) => new MetricChart(name, metrics.get(name).map(({ run, ri, type }) => ({
     key: `${run.id}:${type}`, label: `${run.name} ${type}`, color: PALETTE[ri % PALETTE.length], dash: typeDash(type),
     load: seriesLoader(run.id, type, name),
-  }))));
+  })), { legend: false }));
   const parent = runs[0].path.split("/").slice(0, -1).join("/");
   const panelBox = el("div");
   document.title = `Compare ${runs.length} runs · t9k EM`;

@@ -38,26 +38,36 @@ function draw(graph, currentId) {
   const layer = layers(graph.nodes, graph.edges);
   const cols = [];
   for (const n of graph.nodes) (cols[layer.get(n.id)] ||= []).push(n);
-  // One barycentre pass orders each column by the mean row of its predecessors.
-  const row = new Map();
-  cols.forEach((col, ci) => {
-    if (ci) {
-      const bary = (n) => {
-        const ps = graph.edges.filter((e) => e.to === n.id && row.has(e.from)).map((e) => row.get(e.from));
-        return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : 0;
-      };
-      col.sort((a, b) => bary(a) - bary(b) || a.name.localeCompare(b.name));
-    }
-    col.forEach((n, i) => row.set(n.id, i));
-  });
-  const maxRows = Math.max(...cols.map((c) => c.length));
-  const height = PAD * 2 + maxRows * H + (maxRows - 1) * GY;
-  const width = PAD * 2 + cols.length * W + (cols.length - 1) * GX;
+  // Column 0 is stacked; each later node sits at the mean height of its predecessors,
+  // pushed down just enough not to overlap the node above it.
   const pos = new Map();
+  const preds = (n) => graph.edges.filter((e) => e.to === n.id && pos.has(e.from)).map((e) => pos.get(e.from).y);
   cols.forEach((col, ci) => {
-    const colH = col.length * H + (col.length - 1) * GY;
-    col.forEach((n, i) => pos.set(n.id, { x: PAD + ci * (W + GX), y: (height - colH) / 2 + i * (H + GY) }));
+    const want = (n) => { const ys = preds(n); return ys.length ? ys.reduce((a, b) => a + b, 0) / ys.length : 0; };
+    if (ci) col.sort((a, b) => want(a) - want(b) || a.name.localeCompare(b.name));
+    else col.sort((a, b) => a.name.localeCompare(b.name));
+    let next = 0;
+    for (const n of col) {
+      const y = Math.max(ci ? want(n) : next, next);
+      pos.set(n.id, { x: PAD + ci * (W + GX), y });
+      next = y + H + GY;
+    }
   });
+  // Centre column 0 against the tallest column, then shift everything inside the padding.
+  const bottom = (col) => Math.max(...col.map((n) => pos.get(n.id).y)) + H;
+  const tallest = Math.max(...cols.map(bottom));
+  const shift0 = (tallest - bottom(cols[0])) / 2;
+  if (cols.length > 1 && shift0 > 0) {
+    cols[0].forEach((n) => { pos.get(n.id).y += shift0; });
+    cols.slice(1).forEach((col) => col.forEach((n) => {
+      const ys = preds(n);
+      if (ys.length) pos.get(n.id).y = Math.max(pos.get(n.id).y, ys.reduce((a, b) => a + b, 0) / ys.length);
+    }));
+    cols.slice(1).forEach((col) => col.reduce((next, n) => { const p = pos.get(n.id); p.y = Math.max(p.y, next); return p.y + H + GY; }, 0));
+  }
+  for (const p of pos.values()) p.y += PAD;
+  const height = Math.max(...cols.map(bottom)) + PAD;
+  const width = PAD * 2 + cols.length * W + (cols.length - 1) * GX;
   const s = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "lineage graph" },
     svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
       svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#8c959f" }))));

@@ -1,0 +1,165 @@
+"""Cost of one "log 10 scalars" call: t9k-em ``Run.log`` next to its peers.
+
+Peers, each writing to a temporary directory:
+
+- ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
+- t9k-em ``Run.log('train', metrics, step)``;
+- Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
+- DVCLive ``log_metric`` × 10 + ``next_step()``;
+- MLflow ``log_metrics(metrics, step=...)`` with the local file store and with SQLite.
+
+For each: the per-call latency (median, p99; each call timed with ``perf_counter_ns``, which adds
+the "timer" row's cost to every number) and the amortised mean (an untimed loop of the same calls
+plus the final flush/close, divided by the number of calls; for t9k-em this includes the
+flusher thread's formatting and writes), in wall time and in process CPU time (the latter is
+robust to a busy machine). Slow peers get fewer calls (stated in the table).
+
+Run: ``.venv/bin/python benchmarks/log_overhead.py [--calls 100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from typing import Callable, Dict, List, Tuple
+
+NUM_METRICS = 10
+VARIANTS = 1000  # distinct metric dicts, cycled (built before timing)
+
+
+def _metric_dicts() -> List[Dict[str, float]]:
+    return [{f'metric_{k}': (i * 31 + k) / 997.0 for k in range(NUM_METRICS)}
+            for i in range(VARIANTS)]
+
+
+def _measure(log: Callable[[Dict[str, float], int], None], close: Callable[[], None],
+             calls: int, dicts: List[Dict[str, float]]) -> Tuple[List[int], float, float]:
+    """Per-call nanoseconds of ``calls`` timed calls, then the amortised wall and CPU seconds
+    per call of ``calls`` untimed calls followed by ``close()`` (CPU: every thread of the
+    process, so background writers count)."""
+    clock = time.perf_counter_ns
+    per_call = [0] * calls
+    gc.collect()
+    for i in range(calls):
+        metrics = dicts[i % VARIANTS]
+        t0 = clock()
+        log(metrics, i)
+        per_call[i] = clock() - t0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for i in range(calls, 2 * calls):
+        log(dicts[i % VARIANTS], i)
+    close()
+    return (per_call, (time.perf_counter() - start) / calls,
+            (time.process_time() - cpu_start) / calls)
+
+
+def bench_list_append(root: str, calls: int, dicts):
+    buf: list = []
+    append = buf.append
+    return _measure(lambda m, s: append((m, s)), lambda: None, calls, dicts)
+
+
+def bench_timer(root: str, calls: int, dicts):
+    return _measure(lambda m, s: None, lambda: None, calls, dicts)
+
+
+def bench_t9k_em(root: str, calls: int, dicts):
+    os.environ['EM_RUN_PARENT_DIR'] = os.path.join(root, 'runs')
+    from t9k import em
+    run = em.create_run(name='bench')
+    log = run.log
+    return _measure(lambda m, s: log('train', m, s), run.finish, calls, dicts)
+
+
+def bench_csvlogger(root: str, calls: int, dicts):
+    from lightning.pytorch.loggers import CSVLogger
+    logger = CSVLogger(root, name='bench')
+    return _measure(logger.log_metrics, lambda: logger.finalize('success'), calls, dicts)
+
+
+def bench_dvclive(root: str, calls: int, dicts):
+    from dvclive import Live
+    live = Live(os.path.join(root, 'dvclive'), save_dvc_exp=False, dvcyaml=None)
+
+    def log(metrics, step):
+        for key, value in metrics.items():
+            live.log_metric(key, value)
+        live.next_step()
+
+    return _measure(log, live.end, calls, dicts)
+
+
+def _mlflow(uri: str, calls: int, dicts):
+    import mlflow
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment('bench')
+    mlflow.start_run()
+    return _measure(lambda m, s: mlflow.log_metrics(m, step=s), mlflow.end_run, calls, dicts)
+
+
+def bench_mlflow_file(root: str, calls: int, dicts):
+    return _mlflow('file://' + os.path.join(root, 'mlruns'), calls, dicts)
+
+
+def bench_mlflow_sqlite(root: str, calls: int, dicts):
+    return _mlflow('sqlite:///' + os.path.join(root, 'mlflow.db'), calls, dicts)
+
+
+PEERS = [  # (label, function, fraction of --calls it gets)
+    ('timer (empty call)', bench_timer, 1.0),
+    ('list.append (floor)', bench_list_append, 1.0),
+    ('t9k-em Run.log', bench_t9k_em, 1.0),
+    ('Lightning CSVLogger.log_metrics', bench_csvlogger, 1.0),
+    ('DVCLive log_metric x10 + next_step', bench_dvclive, 0.01),
+    ('MLflow log_metrics (file store)', bench_mlflow_file, 0.01),
+    ('MLflow log_metrics (sqlite)', bench_mlflow_sqlite, 0.005),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--calls', type=int, default=100_000)
+    parser.add_argument('--only', help='comma-separated substrings of peer labels to run')
+    args = parser.parse_args()
+    warnings.filterwarnings('ignore')
+    logging.disable(logging.WARNING)
+    os.environ.setdefault('MLFLOW_ENABLE_ASYNC_LOGGING', 'false')
+    os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 deprecates, still ships it
+    dicts = _metric_dicts()
+    rows = []
+    for label, fn, share in PEERS:
+        if args.only and not any(s.strip() in label for s in args.only.split(',')):
+            continue
+        calls = max(100, int(args.calls * share))
+        with tempfile.TemporaryDirectory() as root:
+            try:
+                per_call, amortised, cpu = fn(root, calls, dicts)
+            except Exception as e:  # a peer that cannot run here is reported, not fatal
+                print(f'{label}: skipped ({type(e).__name__}: {e})', file=sys.stderr)
+                continue
+        per_call.sort()
+        rows.append((label, calls, statistics.median(per_call) / 1000,
+                     per_call[int(len(per_call) * 0.99)] / 1000, amortised * 1e6, cpu * 1e6))
+        print(f'done: {label}', file=sys.stderr, flush=True)
+    ours = next((r for r in rows if r[0].startswith('t9k-em')), None)
+    print(f'\n{NUM_METRICS} scalars per call; python {sys.version.split()[0]}; '
+          f'{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}\n')
+    print('| logger | calls | median µs | p99 µs | mean µs (amortised) | CPU µs (amortised) '
+          '| median / t9k-em | CPU / t9k-em |')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|')
+    for label, calls, median, p99, mean, cpu in rows:
+        ratio = f'{median / ours[2]:.2f}×' if ours else '-'
+        cratio = f'{cpu / ours[5]:.2f}×' if ours else '-'
+        print(f'| {label} | {calls:,} | {median:.2f} | {p99:.2f} | {mean:.2f} | {cpu:.2f} '
+              f'| {ratio} | {cratio} |')
+
+
+if __name__ == '__main__':
+    main()
