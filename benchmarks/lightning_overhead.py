@@ -3,7 +3,9 @@
 A small model (Linear 32→64→2 on random data, batch 32) is trained for 2,000 steps with
 ``log_every_n_steps=1`` (three metrics per step, no validation, no checkpoints), with:
 no logger; a do-nothing ``Logger``; ``CSVLogger``; ``TensorBoardLogger``; ``EMLogger``;
-``MLFlowLogger`` (local file store). Each logger writes to a fresh temporary directory.
+``MLFlowLogger`` (local file store, allowed with ``MLFLOW_ALLOW_FILE_STORE=true``; its SQLite
+store would add a schema migration per fresh database). Each logger writes to a fresh temporary
+directory.
 
 Two figures:
 
@@ -158,6 +160,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = p.parse_args(argv)
 
     warnings.filterwarnings('ignore')
+    os.environ['MLFLOW_ALLOW_FILE_STORE'] = 'true'
     logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
     torch.manual_seed(0)
     torch.set_num_threads(1)

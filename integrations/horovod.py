@@ -73,7 +73,8 @@ def describe(hvd: ModuleType) -> dict[str, Any]:
         'rank': hvd.rank(),
         'local_rank': hvd.local_rank(),
         'cross_rank': hvd.cross_rank(),
-        'is_homogeneous': bool(hvd.is_homogeneous()),
+        # horovod.keras and horovod.tensorflow.keras do not export is_homogeneous.
+        'is_homogeneous': bool(hvd.is_homogeneous()) if hasattr(hvd, 'is_homogeneous') else None,
         'controller': 'gloo' if hvd.gloo_enabled() else 'mpi' if hvd.mpi_enabled() else None,
         'built': {feature: bool(getattr(hvd, f'{feature}_built')()) for feature in _BUILT_FEATURES},
     })

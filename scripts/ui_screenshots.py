@@ -114,6 +114,7 @@ def main() -> None:
             page = browser.new_context(base_url=server.base_url, viewport={"width": 1440, "height": 900},
                                        device_scale_factor=1).new_page()
             page.goto("/ui/signin")
+            page.screenshot(path=str(args.out / "screenshot-signin.png"))
             page.fill("#apikey", key)
             page.click("#signin")
             page.wait_for_url("**/ui/folders/**")

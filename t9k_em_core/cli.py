@@ -50,12 +50,14 @@ def format_time(value: Optional[datetime.datetime]) -> str:
 
 def format_size(size: int) -> str:
     """A byte count in binary units (``512 B``, ``1.5 KiB``)."""
-    value = float(size)
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if value < 1024 or unit == 'TiB':
-            return f'{size} B' if unit == 'B' else f'{value:.1f} {unit}'
+    if size < 1024:
+        return f'{size} B'
+    value = size / 1024
+    for unit in ('KiB', 'MiB', 'GiB'):
+        if value < 1024:
+            return f'{value:.1f} {unit}'
         value /= 1024
-    raise AssertionError('unreachable')
+    return f'{value:.1f} TiB'
 
 
 def _number(value: Any) -> str:

@@ -83,15 +83,17 @@ class FormFileBody(io.RawIOBase):
     """A ``multipart/form-data`` body with one part ``content`` holding a byte range of a file.
 
     Streams the file instead of loading it, and is seekable so that urllib3 can rewind it for a
-    retry. ``length`` bytes from ``offset`` are sent (later appends to the file are not).
+    retry. ``length`` bytes from ``offset`` are sent (default: all of it as of opening; later
+    appends are not). ``stat`` is the ``os.fstat`` of the opened file.
     """
 
     def __init__(self, path: str, filename: str, offset: int = 0,
                  length: Optional[int] = None) -> None:
         super().__init__()
         self._file = open(path, 'rb')
+        self.stat = os.fstat(self._file.fileno())
         self._offset = offset
-        self._length = os.fstat(self._file.fileno()).st_size - offset if length is None else length
+        self._length = self.stat.st_size - offset if length is None else length
         boundary = uuid.uuid4().hex
         self.content_type = f'multipart/form-data; boundary={boundary}'
         safe_name = filename.replace('"', '%22').replace('\r', '').replace('\n', '')
@@ -194,10 +196,14 @@ class AISClient:
         status, text = response.status_code, response.text
         where = f'{method} {self.host}{path}'
         lowered = text.lower()
-        if status in (401, 403) or (status == 400 and lowered.startswith(('api key', 'query is needed'))):
+        if status == 401 or (status == 400 and lowered.startswith(('api key', 'query is needed'))):
             raise KeyRejectedError(f'AIStore host {self.host} rejected the API key '
                                    f'{_config.mask_api_key(self.api_key)} ({status}: '
                                    f'{text.strip() or response.reason}) on {where}')
+        if status == 403:
+            raise KeyRejectedError(f'AIStore host {self.host} denied the user of API key '
+                                   f'{_config.mask_api_key(self.api_key)} access: {where} '
+                                   f'({text.strip() or response.reason})')
         if status == 404:
             missing = text[text.rfind('[') + 1:text.rfind(']')] if '[' in text else None
             raise NodeNotFoundError(f'Not found on {where}: {text.strip() or "(empty reply)"}',
@@ -284,10 +290,14 @@ class AISClient:
                               params={'path': node_path, 'size': LIST_PAGE_SIZE, 'page': n})
         return {item['path'].lstrip('/'): int(item.get('size_bytes') or 0) for item in _paged(page)}
 
-    def upload_object(self, object_path: str, local_file: str) -> None:
-        """Uploads a whole file (up to 100 MiB) to ``object_path``, overwriting."""
-        self._send_form('POST', '/apis/v1/objects', {'path': object_path},
-                        FormFileBody(local_file, os.path.basename(local_file)))
+    def upload_object(self, object_path: str, local_file: str) -> os.stat_result:
+        """Uploads a whole file (up to 100 MiB) to ``object_path``, overwriting.
+
+        Returns the ``os.fstat`` of the file as it was sent (it may change afterwards).
+        """
+        body = FormFileBody(local_file, os.path.basename(local_file))
+        self._send_form('POST', '/apis/v1/objects', {'path': object_path}, body)
+        return body.stat
 
     def start_multipart(self, object_path: str) -> str:
         """Starts a multipart upload and returns its upload ID."""
@@ -314,14 +324,19 @@ class AISClient:
 
     def download_object(self, object_path: str, dest: str) -> int:
         """Streams an object into the file ``dest`` (written atomically); returns its size."""
-        tmp = f'{dest}.part{threading.get_ident()}'
+        tmp = f'{dest}.part{os.getpid()}_{threading.get_ident()}'
         size = 0
-        with self._request('GET', '/apis/v1/objects', params={'path': object_path},
-                           stream=True) as response, open(tmp, 'wb') as f:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                f.write(chunk)
-                size += len(chunk)
-        os.replace(tmp, dest)
+        try:
+            with self._request('GET', '/apis/v1/objects', params={'path': object_path},
+                               stream=True) as response, open(tmp, 'wb') as f:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    f.write(chunk)
+                    size += len(chunk)
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return size
 
     def _send_form(self, method: str, path: str, params: dict, body: FormFileBody) -> Any:

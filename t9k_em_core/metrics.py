@@ -146,11 +146,6 @@ class MetricWriter:
         if not self._inert:
             _FLUSHER.register(self)
 
-    @property
-    def metric_types(self) -> List[str]:
-        """Metric types on disk, in first-written order."""
-        return list(self._types_on_disk)
-
     # --- caller's thread ----------------------------------------------------------------------
 
     def log(self, type: str, metrics: Dict[str, Any], step: int, epoch: Optional[int] = None) -> None:

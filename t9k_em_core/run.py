@@ -298,6 +298,12 @@ class Run:
 
 # --- module functions ---------------------------------------------------------------------------
 
+def _check_conflict_strategy(conflict_strategy: Any) -> None:
+    if conflict_strategy not in CONFLICT_STRATEGIES:
+        raise ValueError(f"conflict_strategy must be 'skip', 'error', 'new' or 'replace', got "
+                         f"{conflict_strategy!r}")
+
+
 def _read_config_file(config_path: str) -> Dict[str, Any]:
     data = layout.read_yaml(config_path, {})
     if not isinstance(data, dict):
@@ -342,9 +348,8 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
             'conflict_strategy': conflict_strategy}
     if config_path is not None:
         args.update(_read_config_file(config_path))
-    if args['auto_upload'] and args['conflict_strategy'] not in CONFLICT_STRATEGIES:
-        raise ValueError(f"conflict_strategy must be 'skip', 'error', 'new' or 'replace', got "
-                         f"{args['conflict_strategy']!r}")
+    if args['auto_upload']:
+        _check_conflict_strategy(args['conflict_strategy'])
     rank = distributed.get_rank()
     all_ranks = distributed.all_ranks_enabled()
     run_name = layout.validate_name(args['name'], 'Run')
@@ -379,6 +384,8 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
     Returns:
         The Run, status ``Running``.
     """
+    if auto_upload:
+        _check_conflict_strategy(conflict_strategy)
     inert = not distributed.should_write()
     if not os.path.isdir(path):
         if inert:

@@ -125,8 +125,9 @@ class Syncer:
                         logger.warning('auto_upload of %s failed, will retry: %s', self.run_dir, e)
                     self.last_error = e
                     backoff = min(MAX_BACKOFF_S, max(self.interval, backoff * 2))
-            if closing and (self.last_error is None or self._stopped_reason is not None):
-                self._synced_after_close.set()
+            if closing and (self.last_error is None or self._stopped_reason is not None
+                            or isinstance(self.last_error, NotLoggedInError)):
+                self._synced_after_close.set()  # done, or nothing to wait for
                 return
             if self.last_error is not None:
                 pause = min(backoff, 1.0) if closing else backoff

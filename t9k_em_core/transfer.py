@@ -95,6 +95,7 @@ class UploadState:
         key = '\n'.join((host, node_path, os.path.realpath(local_dir)))
         self.path = os.path.join(_state_dir(), hashlib.sha1(key.encode()).hexdigest() + '.json')
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._sent: dict[str, tuple[int, int]] = {}
         self._saved_at = 0.0
         self._dirty = False
@@ -122,20 +123,21 @@ class UploadState:
 
     def save(self) -> None:
         """Writes the state file atomically; a failure is logged, never raised."""
-        with self._lock:
-            if not self._dirty:
-                return
-            snapshot = {'files': {k: list(v) for k, v in self._sent.items()}}
-            self._dirty = False
-            self._saved_at = time.monotonic()
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            tmp = f'{self.path}.{os.getpid()}.{threading.get_ident()}'
-            with open(tmp, 'w', encoding='utf-8') as f:
-                json.dump(snapshot, f)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            logger.debug('cannot save upload state %s: %s', self.path, e)
+        with self._save_lock:  # one writer at a time, so the newest snapshot lands last
+            with self._lock:
+                if not self._dirty:
+                    return
+                snapshot = {'files': {k: list(v) for k, v in self._sent.items()}}
+                self._dirty = False
+                self._saved_at = time.monotonic()
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                tmp = f'{self.path}.{os.getpid()}.tmp'
+                with open(tmp, 'w', encoding='utf-8') as f:
+                    json.dump(snapshot, f)
+                os.replace(tmp, self.path)
+            except OSError as e:
+                logger.debug('cannot save upload state %s: %s', self.path, e)
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -317,8 +319,8 @@ def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
                  todo: list[tuple[str, str, int, int]], node_path: str, state: UploadState,
                  bar: _Progress) -> None:
     def single(rel: str, full: str, size: int, mtime: int) -> None:
-        client.upload_object(f'{node_path}/{rel}', full)
-        state.mark(rel, size, mtime)
+        sent = client.upload_object(f'{node_path}/{rel}', full)  # the file as it was sent
+        state.mark(rel, sent.st_size, sent.st_mtime_ns)
         bar.advance(size)
 
     def part(upload_id: str, obj: str, n: int, full: str, offset: int, length: int) -> str:
@@ -546,6 +548,9 @@ def download(path: str, kind: str, *, client: Optional[_client.AISClient] = None
     parent = layout.run_parent_dir() if kind == 'Run' else layout.artifact_parent_dir()
     target = _safe_target(parent, alt_name)
     objects = client.list_objects(node_path)
+    if layout.METADATA_FILE not in objects:
+        raise RuntimeError(f'{client.host}{node_path} has no {layout.METADATA_FILE}: it is not a '
+                           f'complete {kind} (was its upload interrupted?)')
     targets = {rel: _safe_target(target, rel) for rel in objects}
     for dest in set(map(os.path.dirname, targets.values())) | {target}:
         os.makedirs(dest, exist_ok=True)

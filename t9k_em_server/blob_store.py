@@ -49,6 +49,9 @@ class BlobStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def check(self) -> None:
+        """Raise if the store cannot be used (called once at server start)."""
+
     def read_bytes(self, key: str, offset: int = 0) -> bytes:
         """The whole blob from ``offset`` (for small blobs only)."""
         return b"".join(self.iter_bytes(key, offset))
@@ -218,6 +221,9 @@ class S3BlobStore(BlobStore):
             return True
         except self.s3.exceptions.ClientError:
             return False
+
+    def check(self) -> None:
+        self.s3.head_bucket(Bucket=self.bucket)
 
     def describe(self) -> str:
         return self.url

@@ -120,7 +120,15 @@ def serve(argv: list[str]) -> int:
 
     args = _serve_parser().parse_args(argv)
     config = ServerConfig(data_dir=args.data_dir, db_url=args.db, blob_url=args.blob_store)
-    stores = Stores.open(config)
+    try:
+        stores = Stores.open(config)
+        stores.blobs.check()
+    except Exception as exc:  # noqa: BLE001 - any backend failure: say which store and why
+        print(f"em server: cannot open the stores (metadata {_safe_url(config.resolved_db_url)}, "
+              f"blobs {config.resolved_blob_url}): {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return 2
+    stores.drop_abandoned_uploads()
     app = create_app(stores=stores)
     uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                timeout_keep_alive=30, server_header=False)

@@ -647,6 +647,17 @@ class MetadataStore:
             s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
             return blobs
 
+    def expire_multiparts(self, before: datetime) -> list[str]:
+        """Forget multipart uploads started before ``before`` (abandoned: the 0.6.0b0 client
+        never aborts); returns their part blobs (to delete)."""
+        with self.writing() as s:
+            stale = select(MultipartUpload.id).where(MultipartUpload.created_at < before)
+            blobs = list(s.scalars(select(MultipartPart.blob_key)
+                                   .where(MultipartPart.upload_id.in_(stale))).all())
+            s.execute(delete(MultipartPart).where(MultipartPart.upload_id.in_(stale)))
+            s.execute(delete(MultipartUpload).where(MultipartUpload.created_at < before))
+            return blobs
+
     # ---- series cache ---------------------------------------------------------------------
 
     def get_series_index(self, object_id: int) -> SeriesIndexView | None:

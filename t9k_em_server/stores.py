@@ -1,13 +1,19 @@
 """The two stores and the limits, opened once per process and shared by the routers."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from starlette.requests import Request
 
 from .blob_store import BlobStore, open_blob_store
 from .config import Limits, ServerConfig
-from .metadata_store import MetadataStore
+from .metadata_store import MetadataStore, utcnow
+
+log = logging.getLogger(__name__)
+
+MULTIPART_EXPIRY = timedelta(days=7)
 
 
 @dataclass
@@ -23,6 +29,15 @@ class Stores:
         if upgrade:
             meta.upgrade()
         return cls(meta, open_blob_store(config.resolved_blob_url), config.limits)
+
+    def drop_abandoned_uploads(self) -> None:
+        """Delete multipart uploads older than a week, and their parts' blobs."""
+        blobs = self.meta.expire_multiparts(utcnow() - MULTIPART_EXPIRY)
+        if blobs:
+            try:
+                self.blobs.delete(blobs)
+            except Exception:  # noqa: BLE001 - leftovers are only wasted space
+                log.warning("could not delete %d abandoned part blob(s)", len(blobs), exc_info=True)
 
     def close(self) -> None:
         self.meta.close()

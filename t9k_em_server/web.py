@@ -11,9 +11,10 @@ its SHA-256 and expiry, so signing out (or revoking the user's keys) ends it ser
 """
 from __future__ import annotations
 
-import hashlib
+import os
 import secrets
 from datetime import timedelta
+from os import PathLike
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.types import Scope
 
 from .metadata_store import UserView, utcnow
 from .routers.auth import SESSION_COOKIE
@@ -34,23 +36,21 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SESSION_TTL = timedelta(days=7)
 
 
-def _static_version() -> str:
-    """A short hash of the static files, appended to their URLs so a new release busts caches."""
-    digest = hashlib.sha256()
-    for path in sorted(STATIC_DIR.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(STATIC_DIR)).encode())
-            digest.update(str(path.stat().st_mtime_ns).encode())
-    return digest.hexdigest()[:10]
+class _StaticFiles(StaticFiles):
+    """Static files that the browser revalidates on every use (``ETag`` → cheap 304s), so an
+    upgraded server never runs a mix of old and new page modules."""
+
+    def file_response(self, full_path: PathLike, stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
-_VERSION = _static_version()
-TEMPLATES.env.globals.update(
-    ui_prefix=UI, api_prefix=API,
-    static=lambda name: f"{UI}/static/{name}?v={_VERSION}")
+TEMPLATES.env.globals.update(ui_prefix=UI, api_prefix=API, static=lambda name: f"{UI}/static/{name}")
 
 router = APIRouter(include_in_schema=False)
-router.mount(f"{UI}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+router.mount(f"{UI}/static", _StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
 def session_user(request: Request, stores: Stores) -> UserView | None:

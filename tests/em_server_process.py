@@ -1,8 +1,7 @@
 """Run a real ``python -m t9k_em_server`` process on a free loopback port (for tests).
 
 ``ServerProcess(data_dir, db=None, blob_store=None, env=None).start()`` starts the server and
-waits for ``/healthz``; ``add_user(name)`` runs ``em server add-user`` against the same stores and
-returns the printed key; ``stop()`` terminates it, ``kill()`` SIGKILLs it. The server's output
+waits for ``/healthz``; ``add_user(name)`` creates a user in the same stores and returns the key; ``stop()`` terminates it, ``kill()`` SIGKILLs it. The server's output
 goes to ``<data_dir>/server-<port>.log`` (``log_text()``).
 """
 from __future__ import annotations
@@ -53,9 +52,10 @@ class ServerProcess:
             args += ["--db", self.db]
         return args
 
-    def start(self, timeout: float = 60) -> "ServerProcess":
+    def start(self, timeout: float = 60, port: int | None = None) -> "ServerProcess":
+        """Start (or restart, with ``port=`` the previous port) and wait until it answers."""
         for _ in range(3):  # a port picked free can be taken before the server binds it
-            self.port = free_port()
+            self.port = port or free_port()
             self.log_path = self.data_dir / f"server-{self.port}.log"
             args = [sys.executable, "-m", "t9k_em_server", "--host", "127.0.0.1",
                     "--port", str(self.port), *self._store_args()]
@@ -79,12 +79,22 @@ class ServerProcess:
         raise RuntimeError("no free port found")
 
     def add_user(self, name: str | None = None) -> tuple[str, str]:
-        """Create a user (a random name by default); returns (name, API key)."""
+        """Create a user (a random name by default) in this server's stores; returns (name, key).
+
+        Runs in this process through ``t9k_em_server.users`` (what ``em server add-user`` calls),
+        which is much quicker than a CLI subprocess; the CLI itself is tested in test_auth.py.
+        """
+        from t9k_em_server import users
+        from t9k_em_server.config import ServerConfig
+        from t9k_em_server.metadata_store import MetadataStore
+
         name = name or "u" + uuid.uuid4().hex[:10]
-        out = subprocess.run([sys.executable, "-m", "t9k_em_server", "add-user", name,
-                              *self._store_args()], env=self.env, check=True,
-                             capture_output=True, text=True, timeout=120)
-        return name, out.stdout.strip().splitlines()[-1]
+        meta = MetadataStore(ServerConfig(data_dir=self.data_dir, db_url=self.db).resolved_db_url)
+        try:
+            meta.upgrade()
+            return name, users.add_user(meta, name)
+        finally:
+            meta.close()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -210,3 +210,15 @@ def test_server_subcommand_is_delegated(tmp_path, capsys):
     assert len(key) >= 16
     assert cli.main(['server', 'list-users', '--data-dir', data_dir]) == 0
     assert 'carol' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('seconds, text', [(None, '-'), (0.025625, '0.03s'), (12.34, '12.3s'),
+                                           (245, '4m 05s'), (7380, '2h 03m')])
+def test_format_duration(seconds, text):
+    assert cli.format_duration(seconds) == text
+
+
+@pytest.mark.parametrize('size, text', [(3, '3 B'), (1536, '1.5 KiB'), (5 * 1024 ** 2, '5.0 MiB'),
+                                        (3 * 1024 ** 4, '3.0 TiB')])
+def test_format_size(size, text):
+    assert cli.format_size(size) == text

@@ -134,9 +134,10 @@ def test_timestamps_are_local_iso_with_offset():
     parsed = datetime.datetime.fromisoformat(stamp)
     assert parsed.utcoffset() == datetime.datetime.now().astimezone().utcoffset()
     formatter = layout.TimestampFormatter()
-    t = 1_700_000_000.25
-    assert formatter.format(t) == datetime.datetime.fromtimestamp(t).astimezone().isoformat()
-    assert formatter.format(t + 0.5) == datetime.datetime.fromtimestamp(t + 0.5).astimezone().isoformat()
+    for t in (1_700_000_000.25, 1_700_000_000.75, 1_700_000_001.5):  # cached second, then a new one
+        prefix, micro, offset = formatter.parts(t)
+        assert f'{prefix}.{micro:06d}{offset}' == \
+            datetime.datetime.fromtimestamp(t).astimezone().isoformat()
 
 
 def test_truncated_last_metric_entry_is_dropped(tmp_path):
@@ -164,3 +165,46 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path):
     layout.write_yaml(str(tmp_path / 'metadata.yaml'), {'a': 2})
     assert os.listdir(tmp_path) == ['metadata.yaml']
     assert layout.read_yaml(str(tmp_path / 'metadata.yaml')) == {'a': 2}
+
+
+def _same(a, b):
+    """Equality where NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize('values, canonical', [
+    ({'loss': 0.1, 'val/acc': 1, 'lr_x.y-z': 1.5e-7, 'big': 1e16, 'neg': -0.0, 'nan': math.nan,
+      'inf': math.inf, 'ninf': -math.inf, 'inference': 3.0, 'Yesterday': 1.0}, True),
+    ({}, True),
+    ({'yes': 1.0}, False), ({'Null': 1.0}, False), ({'a: b': 1.0}, False), ({'1': 1.0}, False),
+    ({'标签': 1.0}, False), ({'a' * 130: 1.0}, False), ({"it's": 1.0}, False),
+])
+def test_fast_metric_reader_agrees_with_yaml(tmp_path, values, canonical):
+    storage = layout.RunStorage(str(tmp_path))
+    storage.create()
+    writer = MetricWriter(storage)
+    writer.log('train', values, step=0, epoch=3)
+    writer.log('train', values, step=12)
+    writer.close()
+    path = layout.metric_file(str(tmp_path), 'train')
+    text = open(path, encoding='utf-8').read()
+    expected = yaml.safe_load(text)
+    fast = layout._parse_canonical_metrics(text)
+    assert (fast is not None) == canonical
+    if canonical:
+        assert _same(fast, expected)
+    assert _same(layout.read_metric_file(path), expected)
+
+
+def test_fast_metric_reader_reads_060b0_output_and_defers_odd_files():
+    assert layout._parse_canonical_metrics(legacy_dirs.TRAIN_METRICS) == \
+        yaml.safe_load(legacy_dirs.TRAIN_METRICS)
+    odd = legacy_dirs.TRAIN_METRICS.replace('step: 20', "step: '20'")  # 0.6.0b0 kept a str step
+    assert layout._parse_canonical_metrics(odd) is None
+    assert layout._parse_canonical_metrics(legacy_dirs.TRAIN_METRICS.replace('step: 20', 'step: 020')) is None

@@ -120,3 +120,36 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
     steps = [e['sequence']['step'] for e in entries]
     assert steps == list(range(len(steps)))  # nothing lost before that, in order
     assert layout.read_metadata(run_dir)['status'] == 'Running'  # SIGKILL cannot be caught
+
+
+FORK_SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    from t9k import em
+    from t9k_em_core import layout
+    run = em.create_run(name='forking')
+    run.log('train', {'loss': 1.0}, step=0)
+    pid = os.fork()
+    if pid == 0:  # a worker process (e.g. a fork-started DataLoader worker) exiting its own way
+        print('from the child')
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGTERM)
+    os.waitpid(pid, 0)
+    print(run.local, flush=True)
+    print('state after children:', layout.read_metadata(run.local)['status'])
+    run.finish()
+''')
+
+
+def test_forked_children_leave_the_parents_run_alone(tmp_path):
+    env = {**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path / 'runs')}
+    out = subprocess.run([sys.executable, '-c', FORK_SCRIPT], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    run_dir = next(line for line in lines if line.startswith(str(tmp_path)))
+    assert 'state after children: Running' in lines
+    _ended(run_dir, 'Complete')
+    with open(os.path.join(run_dir, 'stdout.log')) as f:
+        assert 'from the child' not in f.read()

@@ -350,7 +350,7 @@ def test_pytorch_lightning_namespace(em_dirs):
 def test_ddp_job_makes_exactly_one_run(em_dirs, launcher):
     script = str(HERE / 'lightning_ddp_job.py')
     command = ([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                '--master_port=0', script] if launcher == 'torchrun' else [sys.executable, script])
+                '--standalone', script] if launcher == 'torchrun' else [sys.executable, script])
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=220)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -364,3 +364,34 @@ def test_ddp_job_makes_exactly_one_run(em_dirs, launcher):
     assert distributed['torch']['wrapper'] == 'DistributedDataParallel'
     assert distributed['lightning']['strategy'] == 'ddp'
     assert run['hparams']['lr'] == 0.05
+
+
+# --- the example, uploaded to a real server -----------------------------------------------------
+
+@pytest.mark.timeout(240)
+def test_digits_example_trains_and_uploads(em_server, em_dirs, tmp_path, monkeypatch):
+    import importlib.util
+
+    from t9k import em
+
+    spec = importlib.util.spec_from_file_location(
+        'lightning_digits', HERE.parent / 'examples' / 'lightning_digits.py')
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    run = example.main(['--epochs', '2', '--host', em_server.url, '--api-key',
+                        em_server.api_key, '--folder', 'lightning-example'])
+
+    saved = only_run(em_dirs)
+    assert saved['metadata']['name'] == 'DigitsClassifier'
+    assert saved['metadata']['status'] == 'Complete'
+    assert [r['action'] for r in saved['metadata']['remote']] == ['upload']
+    assert saved['hparams'] == {'hidden': 64, 'lr': 0.01, 'batch_size': 64}
+    assert saved['metrics']['test'][0]['value']['accuracy'] > 0.8
+    assert len(saved['metadata']['associations']['output']) == 1  # the best checkpoint
+
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'downloaded'))
+    downloaded = em.load_run('lightning-example/DigitsClassifier')
+    assert downloaded.alternative_name == run.alternative_name
+    assert downloaded.metrics['test'] == saved['metrics']['test']
+    assert len(downloaded.metrics['val']) == 2
+    downloaded.finish()

@@ -211,7 +211,7 @@ def test_multi_worker_mirrored_strategy_over_tf_config(tmp_path):
     assert len(run['metrics']['train']) == 2
 
 
-def test_parse_records_data_parallel_and_rejects_wrong_objects(tmp_path, monkeypatch):
+def test_parse_records_data_parallel_and_rejects_wrong_objects():
     torch = pytest.importorskip('torch')
     from t9k_em_core.params import Params
 

@@ -337,3 +337,24 @@ def test_many_distinct_key_sets_are_all_written(em_dirs, monkeypatch):
         run.log('train', {f'k{i}': float(i), 'loss': 1.0}, step=i)
     run.finish()
     assert [list(e['value']) for e in run.metrics['train']] == [[f'k{i}', 'loss'] for i in range(10)]
+
+
+def test_logging_from_several_threads_loses_nothing(em_dirs):
+    import threading
+    run = em.create_run(name='threads')
+
+    def work(worker):
+        for step in range(1000):
+            run.log('train', {'worker': worker, 'step': step}, step=step)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.finish()
+    entries = run.metrics['train']
+    assert len(entries) == 4000
+    for worker in range(4):  # each thread's entries are complete and in its own order
+        steps = [e['value']['step'] for e in entries if e['value']['worker'] == worker]
+        assert steps == [float(s) for s in range(1000)]

@@ -193,6 +193,8 @@ def test_run_page_charts_hold_every_point(alice_page, seeded):
     expect(page.locator("#hparams li[data-key='name']")).to_contain_text("Adam")
     # Log, inputs, outputs.
     expect(page.locator("#stdout")).to_contain_text("TRAINING DONE")
+    last_val_loss = 2.2 * math.exp(-3) + 0.05 * math.sin(VAL_POINTS)  # curve()'s last val entry
+    expect(page.locator("#summary tr", has_text="loss")).to_contain_text(f"{last_val_loss:.5g}")
     expect(page.locator("#inputs a")).to_have_text("cifar10-data")
     expect(page.locator("#outputs a")).to_have_text("model-a")
 
@@ -300,3 +302,16 @@ def test_pages_load_nothing_from_other_origins(alice_page, seeded):
         page.wait_for_load_state("networkidle")
     assert origins == {seeded["base"]}
     assert page.evaluate("typeof uPlot") == "function"
+
+
+def test_long_log_shows_its_end(alice_page, seeded):
+    lines = [f"line {i:06d} " + "x" * 60 + "\n" for i in range(6000)]  # ~430 KiB, over the 256 KiB tail
+    run_id, _ = seeded["alice"].run(f"/{seeded['user']}/logs", "chatty", start=seeded["t0"], end=seeded["t0"] + 5,
+                                    stdout="".join(lines))
+    page = alice_page
+    page.goto(f"/ui/runs/{run_id}")
+    log = page.locator("#stdout")
+    expect(log).to_contain_text("line 005999")
+    expect(log).not_to_contain_text("line 000000")
+    assert log.inner_text().startswith("line ")  # cut at a line start
+    expect(page.locator("a", has_text="download all")).to_have_attribute("download", "stdout.log")

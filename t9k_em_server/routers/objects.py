@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -121,11 +122,11 @@ def _open_download(stores: Stores, user: UserView, path: str) -> tuple[ObjectVie
 async def download_object(path: str = Query(...), user: UserView = Depends(current_user),
                           stores: Stores = Depends(get_stores)) -> StreamingResponse:
     obj, chunks, first = await run_in_threadpool(_open_download, stores, user, path)
-    name = obj.key.rsplit("/", 1)[-1]
+    name = quote(obj.key.rsplit("/", 1)[-1], safe="")
     return StreamingResponse(
         _stream(first, chunks), media_type="application/octet-stream",
         headers={"Content-Length": str(obj.size), "ETag": f'"{obj.md5}"',
-                 "Content-Disposition": f'attachment; filename="{name}"'})
+                 "Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
 
 
 @router.delete("/objects", summary="Delete one object")

@@ -5,6 +5,7 @@
 | ``GET /folders?path=`` (or ``node=<id>``) | the folder and its children; Runs with status, times, labels, hparams, ``last_metrics`` ``{type: {name: value}}`` |
 | ``GET /runs/{id}`` | a Run: metadata, hparams, platform, git, ``metrics`` ``{type: [names]}``, ``inputs``/``outputs`` resolved to node ids |
 | ``GET /runs/{id}/series?type=&metric=&x=step\\|epoch\\|time&max_points=`` | ``{x, y, total, returned}``, min/max-bucket downsampled |
+| ``GET /runs/{id}/log?tail_bytes=`` | ``{text, size, truncated}``: the end of ``stdout.log`` (from a line start) |
 | ``GET /artifacts/{id}`` | an Artifact: metadata, ``objects`` (path, size, md5), ``references`` (path, uri) |
 | ``GET /lineage/{id}?depth=`` | ``{nodes, edges}`` around a node (unknown ids appear with ``known: false``) |
 
@@ -172,6 +173,20 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
     if metric not in series.values:
         raise ApiError(404, f"no metric {metric!r} of type {type!r} in {run.path}")
     return {"type": type, **series_points(series, metric, x, max_points)}
+
+
+@router.get("/runs/{node_id}/log", summary="The end of a Run's stdout.log")
+def run_log(node_id: str, tail_bytes: int = Query(256 << 10, ge=1, le=16 << 20),
+            user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
+    run = _node(stores, user, node_id, "Run")
+    obj = stores.meta.get_object(run.id, layout.STDOUT_FILE)
+    if obj is None:
+        return {"text": "", "size": 0, "truncated": False}
+    offset = max(0, obj.size - tail_bytes)
+    data = stores.blobs.read_bytes(obj.blob_key, offset)
+    if offset:
+        data = data.split(b"\n", 1)[-1]  # start at a whole line
+    return {"text": data.decode("utf-8", "replace"), "size": obj.size, "truncated": offset > 0}
 
 
 @router.get("/artifacts/{node_id}", summary="One Artifact: metadata, objects, references")

@@ -57,3 +57,9 @@ def local_md5s(local_dir: str) -> dict[str, str]:
     return {rel: layout.file_md5(os.path.join(local_dir, rel))
             for rel in layout.walk_files(local_dir)
             if not layout.is_temporary_file(rel.rsplit('/', 1)[-1])}
+
+
+def restart(server) -> None:
+    """Starts a killed ``em_server_process.ServerProcess`` again on its port (clients keep
+    their URL)."""
+    server.start(port=server.port)

@@ -57,3 +57,34 @@ def test_live_run_is_synced_while_training(logged_in, folder: str, monkeypatch) 
     metadata = layout.read_metadata(run.local)
     assert metadata['status'] == 'Complete'
     assert [r['action'] for r in metadata['remote']] == ['upload']  # one node, one record
+
+
+@pytest.mark.timeout(120)
+def test_sync_stops_on_conflict_error_and_finish_says_how_to_complete(
+        logged_in, folder: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv('EM_SYNC_INTERVAL', '0.2')
+    first = em.create_run(name='taken')
+    first.finish()
+    first.upload(folder=folder, make_folder=True)
+    run = em.create_run(name='taken', auto_upload=True, folder=folder, conflict_strategy='error')
+    run.log('train', {'loss': 1.0}, step=0)
+    started = time.monotonic()
+    run.finish()
+    assert time.monotonic() - started < 10  # a permanent stop is not waited for
+    err = capsys.readouterr().err
+    assert "Run already exists in Folder" in err
+    assert f'em upload {run.local} -f {folder} -c error' in err
+    assert layout.read_metadata(run.local)['remote'] == []
+
+
+@pytest.mark.timeout(60)
+def test_auto_upload_without_login_keeps_data_local(workdir, monkeypatch, capsys) -> None:
+    monkeypatch.setenv('EM_SYNC_INTERVAL', '0.2')
+    em_client.logout()
+    run = em.create_run(name='offline', auto_upload=True)
+    run.log('train', {'loss': 1.0}, step=0)
+    started = time.monotonic()
+    run.finish()
+    assert time.monotonic() - started < 10
+    assert 'not logged in' in capsys.readouterr().err
+    assert len(run.metrics['train']) == 1

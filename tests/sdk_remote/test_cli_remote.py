@@ -22,18 +22,18 @@ def em(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_cli_login_upload_ls_download_logout(em_server, workdir: Path) -> None:
-    server, key = em_server
+    url, key = em_server.url, em_server.api_key
     env = dict(os.environ)
     config = workdir / 't9k-config.yaml'
 
-    done = em('login', '--host', server.url, '--api-key', key, '--save', env=env)
+    done = em('login', '--host', url, '--api-key', key, '--save', env=env)
     assert done.returncode == 0, done.stderr
     assert 'as alice' in done.stdout
     assert key not in done.stdout + done.stderr and key[-4:] in done.stdout
     saved = yaml.safe_load(config.read_text())
     context = saved['contexts'][0]
     assert (context['server'], context['prefixes']['aistore'], context['auth']['apikey']) == (
-        server.url, '', key)
+        url, '', key)
 
     name = 'cli' + uuid.uuid4().hex[:8]
     run = make_run(name, steps=5)

@@ -15,7 +15,7 @@ import pytest
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import layout, transfer
-from sdk_remote_util import local_md5s, make_artifact, make_run, server_md5s
+from sdk_remote_util import local_md5s, make_artifact, make_run, restart, server_md5s
 
 
 @pytest.mark.timeout(180)
@@ -24,7 +24,7 @@ def test_server_killed_mid_upload_then_upload_resumes(own_server, workdir: Path,
     server, key = own_server
     files = {f'd{i % 10}/f{i}.bin': os.urandom(8192) for i in range(250)}
     local = make_artifact('many', files, str(workdir))
-    em.login(server.url, key)
+    em.login(server.base_url, key)
     client = em_client.current()
     client.set_retry(em_client.default_retry(attempts=2))  # give up sooner once it is killed
     errors: list[BaseException] = []
@@ -50,7 +50,7 @@ def test_server_killed_mid_upload_then_upload_resumes(own_server, workdir: Path,
         client.host, node_path, local).sent_as(rel)])
     assert 0 < sent_before < len(files)
 
-    server.start()
+    restart(server)
     node = transfer.start_upload(client, local, 'Artifact', f'/alice/{folder}', False, 'new')
     assert node.path == node_path  # the same node, found by its alternativeName
     resent = transfer.send_files(client, local, node.path,
@@ -78,7 +78,7 @@ def _train(run, steps: int = 300) -> float:
 def test_auto_upload_with_server_down_does_not_hurt_training(own_server, workdir: Path,
                                                              folder: str, monkeypatch) -> None:
     server, key = own_server
-    em.login(server.url, key)
+    em.login(server.base_url, key)
     server.kill()
     monkeypatch.setenv('EM_SYNC_INTERVAL', '0.2')
     monkeypatch.setenv('EM_SYNC_TIMEOUT', '90')
@@ -99,7 +99,7 @@ def test_auto_upload_with_server_down_does_not_hurt_training(own_server, workdir
     assert auto_s < max(1.5 * base_s, base_s + 1.0), (auto_s, base_s)
     assert len(run.metrics['train']) == 300  # everything is on disk
 
-    server.start()
+    restart(server)
     run.finish()  # waits for the last sync
     client = em_client.current()
     node_path = f'/alice/{folder}/auto'
@@ -108,11 +108,11 @@ def test_auto_upload_with_server_down_does_not_hurt_training(own_server, workdir
     em.logout()
 
 
-def _concurrent_uploads(server, key: str, folder: str, clients: int = 20) -> None:
+def _concurrent_uploads(url: str, key: str, folder: str, clients: int = 20) -> None:
     runs = [make_run('same', steps=20) for _ in range(clients)]
 
     def upload(run) -> transfer.Node:
-        own = em_client.AISClient(server.url, key)
+        own = em_client.AISClient(url, key)
         own.user = own.userinfo()
         try:
             return transfer.upload_run(run.local, folder, make_folder=True, client=own,
@@ -123,7 +123,7 @@ def _concurrent_uploads(server, key: str, folder: str, clients: int = 20) -> Non
     with ThreadPoolExecutor(clients) as pool:
         nodes = list(pool.map(upload, runs))  # raises the first error, if any
 
-    checker = em_client.AISClient(server.url, key)
+    checker = em_client.AISClient(url, key)
     checker.user = 'alice'
     listed = list(checker.iter_nodes(f'/alice/{folder}'))
     assert len(listed) == clients  # none lost, none duplicated
@@ -140,11 +140,10 @@ def _concurrent_uploads(server, key: str, folder: str, clients: int = 20) -> Non
 
 @pytest.mark.timeout(180)
 def test_twenty_concurrent_clients_sqlite(em_server, workdir: Path, folder: str) -> None:
-    server, key = em_server
-    _concurrent_uploads(server, key, folder)
+    _concurrent_uploads(em_server.url, em_server.api_key, folder)
 
 
 @pytest.mark.timeout(180)
 def test_twenty_concurrent_clients_postgresql(pg_server, workdir: Path, folder: str) -> None:
     server, key = pg_server
-    _concurrent_uploads(server, key, folder)
+    _concurrent_uploads(server.base_url, key, folder)

@@ -19,30 +19,29 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_login_names_user_and_rejects_unknown_key(em_server, workdir) -> None:
-    server, key = em_server
-    em.login(server.url, key)
+    em.login(em_server.url, em_server.api_key)
     try:
         assert em_client.current().user == 'alice'
         em.logout()
         with pytest.raises(RuntimeError, match='Not logged in'):
             em_client.current()
         with pytest.raises(em_client.KeyRejectedError, match=re.escape('rejected the API key ****5555')):
-            em.login(server.url, '11111111-2222-3333-4444-555555555555')
+            em.login(em_server.url, '11111111-2222-3333-4444-555555555555')
         assert not em_client.is_logged_in()
     finally:
         em.logout()
 
 
 def test_login_from_config_file(em_server, workdir: Path) -> None:
-    server, key = em_server
+    url, key = em_server.url, em_server.api_key
     import t9k
     (workdir / 't9k-config.yaml').write_text(
-        f'current-context: c\ncontexts:\n- name: c\n  server: {server.url}\n  prefixes:\n'
+        f'current-context: c\ncontexts:\n- name: c\n  server: {url}\n  prefixes:\n'
         f'    aistore: ""\n    asset-hub: ""\n  auth:\n    apikey: {key}\n')
     t9k.CONFIG.reload()
     try:
         em.login()
-        assert em_client.current().host == server.url
+        assert em_client.current().host == url
     finally:
         em.logout()
         t9k.CONFIG.reload()

@@ -67,7 +67,8 @@ def test_objects_upload_overwrite_download_and_ls(api):
     api.node(root, "mnist", "Run")
     node = f"{root}/mnist"
     files = {"index.yaml": b"hyperparameters: hyperparameters.yaml\n", "stdout.log": b"",
-             "metrics/train.yaml": b"- value:\n    loss: 1.0\n", "a b/c.yaml": b"spaces\n"}
+             "metrics/train.yaml": b"- value:\n    loss: 1.0\n", "a b/c.yaml": b"spaces\n",
+             "数据/ä \"q\".txt": "unicode".encode()}
     for rel, data in files.items():
         reply = api.put(f"{node}/{rel}", data, filename=os.path.basename(rel))
         assert reply.status_code == 200, reply.text

@@ -31,10 +31,20 @@ def test_add_user_prints_key_last_and_creates_root(em_server, em_add_user):
     assert api.request("GET", "/apis/v1/nodes/info", params={"node": "/carol"}).json()["type"] == "Folder"
     again = cli(em_server.process, "add-user", "carol")
     assert again.returncode == 1 and "already exists" in again.stderr
-    bad = cli(em_server.process, "add-user", "no/slash")
-    assert bad.returncode == 1 and "invalid user name" in bad.stderr
     listing = cli(em_server.process, "list-users")
     assert re.search(r"^carol\t.*1 active key", listing.stdout, re.M)
+
+
+def test_user_names_follow_the_name_rule(tmp_path):
+    from t9k_em_server.metadata_store import MetadataStore
+    from t9k_em_server.users import add_user
+
+    meta = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    meta.upgrade()
+    for bad in ("no/slash", "-x", "", "a.b", "x" * 41):
+        with pytest.raises(ValueError, match="invalid user name"):
+            add_user(meta, bad)
+    assert meta.list_users() == []
 
 
 def test_keys_are_stored_hashed_and_never_logged(em_server):
@@ -77,7 +87,6 @@ def test_revoke_key(em_server, em_add_user):
     assert api.request("GET", "/oauth2/userinfo").status_code == 400
     assert requests.get(em_server.base_url + "/oauth2/userinfo",
                         headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 401
-    assert cli(em_server.process, "revoke-key", key).returncode == 1
     new = cli(em_server.process, "add-key", name).stdout.strip().splitlines()[-1]
     assert Api(em_server.base_url, new, name).request("GET", "/oauth2/userinfo").status_code == 200
     assert "revoked 1 key" in cli(em_server.process, "revoke-key", "--user", name).stdout

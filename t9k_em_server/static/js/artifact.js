@@ -4,11 +4,8 @@ import { getJSON, el, mount, showError, links, fmtTime, fmtBytes, labelChips, br
 const root = document.getElementById("page");
 const artifactId = root.dataset.node;
 
-function isLink(uri) { return /^(https?|s3|gs|ftp):\/\//i.test(uri); }
-function hrefOf(uri) {
-  const m = uri.match(/^s3:\/\/([^/]+)\/?(.*)$/i);
-  return m ? `https://${m[1]}.s3.amazonaws.com/${m[2]}` : uri;
-}
+/** Only these schemes become links (never javascript: or data:). */
+function isLink(uri) { return /^(https?|s3|gs|hdfs|ftp):\/\//i.test(uri); }
 
 async function main() {
   let a;
@@ -23,7 +20,7 @@ async function main() {
   const refs = new Table([
     { key: "path", title: "Object", value: (r) => r.path, render: (r) => el("span", { class: "mono" }, r.path) },
     { key: "uri", title: "Reference", value: (r) => r.uri,
-      render: (r) => isLink(r.uri) ? el("a", { href: hrefOf(r.uri), target: "_blank", rel: "noopener noreferrer", class: "mono" }, r.uri) : el("span", { class: "mono" }, r.uri) },
+      render: (r) => isLink(r.uri) ? el("a", { href: r.uri, target: "_blank", rel: "noopener noreferrer", class: "mono" }, r.uri) : el("span", { class: "mono" }, r.uri) },
   ], a.references || [], { sortKey: "path", sortDir: 1, emptyText: "No references." });
   const total = (a.objects || []).reduce((s, o) => s + (o.size_bytes || 0), 0);
   const graph = await getJSON(`/lineage/${encodeURIComponent(artifactId)}`, { depth: 1 }).catch(() => ({ nodes: [], edges: [] }));

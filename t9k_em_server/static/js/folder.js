@@ -113,7 +113,7 @@ async function main() {
     folders.length ? el("div", { class: "card folders" }, el("h3", {}, "Folders"),
       el("div", { class: "folder-chips" }, folders.map((f) => el("a", { class: "folder-chip", href: links.folder(f.path) },
         el("span", { class: "icon-folder" }), f.name)))) : null,
-    el("div", { class: "card flush" },
+    !runs.length && (folders.length || artifacts.length) ? null : el("div", { class: "card flush" },
       el("div", { class: "toolbar" }, filter, picker, el("span", { class: "grow" }),
         el("span", { class: "muted" }, "Select runs to compare"), compareBtn),
       table.node),

@@ -38,35 +38,33 @@ function draw(graph, currentId) {
   const layer = layers(graph.nodes, graph.edges);
   const cols = [];
   for (const n of graph.nodes) (cols[layer.get(n.id)] ||= []).push(n);
-  // Column 0 is stacked; each later node sits at the mean height of its predecessors,
-  // pushed down just enough not to overlap the node above it.
+  // Column 0 is stacked; each later node sits at the mean height of its predecessors, then
+  // column 0 moves to the mean height of its successors. Nodes never overlap in a column.
   const pos = new Map();
-  const preds = (n) => graph.edges.filter((e) => e.to === n.id && pos.has(e.from)).map((e) => pos.get(e.from).y);
-  cols.forEach((col, ci) => {
-    const want = (n) => { const ys = preds(n); return ys.length ? ys.reduce((a, b) => a + b, 0) / ys.length : 0; };
-    if (ci) col.sort((a, b) => want(a) - want(b) || a.name.localeCompare(b.name));
-    else col.sort((a, b) => a.name.localeCompare(b.name));
-    let next = 0;
+  const mean = (ys) => ys.reduce((a, b) => a + b, 0) / ys.length;
+  const place = (col, ci, want) => {
+    col.sort((a, b) => want(a) - want(b) || a.name.localeCompare(b.name));
+    let next = -Infinity;
     for (const n of col) {
-      const y = Math.max(ci ? want(n) : next, next);
+      const y = Math.max(want(n), next);
       pos.set(n.id, { x: PAD + ci * (W + GX), y });
       next = y + H + GY;
     }
+  };
+  const around = (n, dir) => graph.edges.filter((e) => (dir < 0 ? e.to : e.from) === n.id)
+    .map((e) => pos.get(dir < 0 ? e.from : e.to)).filter(Boolean).map((p) => p.y);
+  cols.forEach((col, ci) => {
+    if (!ci) {
+      const order = new Map([...col].sort((a, b) => a.name.localeCompare(b.name)).map((n, i) => [n.id, i]));
+      place(col, 0, (n) => order.get(n.id) * (H + GY));
+      return;
+    }
+    place(col, ci, (n) => { const ys = around(n, -1); return ys.length ? mean(ys) : 0; });
   });
-  // Centre column 0 against the tallest column, then shift everything inside the padding.
-  const bottom = (col) => Math.max(...col.map((n) => pos.get(n.id).y)) + H;
-  const tallest = Math.max(...cols.map(bottom));
-  const shift0 = (tallest - bottom(cols[0])) / 2;
-  if (cols.length > 1 && shift0 > 0) {
-    cols[0].forEach((n) => { pos.get(n.id).y += shift0; });
-    cols.slice(1).forEach((col) => col.forEach((n) => {
-      const ys = preds(n);
-      if (ys.length) pos.get(n.id).y = Math.max(pos.get(n.id).y, ys.reduce((a, b) => a + b, 0) / ys.length);
-    }));
-    cols.slice(1).forEach((col) => col.reduce((next, n) => { const p = pos.get(n.id); p.y = Math.max(p.y, next); return p.y + H + GY; }, 0));
-  }
-  for (const p of pos.values()) p.y += PAD;
-  const height = Math.max(...cols.map(bottom)) + PAD;
+  if (cols.length > 1) place(cols[0], 0, (n) => { const ys = around(n, 1); return ys.length ? mean(ys) : pos.get(n.id).y; });
+  const top = Math.min(...[...pos.values()].map((p) => p.y));
+  for (const p of pos.values()) p.y += PAD - top;
+  const height = Math.max(...[...pos.values()].map((p) => p.y)) + H + PAD;
   const width = PAD * 2 + cols.length * W + (cols.length - 1) * GX;
   const s = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "lineage graph" },
     svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },

@@ -1,11 +1,11 @@
 // The run page: overview, environment, charts (live while Running), hparams, inputs/outputs, log.
 import { getJSON, el, mount, showError, links, fmtTime, fmtAgo, fmtDuration, durationSeconds, statusBadge,
-  labelChips, breadcrumbs, kindBadge } from "./common.js";
+  labelChips, breadcrumbs, kindBadge, fmtBytes, fmtValue } from "./common.js";
 import { ChartPanel, MetricChart, typeColor, typeDash } from "./charts.js";
 import { renderHparams } from "./hparams.js";
 import { seriesLoader, metricNames } from "./series.js";
 
-const POLL_MS = Number(document.body.dataset.pollMs || 3000);
+const POLL_MS = 3000;
 const root = document.getElementById("page");
 const runId = root.dataset.node;
 
@@ -46,6 +46,18 @@ function nodeList(items, empty) {
       : el("span", { class: "mono", title: "not on this server" }, a.path || a.name || a.id || "unknown"))));
 }
 
+/** The last value of every metric, one row per metric name and a column per type. */
+function summary(run) {
+  const last = run.last_metrics || {};
+  const types = Object.keys(last).sort((a, b) => ({ train: 0, val: 1, test: 2 }[a] ?? 3) - ({ train: 0, val: 1, test: 2 }[b] ?? 3));
+  const names = [...new Set(types.flatMap((t) => Object.keys(last[t])))].sort();
+  if (!names.length) return el("div", { class: "muted" }, "No metrics logged yet.");
+  return el("table", { class: "data compact", id: "summary" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Metric"), types.map((t) => el("th", { class: "num" }, t)))),
+    el("tbody", {}, names.map((n) => el("tr", {}, el("td", { class: "mono" }, n),
+      types.map((t) => el("td", { class: "num" }, n in last[t] ? fmtValue(last[t][n]) : ""))))));
+}
+
 function buildCharts(run) {
   const byMetric = metricNames(run.metrics);
   return [...byMetric.entries()].map(([metric, types]) => new MetricChart(metric, types.map((type, i) => ({
@@ -61,6 +73,7 @@ async function main() {
   const chartsBox = el("div", { class: "card flush", id: "charts" });
   const hpBox = el("div", { class: "card flush", id: "hparams" });
   const logBox = el("pre", { class: "log", id: "stdout" }, "Loading…");
+  const logNote = el("span", { class: "muted" }, "stdout.log");
   const statusHead = el("span", { id: "head-status" }, statusBadge(run.status));
   mount(root,
     breadcrumbs(run.path, false),
@@ -74,9 +87,10 @@ async function main() {
     el("div", { class: "grid-2" },
       hpBox,
       el("div", { class: "card", id: "io" },
+        el("h2", {}, "Last metrics"), el("div", { id: "summary-box", style: "margin-bottom:14px" }, summary(run)),
         el("h2", {}, "Inputs"), el("div", { id: "inputs" }, nodeList(run.inputs, "No inputs.")),
         el("h2", { style: "margin-top:14px" }, "Outputs"), el("div", { id: "outputs" }, nodeList(run.outputs, "No outputs.")))),
-    el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Log"), el("span", { class: "muted" }, "stdout.log")), logBox));
+    el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Log"), logNote), logBox));
   mount(hpBox, el("div", { class: "card-head" }, el("h2", {}, "Hyperparameters")), el("div", { id: "hp-body" }));
   renderHparams(hpBox.querySelector("#hp-body"), run.hparams);
 
@@ -87,7 +101,7 @@ async function main() {
   let chartKey = JSON.stringify([...metricNames(run.metrics)]);
   panel.setCharts(buildCharts(run));
   await panel.reload(true);
-  await loadLog(run, logBox);
+  await loadLog(run, logBox, logNote);
 
   // Live: while the run is Running, poll its detail and series and redraw what changed.
   const tick = async () => {
@@ -100,7 +114,8 @@ async function main() {
       const key = JSON.stringify([...metricNames(fresh.metrics)]);
       if (key !== chartKey) { chartKey = key; panel.setCharts(buildCharts(fresh)); await panel.reload(true); }
       else await panel.reload(false);
-      await loadLog(fresh, logBox);
+      mount(root.querySelector("#summary-box"), summary(fresh));
+      await loadLog(fresh, logBox, logNote);
       panel.status.textContent = fresh.status === "Running" ? `Live · updated ${new Date().toLocaleTimeString()}` : "";
       if (fresh.status === "Running") setTimeout(tick, POLL_MS);
     } catch (e) {
@@ -111,13 +126,14 @@ async function main() {
   if (run.status === "Running") { panel.status.textContent = "Live"; setTimeout(tick, POLL_MS); }
 }
 
-async function loadLog(run, box) {
+async function loadLog(run, box, note) {
   try {
-    const r = await fetch(links.object(`${run.path}/stdout.log`), { credentials: "same-origin" });
-    const text = r.ok ? await r.text() : "";
-    box.textContent = text || "(empty)";
-  } catch (_) {
-    box.textContent = "(unavailable)";
+    const log = await getJSON(`/runs/${encodeURIComponent(run.id)}/log`);
+    box.textContent = log.text || "(empty)";
+    mount(note, log.truncated ? ["last part of ", fmtBytes(log.size), " · ",
+      el("a", { href: links.object(`${run.path}/stdout.log`), download: "stdout.log" }, "download all")] : "stdout.log");
+  } catch (e) {
+    box.textContent = `(unavailable: ${e.message})`;
   }
 }
 
