@@ -65,7 +65,8 @@ class HookTimer:
         for name in HOOKS:
             method = getattr(callback, name)
             if not getattr(method, '_is_default', False):  # Keras' marker of a base-class hook
-                setattr(callback, name, self._timed(method, name in ('on_train_begin', 'on_train_end')))
+                is_setup = name in ('on_train_begin', 'on_train_end')
+                setattr(callback, name, self._timed(method, is_setup))
 
     def _timed(self, method: Callable, is_setup: bool) -> Callable:
         @functools.wraps(method)
@@ -90,7 +91,8 @@ def em_batch(tmp: str) -> tuple:
 
 
 def csvlogger(tmp: str) -> tuple:
-    return keras.callbacks.CSVLogger(os.path.join(tmp, f'log{time.monotonic_ns()}.csv')), contextlib.nullcontext()
+    path = os.path.join(tmp, f'log{time.monotonic_ns()}.csv')
+    return keras.callbacks.CSVLogger(path), contextlib.nullcontext()
 
 
 def _mlflow(tmp: str, **kwargs) -> tuple:
@@ -109,7 +111,8 @@ def mlflow_batch(tmp: str) -> tuple:
 
 def dvclive_epoch(tmp: str) -> tuple:
     from dvclive.keras import DVCLiveCallback
-    return DVCLiveCallback(dir=os.path.join(tmp, f'dvclive{time.monotonic_ns()}'), save_dvc_exp=False), contextlib.nullcontext()
+    path = os.path.join(tmp, f'dvclive{time.monotonic_ns()}')
+    return DVCLiveCallback(dir=path, save_dvc_exp=False), contextlib.nullcontext()
 
 
 SETUPS: Dict[str, Optional[Callable[[str], tuple]]] = {

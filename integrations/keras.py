@@ -77,10 +77,12 @@ class EMCallback(keras.callbacks.Callback):
                  **create_run_kwargs: Any) -> None:
         super().__init__()
         if run is not None and create_run_kwargs:
-            raise ValueError(f'EMCallback got both a run and create_run arguments: {sorted(create_run_kwargs)}')
+            raise ValueError('EMCallback got both a run and create_run arguments: '
+                             f'{sorted(create_run_kwargs)}')
         if log_every_n_batches is not None and (not isinstance(log_every_n_batches, int)
                                                 or log_every_n_batches < 1):
-            raise ValueError(f'log_every_n_batches must be a positive int, got {log_every_n_batches!r}')
+            raise ValueError('log_every_n_batches must be a positive int, got '
+                             f'{log_every_n_batches!r}')
         if save_model not in (None, 'final', 'best'):
             raise ValueError(f"save_model must be None, 'final' or 'best', got {save_model!r}")
         if mode not in ('min', 'max'):
@@ -189,9 +191,9 @@ class EMCallback(keras.callbacks.Callback):
     def _mark_model_output(self) -> None:
         try:
             if not getattr(self.run, 'is_inert', False):
-                artifact = create_artifact(name=valid_run_name(f'{self.run.name[:34]}_model'),
-                                           labels=['keras', 'model'],
-                                           description=f'{self._save_model} model of run {self.run.name}')
+                artifact = create_artifact(
+                    name=valid_run_name(f'{self.run.name[:34]}_model'), labels=['keras', 'model'],
+                    description=f'{self._save_model} model of run {self.run.name}')
                 artifact.add_file(os.path.join(self._model_dir, 'model.keras'))
                 self.run.mark_output(artifact)
         finally:
@@ -226,7 +228,8 @@ def _training_setup(model: keras.Model, params: Dict[str, Any]) -> Dict[str, Any
     if not isinstance(optimizer_config.get('learning_rate'), dict):  # a schedule stays a config
         optimizer_config['learning_rate'] = _number(optimizer.learning_rate)
     compile_config = model.get_compile_config() or {}
-    metrics = _flatten(_names([compile_config.get('metrics'), compile_config.get('weighted_metrics')]))
+    metrics = _flatten(_names([compile_config.get('metrics'),
+                               compile_config.get('weighted_metrics')]))
     fit_args = _fit_arguments(model)
     setup = {
         'optimizer': optimizer_config,
@@ -276,13 +279,15 @@ def _record_distribution(run: Run, model: keras.Model, batch_size: Optional[int]
     Keras splits the ``fit`` batch over the replicas, so it is the global batch size.
     """
     strategy = getattr(model, 'distribute_strategy', None)  # TensorFlow backend only
-    if strategy is None or (strategy.num_replicas_in_sync <= 1 and strategy.cluster_resolver is None):
+    if strategy is None or (strategy.num_replicas_in_sync <= 1
+                            and strategy.cluster_resolver is None):
         return
     from t9k_em_integrations.tf_distribute import batch_sizes
     run.params.parse(dist_tf_strategy=strategy)
     if batch_size:
         distributed = dict(run.params['distributed'])
-        distributed['tensorflow'] = {**distributed['tensorflow'], **batch_sizes(strategy, batch_size)}
+        distributed['tensorflow'] = {**distributed['tensorflow'],
+                                     **batch_sizes(strategy, batch_size)}
         run.params.update({'distributed': distributed})
 
 

@@ -62,6 +62,13 @@ class Reference:
         return {'kind': self.kind, 'id': self.id, 'path': self.path}
 
 
+class SourceNotFoundError(FileNotFoundError, RuntimeError):
+    """The file or directory given to ``add_file``/``add_dir`` does not exist.
+
+    Also a ``RuntimeError``, which is what t9k 0.6.0b0 raised, so its callers' handlers still work.
+    """
+
+
 def _core_module(name: str) -> Any:
     try:
         return importlib.import_module(f't9k_em_core.{name}')
@@ -164,11 +171,11 @@ class Artifact:
         ``obj_path='a/1.png'`` → ``a/1.png``; a leading ``/`` is ignored once.
 
         Raises:
-            FileNotFoundError: ``file_path`` is not a file.
+            SourceNotFoundError: ``file_path`` is not a file.
             ValueError: bad object path, or a reference / directory already has it.
         """
         if not os.path.isfile(file_path):
-            raise FileNotFoundError(f'File does not exist: {file_path!r}')
+            raise SourceNotFoundError(f'File does not exist: {file_path!r}')
         obj = object_path(os.path.basename(os.path.abspath(file_path)), obj_path)
         self._check_file_target(obj)
         if not self.is_inert:
@@ -181,11 +188,11 @@ class Artifact:
         ``obj_path='b/a'`` → ``b/a/...``.
 
         Raises:
-            FileNotFoundError: ``dir_path`` is not a directory.
+            SourceNotFoundError: ``dir_path`` is not a directory.
             ValueError: bad object path, or a reference / file already has one of the paths.
         """
         if not os.path.isdir(dir_path):
-            raise FileNotFoundError(f'Directory does not exist: {dir_path!r}')
+            raise SourceNotFoundError(f'Directory does not exist: {dir_path!r}')
         base = object_path(os.path.basename(os.path.abspath(dir_path)), obj_path)
         files = layout.walk_files(dir_path)
         targets = [(rel, f'{base}/{rel}') for rel in files]

@@ -162,10 +162,12 @@ def _yaml() -> Tuple[Any, Any, Any]:
 
 
 def dump_yaml(data: Any) -> str:
-    """YAML text of ``data`` the way 0.6.0b0 writes it (block style, keys in insertion order)."""
+    """YAML text of ``data`` the way 0.6.0b0 writes it: block style, keys in insertion order,
+    non-ASCII characters escaped (so the files read the same under any locale encoding), but
+    long strings not folded."""
     yaml, _, dumper = _yaml()
     return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=1 << 30)
+                     allow_unicode=False, width=1 << 30)
 
 
 def load_yaml_text(text: str) -> Any:
@@ -590,14 +592,26 @@ class NullRunStorage(RunStorage):
 # --- readers ----------------------------------------------------------------------------------
 
 def list_metric_types(run_dir: str) -> List[str]:
-    """Stems of ``metrics/*.yaml`` in ``run_dir``, oldest file first."""
+    """Stems of ``metrics/*.yaml`` in ``run_dir``, in first-logged order.
+
+    That order is ``index.yaml``'s; files it does not list follow, oldest inode change first
+    (``st_ctime`` changes on every append, so it cannot order the listed ones).
+    """
     mdir = os.path.join(run_dir, METRICS_DIR)
     try:
         names = [n for n in os.listdir(mdir) if n.endswith('.yaml') and not n.startswith('.')]
     except FileNotFoundError:
         return []
     names.sort(key=lambda n: (_mtime(os.path.join(mdir, n)), n))
-    return [n[:-5] for n in names]
+    stems = [n[:-5] for n in names]
+    try:
+        indexed = read_yaml(os.path.join(run_dir, INDEX_FILE), {}).get('metrics')
+    except (OSError, AttributeError, *yaml_error_types()):
+        indexed = None
+    if not isinstance(indexed, dict):
+        return stems
+    first = [t for t in indexed if t in stems]
+    return first + [t for t in stems if t not in indexed]
 
 
 def _mtime(path: str) -> float:

@@ -11,6 +11,7 @@ its SHA-256 and expiry, so signing out (or revoking the user's keys) ends it ser
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from datetime import timedelta
@@ -36,18 +37,41 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SESSION_TTL = timedelta(days=7)
 
 
+def _static_version() -> str:
+    """A hash of the static files' contents: versioned URLs (``?v=``) change with any file."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(STATIC_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+VERSION = _static_version()
+
+
+def static_url(name: str) -> str:
+    """The versioned URL of a static file (cached by browsers for a year)."""
+    return f"{UI}/static/{name}?v={VERSION}"
+
+
+# Page modules import each other by plain relative paths ("./common.js"); this import map sends
+# those imports to the versioned URLs too, so no module is ever revalidated or mixed across versions.
+IMPORT_MAP = {"imports": {f"{UI}/static/js/{p.name}": static_url(f"js/{p.name}")
+                          for p in sorted((STATIC_DIR / "js").glob("*.js"))}}
+
+
 class _StaticFiles(StaticFiles):
-    """Static files that the browser revalidates on every use (``ETag`` → cheap 304s), so an
-    upgraded server never runs a mix of old and new page modules."""
+    """Static files: a versioned URL is immutable, an unversioned one is revalidated each time."""
 
     def file_response(self, full_path: PathLike, stat_result: os.stat_result, scope: Scope,
                       status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
+        versioned = f"v={VERSION}".encode() in scope.get("query_string", b"").split(b"&")
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable" if versioned else "no-cache"
         return response
 
 
-TEMPLATES.env.globals.update(ui_prefix=UI, api_prefix=API, static=lambda name: f"{UI}/static/{name}")
+TEMPLATES.env.globals.update(ui_prefix=UI, api_prefix=API, static=static_url, import_map=IMPORT_MAP)
 
 router = APIRouter(include_in_schema=False)
 router.mount(f"{UI}/static", _StaticFiles(directory=STATIC_DIR), name="ui-static")
@@ -86,12 +110,15 @@ def _safe_next(target: str | None, user: str) -> str:
 
 
 def _page(request: Request, stores: Stores, script: str, *, sidebar: bool = False, nav: str = "",
-          **data: str) -> Response:
+          preload: str | None = None, **data: str) -> Response:
+    """The page shell; ``preload`` names a UI JSON API path the page's script will fetch first,
+    so the browser fetches it while the modules load."""
     user = session_user(request, stores)
     if user is None:
         return _signin_redirect(request)
     return TEMPLATES.TemplateResponse(request, "page.html", {
         "user": user.name, "script": script, "sidebar": sidebar, "nav": nav, "data": data,
+        "preload": f"{API}{preload}" if preload else None,
     }, headers={"Cache-Control": "no-store"})
 
 
@@ -139,17 +166,21 @@ def signout(request: Request, stores: Stores = Depends(get_stores)) -> Response:
 
 @router.get(f"{UI}/folders/{{path:path}}", response_class=HTMLResponse)
 def folder_page(request: Request, path: str, stores: Stores = Depends(get_stores)) -> Response:
-    return _page(request, stores, "folder.js", sidebar=True, nav="folders", path="/" + path.strip("/"))
+    path = "/" + path.strip("/")
+    return _page(request, stores, "folder.js", sidebar=True, nav="folders",
+                 preload=f"/folders?path={quote(path, safe='')}", path=path)
 
 
 @router.get(f"{UI}/runs/{{node_id}}", response_class=HTMLResponse)
 def run_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
-    return _page(request, stores, "run.js", nav="folders", node=node_id)
+    return _page(request, stores, "run.js", nav="folders", preload=f"/runs/{quote(node_id, safe='')}",
+                 node=node_id)
 
 
 @router.get(f"{UI}/artifacts/{{node_id}}", response_class=HTMLResponse)
 def artifact_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
-    return _page(request, stores, "artifact.js", nav="folders", node=node_id)
+    return _page(request, stores, "artifact.js", nav="folders", preload=f"/artifacts/{quote(node_id, safe='')}",
+                 node=node_id)
 
 
 @router.get(f"{UI}/compare", response_class=HTMLResponse)

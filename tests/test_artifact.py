@@ -123,6 +123,8 @@ def test_missing_sources_name_the_path(em_dirs):
         art.add_dir('nodir')
     with pytest.raises(FileNotFoundError, match='File does not exist'):
         art.add_file('data')  # a directory is not a file
+    with pytest.raises(RuntimeError, match='File does not exist'):  # what 0.6.0b0 raised
+        art.add_file('nope.pt')
 
 
 def test_load_artifact_in_place_and_round_trip(em_dirs):

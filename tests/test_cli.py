@@ -222,3 +222,16 @@ def test_format_duration(seconds, text):
                                         (3 * 1024 ** 4, '3.0 TiB')])
 def test_format_size(size, text):
     assert cli.format_size(size) == text
+
+
+def test_metric_types_keep_first_logged_order(legacy, capsys):
+    """index.yaml's order (train, then val) wins over file times: appending to train.yaml after
+    val.yaml was written must not reorder the types (load_run rewrites index.yaml from it)."""
+    train = os.path.join(legacy['run'], 'metrics', 'train.yaml')
+    os.utime(os.path.join(legacy['run'], 'metrics', 'val.yaml'))
+    with open(train, 'a') as f:
+        f.write("- value:\n    loss: 0.7\n  sequence:\n    epoch: 2\n    step: 30\n"
+                "    timestamp: '2026-11-26T19:01:22.000001+08:00'\n")
+    code, out, _ = _em(capsys, 'ls', '.em/runs')
+    assert code == 0
+    assert _rows(out, 'mnist_cnn')[0][-2:] == ['train=3', 'val=1']

@@ -130,8 +130,9 @@ def test_fit_creates_names_describes_and_completes_a_run():
     assert hp['optimizer']['beta_1'] == pytest.approx(0.9)
     assert hp['lossType'] == 'sparse_categorical_crossentropy'
     assert hp['metricTypes'] == ['accuracy']
-    assert (hp['batch_size'], hp['epochs'], hp['steps_per_epoch'], hp['validation_split']) == (16, 3, 8, 0.25)
-    assert hp['trainable_params'] == hp['total_params'] == model.count_params() == 8 * 8 + 8 + 8 * 2 + 2
+    assert (hp['batch_size'], hp['epochs'], hp['steps_per_epoch']) == (16, 3, 8)
+    assert hp['validation_split'] == 0.25
+    assert hp['trainable_params'] == hp['total_params'] == 8 * 8 + 8 + 8 * 2 + 2
     assert hp['keras'] == {'version': keras.__version__, 'backend': 'tensorflow'}
     assert 'distributed' not in hp
 
@@ -337,3 +338,20 @@ def test_mirrored_strategy_records_distribution_and_global_batch(jobs):
     assert steps(train) == [5, 10] and epochs(train) == [1, 2]  # 160 samples / global batch 32
     assert [e['value']['loss'] for e in train] == pytest.approx(facts['loss'])
     assert not math.isnan(train[-1]['value']['accuracy'])
+
+
+def test_example_trains_digits_and_uploads_to_a_server(em_server):
+    sys.path.insert(0, str(HERE.parent / 'examples'))
+    try:
+        import keras_digits
+    finally:
+        sys.path.pop(0)
+    base_url, api_key, user = em_server
+    run = keras_digits.main(['--epochs', '2', '--host', base_url, '--api-key', api_key,
+                             '--folder', 'keras-example'])
+    files = read_run(run.local)
+    assert files['metadata']['status'] == 'Complete'
+    assert epochs(files['metrics']['val']) == [1, 2] and len(files['metrics']['test']) == 1
+    uploads = [r for r in files['metadata']['remote'] if r['action'] == 'upload']
+    assert uploads and uploads[-1]['path'] == f'/{user}/keras-example/digits_mlp'
+    assert [o['kind'] for o in files['metadata']['associations']['output']] == ['Artifact']

@@ -114,7 +114,7 @@ def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path):
     writer = MetricWriter(storage)
     values = {'loss': 0.1, 'acc': 1, 'tiny': 1.5e-7, 'exp': 1e-05, 'big': 1e16, 'neg': -0.0,
               'nan': math.nan, 'inf': math.inf, 'ninf': -math.inf, 'true': 2.0, "it's": 1.0,
-              '1': 3.0, 'a' * 130: 5.0}
+              '1': 3.0, 'a' * 130: 5.0, '标签': 6.0, 'é': 7.0}
     writer.log('val', values, step=7, epoch=2)
     writer.log('val', {'loss': 0.2}, step=8)
     writer.close()

@@ -395,3 +395,4 @@ def test_digits_example_trains_and_uploads(em_server, em_dirs, tmp_path, monkeyp
     assert downloaded.metrics['test'] == saved['metrics']['test']
     assert len(downloaded.metrics['val']) == 2
     downloaded.finish()
+    em.logout()

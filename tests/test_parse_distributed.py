@@ -68,7 +68,7 @@ MIRRORED = """
     import json
     import tensorflow as tf
     from t9k import em
-    from t9k_em_integrations.tf_distribute import describe
+    from t9k_em_integrations.tf_distribute import batch_sizes, describe
 
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -91,7 +91,7 @@ MIRRORED = """
     for i in range(3):
         run.log('train', {'loss': float(step())}, step=i)
     run.finish()
-    print('BATCH', json.dumps(describe(strategy, global_batch_size=64)))
+    print('BATCH', json.dumps([describe(strategy, global_batch_size=64), batch_sizes(strategy, 65)]))
 """
 
 
@@ -110,8 +110,10 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert tf_info['cluster_spec'] is None and tf_info['task_type'] is None
     assert tf_info['cross_device_ops']  # the all-reduce implementation the strategy picked
     assert len(run['metrics']['train']) == 3
-    batch = json.loads(proc.stdout.split('BATCH ', 1)[1])
+    batch, uneven = json.loads(proc.stdout.split('BATCH ', 1)[1])
     assert batch['global_batch_size'] == 64 and batch['per_replica_batch_size'] == 32
+    assert batch['replicas'] == 2  # the batch keys come on top of the description
+    assert uneven == {'global_batch_size': 65, 'per_replica_batch_size': 32.5}
 
 
 DDP = """
