@@ -29,7 +29,6 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -187,21 +186,26 @@ def main(argv: Optional[List[str]] = None) -> None:
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 walls[name].append(fit_once(loggers[name], loader, args.steps))
-            print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
+            # the table so far, so that a long run can be read while it goes on
+            print_table(names, shares, calls, walls, args, r + 1)
 
+
+def print_table(names: List[str], shares: Dict[str, List[float]], calls: Dict[str, int],
+                walls: Dict[str, List[float]], args: argparse.Namespace, rounds: int) -> None:
     floor = statistics.median(walls['do-nothing Logger'])
-    print(f'{args.steps} steps, log_every_n_steps=1, 3 metrics/step; '
+    print(f'\n{args.steps} steps, log_every_n_steps=1, 3 metrics/step; '
           f'(a) median of {args.timed_rounds} instrumented fits, '
-          f'(b) median of {args.rounds} interleaved fits; torch threads 1\n')
-    print(f'| configuration | (a) time in logger methods | calls | (b) median fit wall [s] '
-          f'| min–max [s] | vs do-nothing |')
+          f'(b) median of {rounds} interleaved fits; torch threads 1; '
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n')
+    print('| configuration | (a) time in logger methods | calls | (b) median fit wall [s] '
+          '| min–max [s] | vs do-nothing |')
     print('|---|---:|---:|---:|---:|---:|')
     for name in names:
         share = '—' if name == 'no logger' else f'{100 * statistics.median(shares[name]):.2f}%'
         n_calls = '—' if name == 'no logger' else str(calls[name])
         wall = statistics.median(walls[name])
         print(f'| {name} | {share} | {n_calls} | {wall:.3f} | {min(walls[name]):.3f}–'
-              f'{max(walls[name]):.3f} | {100 * (wall / floor - 1):+.1f}% |')
+              f'{max(walls[name]):.3f} | {100 * (wall / floor - 1):+.1f}% |', flush=True)
 
 
 if __name__ == '__main__':

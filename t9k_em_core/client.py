@@ -13,7 +13,6 @@ The client knows nothing of run/artifact file formats; :mod:`t9k_em_core.transfe
 from __future__ import annotations
 
 import io
-import json
 import os
 import threading
 import uuid
@@ -367,7 +366,7 @@ def _reason(error: Exception) -> str:
     for marker in ('Caused by ', 'Failed to establish a new connection: '):
         if marker in text:
             text = text.split(marker, 1)[1]
-    return text.rstrip(')').strip() or type(error).__name__
+    return text.rstrip(')"\' ').strip() or type(error).__name__
 
 
 # --- login state ------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The caller's thread only validates and converts (``log``), then appends one tuple to a list.
 One daemon flusher thread per process formats buffered entries as YAML text and appends them to
 ``metrics/<type>.yaml`` at least every :data:`FLUSH_INTERVAL` seconds, and sooner when a buffer
-holds :data:`KICK_AT` entries. Files are only ever appended to, never rewritten.
+holds :data:`KICK_AT` entries; a caller that outruns the flusher up to :data:`HARD_LIMIT`
+entries flushes its own buffer (back-pressure bounds memory). Files are only ever appended to,
+never rewritten.
 """
 
 from __future__ import annotations

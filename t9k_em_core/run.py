@@ -73,6 +73,7 @@ class Run:
         self.local: str = local_dir or os.path.join(layout.run_parent_dir(), self.alternative_name)
         self._storage = layout.NullRunStorage(self.local) if inert else layout.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
+        sync = _core_module('sync') if auto_upload and not inert else None
         self._end_lock = threading.RLock()  # re-entrant: the SIGTERM handler may end this Run
         self._ended = False
         self._syncer: Any = None
@@ -100,9 +101,8 @@ class Run:
         lifecycle.tee_stdout(self._stdout_log)
         if not inert:
             lifecycle.register(self)
-            if auto_upload:
-                self._syncer = _core_module('sync').Syncer(self.local, folder, make_folder,
-                                                           conflict_strategy)
+        if sync is not None:
+            self._syncer = sync.Syncer(self.local, folder, make_folder, conflict_strategy)
 
     # --- attributes -----------------------------------------------------------------------------
 

@@ -145,13 +145,13 @@ class _S3Writer(BlobWriter):
                 Bucket=self._bucket, Key=self._key)["UploadId"]
         number = len(self._parts) + 1
         reply = self._s3.upload_part(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
-                                     PartNumber=number, Body=bytes(self._buffer))
+                                     PartNumber=number, Body=self._buffer)
         self._parts.append({"ETag": reply["ETag"], "PartNumber": number})
-        self._buffer.clear()
+        self._buffer = bytearray()
 
     def commit(self) -> None:
         if self._upload_id is None:
-            self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=self._buffer)
             return
         if self._buffer:
             self._flush_part()

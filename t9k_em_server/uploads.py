@@ -44,8 +44,10 @@ class Received:
     prefix: tuple[int, str] | None
 
 
-class _Sink:
-    """Hashes, counts and forwards bytes to a blob writer (called from a worker thread)."""
+class HashingWriter:
+    """Hashes, counts and forwards bytes to a blob writer, refusing more than ``max_bytes``;
+    with ``prefix_at`` it also records the MD5 of the first ``prefix_at`` bytes.
+    Called from a worker thread."""
 
     def __init__(self, writer: BlobWriter, max_bytes: int, prefix_at: int | None):
         self.writer, self.max_bytes, self.prefix_at = writer, max_bytes, prefix_at
@@ -95,6 +97,7 @@ class _MultipartReader:
         self.pending_bytes = 0
         self.content_parts = 0
         self.content_md5: str | None = None
+        self.content_complete = False
         self._in_content = False
         self._other_bytes = 0
         self._headers: dict[bytes, bytes] = {}
@@ -102,12 +105,18 @@ class _MultipartReader:
         self._value = b""
         self.parser = MultipartParser(boundary, {
             "on_part_begin": self._part_begin, "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
             "on_header_field": self._header_field, "on_header_value": self._header_value,
             "on_header_end": self._header_end, "on_headers_finished": self._headers_finished,
         })
 
     def _part_begin(self) -> None:
         self._headers, self._in_content = {}, False
+
+    def _part_end(self) -> None:
+        if self._in_content:
+            self.content_complete = True  # its closing boundary arrived: no truncated body
+        self._in_content = False
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -158,7 +167,7 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
         raise ApiError(413, f"content larger than the limit of {max_bytes} bytes")
     blob_key = new_blob_key(blob_kind)
     writer = await to_thread.run_sync(blobs.open_writer, blob_key)
-    sink = _Sink(writer, max_bytes, prefix_at)
+    sink = HashingWriter(writer, max_bytes, prefix_at)
     try:
         if content_type.startswith("multipart/form-data"):
             boundary = parse_options_header(content_type)[1].get(b"boundary")
@@ -172,6 +181,8 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
             reader.parser.finalize()
             if reader.content_parts == 0:
                 raise ApiError(400, "missing multipart field 'content'")
+            if not reader.content_complete:
+                raise ApiError(400, "incomplete multipart body: no boundary after the 'content' part")
             if reader.pending_bytes:
                 await to_thread.run_sync(sink.write, reader.take())
             part_md5 = reader.content_md5

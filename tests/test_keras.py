@@ -257,6 +257,18 @@ def test_user_hyperparameters_win_over_captured_ones():
     assert read_run(run.local)['hparams']['batch_size'] == 'as in the paper'
 
 
+def test_parameter_counts_of_a_partly_frozen_model():
+    x, y = data()
+    model = mlp()
+    model.layers[0].trainable = False
+    model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')
+    callback = EMCallback()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    hp = read_run(callback.run.local)['hparams']
+    assert (hp['trainable_params'], hp['total_params']) == (8 * 2 + 2, 8 * 8 + 8 + 8 * 2 + 2)
+    assert hp['optimizer']['class'] == 'SGD' and hp['metricTypes'] == []
+
+
 def test_batch_size_of_a_tf_dataset():
     """Known when the batch dimension is static (Keras reads it from the element spec)."""
     import tensorflow as tf

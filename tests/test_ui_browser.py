@@ -101,9 +101,13 @@ def alice_context(browser, seeded):
 
 @pytest.fixture
 def alice_page(alice_context):
+    """A page of alice's; the test fails on any uncaught JavaScript error in it."""
     page = alice_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
     page.close()
+    assert errors == []
 
 
 def chart_points(page: Page, metric: str) -> dict[str, int]:
@@ -185,6 +189,17 @@ def test_run_page_charts_hold_every_point(alice_page, seeded):
     assert chart_points(page, "loss") == {"train": TRAIN_POINTS, "val": VAL_POINTS}
     page.click('.segmented button[data-x="time"]')
     page.wait_for_function("!document.querySelector('#charts .charts').dataset.loading")
+    assert chart_points(page, "loss") == {"train": TRAIN_POINTS, "val": VAL_POINTS}
+    # Smoothing adds a smoothed curve per series (raw ones stay, faded, out of the legend); log scale redraws.
+    page.click('.segmented button[data-x="step"]')
+    page.wait_for_function("!document.querySelector('#charts .charts').dataset.loading")
+    page.locator('input[aria-label="smoothing"]').fill("0.9")
+    legend = page.locator('#charts .chart[data-metric="loss"] .u-legend .u-series')
+    expect(legend).to_have_count(1 + 2 * 2)
+    expect(legend.filter(has_text="raw")).to_have_count(2)
+    expect(legend.filter(has_text="raw").first).to_be_hidden()
+    page.check('input[aria-label="log scale"]')
+    expect(page.locator('#charts .chart[data-metric="loss"] canvas')).to_have_count(1)
     assert chart_points(page, "loss") == {"train": TRAIN_POINTS, "val": VAL_POINTS}
     # Nested, searchable hparams.
     expect(page.locator("#hparams li[data-key='betas']")).to_contain_text("0.999")

@@ -6,7 +6,6 @@ object's row, so readers see the old bytes or the new ones, never a partial uplo
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -20,7 +19,7 @@ from ..indexing import index_stored_object, needs_prefix_hint
 from ..metadata_store import NodeView, NotFound, ObjectView, UserView
 from ..paths import normalise_key, object_path_candidates
 from ..stores import Stores, get_stores
-from ..uploads import Received, new_blob_key, receive_upload
+from ..uploads import HashingWriter, Received, new_blob_key, receive_upload
 from .auth import current_user
 from .common import (body_schema, check_owner_prefix, drop_blobs, page_args, pagination,
                      parse_body, read_json)
@@ -203,7 +202,8 @@ async def upload_part(upload_id: str, request: Request, path: str = Query(...),
     return {"eTag": received.md5, "partNumber": partNumber, "size": received.size}
 
 
-def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart]) -> Received:
+def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart],
+              prefix_at: int | None) -> Received:
     """Check the client's etag list against the stored parts and concatenate them, streaming."""
     if not wanted:
         raise ApiError(400, "no parts given")
@@ -217,24 +217,26 @@ def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart]) -> Re
         if part.etag.strip().strip('"').lower() != stored[part.partNumber][2]:
             raise ApiError(400, f"etag mismatch for part {part.partNumber}")
     total = sum(stored[n][1] for n in numbers)
-    if total > stores.limits.max_object_bytes * 1000:
-        raise ApiError(413, "assembled object too large")
     blob_key = new_blob_key()
     writer = stores.blobs.open_writer(blob_key)
-    digest, size = hashlib.md5(), 0
+    sink = HashingWriter(writer, total, prefix_at)
     try:
         for n in numbers:
             for chunk in stores.blobs.iter_bytes(stored[n][0]):
-                digest.update(chunk)
-                writer.write(chunk)
-                size += len(chunk)
-        if size != total:
+                sink.write(chunk)
+        if sink.size != total:
             raise ApiError(409, "stored parts changed while assembling; retry the completion")
         writer.commit()
+    except ApiError as exc:
+        writer.abort()
+        if exc.status == 413:  # more bytes than recorded: a part was replaced meanwhile
+            raise ApiError(409, "stored parts changed while assembling; retry the completion") from None
+        raise
     except BaseException:
         writer.abort()
         raise
-    return Received(blob_key, size, digest.hexdigest(), None)
+    prefix = (prefix_at, sink.prefix_md5) if prefix_at is not None and sink.prefix_md5 else None
+    return Received(blob_key, sink.size, sink.md5.hexdigest(), prefix)
 
 
 @router.post("/objects/multipart/{upload_id}", summary="Complete a multipart upload (spec §5.12 step 3)",
@@ -245,7 +247,8 @@ async def complete_multipart(upload_id: str, request: Request, path: str = Query
     body: CompleteMultipart = parse_body(CompleteMultipart,
                                          await read_json(request, stores.limits.max_json_bytes))
     node, key = await run_in_threadpool(_upload_of, stores, user, upload_id, path)
-    received = await run_in_threadpool(_assemble, stores, upload_id, body.parts)
+    prefix_at = await run_in_threadpool(_prefix_at, stores, node, key)
+    received = await run_in_threadpool(_assemble, stores, upload_id, body.parts, prefix_at)
     obj = await run_in_threadpool(_store, stores, node, key, received)
     parts = await run_in_threadpool(stores.meta.finish_multipart, upload_id)
     await run_in_threadpool(drop_blobs, stores, parts)

@@ -71,6 +71,10 @@ def test_bodies_are_bounded(api, run_path):
     no_content = api.request("POST", "/apis/v1/objects", params={"path": f"{run_path}/n.bin"},
                              files={"other": ("f", b"x")})
     assert no_content.status_code == 400 and "content" in no_content.text
+    truncated = api.request("POST", "/apis/v1/objects", params={"path": f"{run_path}/t.bin"},
+                            data=b'--x\r\nContent-Disposition: form-data; name="content"; filename="t"\r\n\r\nhalf of it',
+                            headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert truncated.status_code == 400 and "incomplete" in truncated.text
     assert api.ls(run_path) == []
 
 

@@ -4,6 +4,7 @@ over HTTP in under a second."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ from t9k_em_server.blob_store import LocalBlobStore
 from t9k_em_server.metadata_store import MetadataStore
 from t9k_em_server.series import decode_segments, downsample, index_metric_object, parse_entries
 from t9k_em_server.uploads import new_blob_key
+from t9k_em_server.users import add_user
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -80,8 +82,6 @@ def test_incremental_indexing(tmp_path):
     """Appending re-uploads parse only the new bytes; a rewrite re-parses everything."""
     meta, blobs = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}"), LocalBlobStore(tmp_path / "b")
     meta.upgrade()
-    from t9k_em_server.users import add_user
-
     add_user(meta, "ann")
     run = meta.create_node("/ann", "r", "Run", 2, [], "", "{}", None)
 
@@ -90,8 +90,6 @@ def test_incremental_indexing(tmp_path):
         writer = blobs.open_writer(key)
         writer.write(data)
         writer.commit()
-        import hashlib
-
         obj, _ = meta.put_object(run.id, "metrics/train.yaml", key, len(data), hashlib.md5(data).hexdigest())
         return index_metric_object(meta, blobs, obj), obj
 

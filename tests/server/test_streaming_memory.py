@@ -83,6 +83,7 @@ def big_upload(tmp_path_factory):
 
 def test_upload_of_1gib_streams(big_upload):
     *_, peak = big_upload
+    print(f"server peak RSS during a 1 GiB upload: {peak / 2**20:.0f} MiB")
     assert peak < LIMIT, f"server RSS peaked at {peak / 2**20:.0f} MiB during a 1 GiB upload"
 
 
@@ -97,4 +98,5 @@ def test_download_of_1gib_streams(big_upload):
                 digest.update(chunk)
                 size += len(chunk)
     assert size == GiB and digest.hexdigest() == md5
+    print(f"server peak RSS during a 1 GiB download: {peak.peak / 2**20:.0f} MiB")
     assert peak.peak < LIMIT, f"server RSS peaked at {peak.peak / 2**20:.0f} MiB during a 1 GiB download"

@@ -1,7 +1,7 @@
 // The run page: overview, environment, charts (live while Running), hparams, inputs/outputs, log.
 import { getJSON, el, mount, showError, links, fmtTime, fmtAgo, fmtDuration, durationSeconds, statusBadge,
   labelChips, breadcrumbs, kindBadge, fmtBytes, fmtValue } from "./common.js";
-import { ChartPanel, MetricChart, typeColor, typeDash } from "./charts.js";
+import { ChartPanel, MetricChart, typeColor } from "./charts.js";
 import { renderHparams } from "./hparams.js";
 import { seriesLoader, metricNames } from "./series.js";
 
