@@ -122,6 +122,19 @@ SETUPS: Dict[str, Optional[Callable[[str], tuple]]] = {
 DEFAULT_SETUPS = ['none', 'em-epoch', 'em-batch', 'csvlogger', 'mlflow-epoch', 'mlflow-batch']
 
 
+def print_table(rows: List[dict], rounds: int) -> None:
+    print(f'Keras {keras.__version__} ({keras.backend.backend()}), {SAMPLES} samples, batch {BATCH}, '
+          f'{EPOCHS} epochs, {rounds} interleaved rounds; noise = MAD of fit time / median',
+          flush=True)
+    print(f"{'setup':<15}{'hook share':>11}{'w/o begin+end':>14}{'hook ms':>9}{'begin+end ms':>13}"
+          f"{'fit s':>8}{'MAD':>7}{'vs none':>9}")
+    for r in rows:
+        print(f"{r['setup']:<15}{r['hook_share_pct']:>10.3f}%{r['per_step_share_pct']:>13.3f}%"
+              f"{r['hook_ms_median']:>9.1f}{r['setup_ms_median']:>13.1f}"
+              f"{r['fit_s_median']:>8.2f}{r['fit_mad_pct']:>6.1f}%{r['fit_ratio_to_none']:>9.3f}",
+              flush=True)
+
+
 def available(names: List[str]) -> List[str]:
     """The setups whose packages import here."""
     usable = []
@@ -205,19 +218,11 @@ def main() -> None:
             order = setups[round_ % len(setups):] + setups[:round_ % len(setups)]  # rotate
             for setup in order:
                 results[setup].append(one_fit(setup, x, y, tmp))
-            print(f'round {round_ + 1}/{args.rounds} done', file=sys.stderr, flush=True)
-        rows = summarize(results)
-    print(f'Keras {keras.__version__} ({keras.backend.backend()}), {SAMPLES} samples, batch {BATCH}, '
-          f'{EPOCHS} epochs, {args.rounds} interleaved rounds; noise = MAD of fit time / median')
-    print(f"{'setup':<15}{'hook share':>11}{'w/o begin+end':>14}{'hook ms':>9}{'begin+end ms':>13}"
-          f"{'fit s':>8}{'MAD':>7}{'vs none':>9}")
-    for r in rows:
-        print(f"{r['setup']:<15}{r['hook_share_pct']:>10.3f}%{r['per_step_share_pct']:>13.3f}%"
-              f"{r['hook_ms_median']:>9.1f}{r['setup_ms_median']:>13.1f}"
-              f"{r['fit_s_median']:>8.2f}{r['fit_mad_pct']:>6.1f}%{r['fit_ratio_to_none']:>9.3f}")
-    if json_path:
-        with open(json_path, 'w') as f:
-            json.dump(rows, f, indent=1)
+            rows = summarize(results)
+            print_table(rows, round_ + 1)  # the table so far: a long run can be read at any time
+            if json_path:
+                with open(json_path, 'w') as f:
+                    json.dump({'rounds': round_ + 1, 'rows': rows}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -98,7 +98,8 @@ class Job:
 def jobs(tmp_path_factory):
     """Starts the subprocess jobs first, so that they run while the in-process tests do."""
     started = {'torch': Job('torch', tmp_path_factory.mktemp('torch') / 'runs', KERAS_BACKEND='torch'),
-               'mirrored': Job('mirrored', tmp_path_factory.mktemp('mirrored') / 'runs')}
+               'mirrored': Job('mirrored', tmp_path_factory.mktemp('mirrored') / 'runs',
+                               KERAS_BACKEND='tensorflow')}
     yield started
     for job in started.values():
         if job.process.poll() is None:
@@ -367,3 +368,21 @@ def test_example_trains_digits_and_uploads_to_a_server(em_server):
     uploads = [r for r in files['metadata']['remote'] if r['action'] == 'upload']
     assert uploads and uploads[-1]['path'] == f'/{user}/keras-example/digits_mlp'
     assert [o['kind'] for o in files['metadata']['associations']['output']] == ['Artifact']
+
+
+def test_owned_run_auto_uploads_with_the_given_upload_arguments(em_server, tmp_path, monkeypatch):
+    from t9k import em
+    base_url, api_key, user = em_server
+    em.login(ais_host=base_url, api_key=api_key)
+    try:
+        x, y = data()
+        callback = EMCallback(auto_upload=True, folder='keras-auto/sub', make_folder=True)
+        mlp('auto_mlp').fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+        monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'downloaded'))
+        downloaded = em.load_run(f'/{user}/keras-auto/sub/auto_mlp')
+        downloaded.finish()
+    finally:
+        em.logout()
+    files = read_run(downloaded.local)
+    assert epochs(files['metrics']['train']) == [1, 2]  # the final state reached the server
+    assert files['hparams']['batch_size'] == 32

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -170,6 +172,14 @@ def test_folder_table_sorts_filters_and_shows_columns(alice_page, seeded):
     expect(rows.first).to_contain_text("resnet-a")
     page.fill("#filter", "")
     expect(rows).to_have_count(3)
+    # The column picker: choose which hparams/metrics are columns; the choice survives a reload.
+    page.click("details.dropdown > summary")
+    page.locator("label.pick", has_text="optimizer.betas").locator("input").check()
+    page.locator("label.pick", has_text=re.compile(r"^lr$")).locator("input").uncheck()
+    expect(header.filter(has_text="optimizer.betas")).to_be_visible()
+    expect(header.filter(has_text=re.compile(r"^lr"))).to_have_count(0)
+    page.reload()
+    expect(page.locator("#runs thead th.sortable").filter(has_text="optimizer.betas")).to_be_visible()
 
 
 def test_run_page_charts_hold_every_point(alice_page, seeded):
@@ -294,13 +304,17 @@ def test_other_users_runs_are_not_visible(browser, seeded):
 def test_running_run_updates_live(alice_page, seeded):
     alice, t0 = seeded["alice"], seeded["t0"]
     run_id, path = alice.run(f"/{seeded['user']}/live", "live-run", start=t0, status="Running",
-                             metrics={"train": curve(20, 1, 1.0, t0)})
+                             metrics={"train": curve(20, 1, 1.0, t0), "val": curve(3, 10, 1.0, t0)})
     page = alice_page
     page.goto(f"/ui/runs/{run_id}")
-    assert chart_points(page, "loss") == {"train": 20}
+    assert chart_points(page, "loss") == {"train": 20, "val": 3}
+    series_requests: list[str] = []
+    page.on("request", lambda r: "/series?" in r.url and series_requests.append(r.url))
     alice.put(f"{path}/metrics/train.yaml", curve(35, 1, 1.0, t0))  # the auto_upload re-send
     expect(page.locator('#charts .chart[data-metric="loss"]')).to_have_attribute(
-        "data-points", '{"train":35}', timeout=15_000)
+        "data-points", '{"train":35,"val":3}', timeout=15_000)
+    # Polling refetches only the series of the metric type that grew.
+    assert series_requests and all("type=train" in u for u in series_requests)
     expect(page.locator("#head-status")).to_have_text("Running")
     alice.finish(path)
     expect(page.locator("#head-status")).to_have_text("Complete", timeout=15_000)
@@ -330,3 +344,63 @@ def test_long_log_shows_its_end(alice_page, seeded):
     expect(log).not_to_contain_text("line 000000")
     assert log.inner_text().startswith("line ")  # cut at a line start
     expect(page.locator("a", has_text="download all")).to_have_attribute("download", "stdout.log")
+
+
+TRAINING_JOB = """
+import os, sys, time
+from t9k import em
+base, key, folder, go = sys.argv[1:5]
+em.login(ais_host=base, api_key=key)
+run = em.create_run(name="sdk-live", auto_upload=True, folder=folder, make_folder=True, hparams={"lr": 0.1})
+for step in range(1, 11):
+    run.log("train", {"loss": 1.0 / step}, step=step, epoch=1)
+while not os.path.exists(go):
+    time.sleep(0.1)
+for step in range(11, 26):
+    run.log("train", {"loss": 1.0 / step}, step=step, epoch=2)
+run.finish()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_sdk_auto_upload_run_updates_live(alice_page, seeded, tmp_path):
+    """A real SDK process with ``auto_upload=True`` trains while the page watches it."""
+    folder = f"/{seeded['user']}/sdk-live"
+    go = tmp_path / "go"
+    env = {**os.environ, "EM_SYNC_INTERVAL": "0.5", "EM_RUN_PARENT_DIR": str(tmp_path / "runs")}
+    job = subprocess.Popen([sys.executable, "-c", TRAINING_JOB, seeded["base"], seeded["keys"]["alice"], folder, str(go)],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        info = f"{seeded['base']}/apis/v1/nodes/info"
+        deadline = time.monotonic() + 60
+        while True:  # until the syncer has created the node and sent the first ten points
+            r = requests.get(info, params={"node": f"{folder}/sdk-live", "apikey": seeded["keys"]["alice"]}, timeout=10)
+            if r.ok:
+                detail = requests.get(f"{seeded['base']}/api/ui/v1/runs/{r.json()['id']}",
+                                      headers={"Authorization": f"Bearer {seeded['keys']['alice']}"}, timeout=10).json()
+                if detail.get("metric_counts", {}).get("train") == 10:
+                    break
+            assert job.poll() is None and time.monotonic() < deadline, job.stdout.read() if job.poll() is not None else "timeout"
+            time.sleep(0.2)
+        page = alice_page
+        page.goto(f"/ui/runs/{r.json()['id']}")
+        expect(page.locator("#head-status")).to_have_text("Running")
+        assert chart_points(page, "loss") == {"train": 10}
+        go.touch()
+        expect(page.locator('#charts .chart[data-metric="loss"]')).to_have_attribute(
+            "data-points", '{"train":25}', timeout=30_000)
+        expect(page.locator("#head-status")).to_have_text("Complete", timeout=30_000)
+        assert job.wait(30) == 0, job.stdout.read()
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait(10)
+
+
+def test_console_link_of_the_0_6_client_opens_the_node(alice_page, seeded):
+    """Run.upload of 0.6.0b0 prints <host>/em/web/#/folders/<node id>/ (spec server-api §1)."""
+    page = alice_page
+    page.goto(f"/em/web/#/folders/{seeded['run_a']}/")
+    expect(page).to_have_url(re.compile(rf".*/ui/runs/{seeded['run_a']}$"))
+    page.goto(f"/em/web/#/folders/{seeded['model']}/")
+    expect(page).to_have_url(re.compile(rf".*/ui/artifacts/{seeded['model']}$"))

@@ -42,8 +42,9 @@ export class MetricChart {
       el("div", { class: "chart-title" }, el("span", {}, title), this.info), this.body);
   }
 
-  async load(x, maxPoints) {
-    const results = await Promise.all(this.series.map((s) => s.load(x, maxPoints).catch(() => null)));
+  /** Fetch the series (only those whose key passes `only`, when given); true if any data changed. */
+  async load(x, maxPoints, only = null) {
+    const results = await Promise.all(this.series.map((s) => (only && !only(s.key) ? null : s.load(x, maxPoints).catch(() => null))));
     let changed = false;
     this.series.forEach((s, i) => {
       const r = results[i];
@@ -143,10 +144,13 @@ export class ChartPanel {
     await this.reload(true);
   }
 
-  /** Fetch every chart's series for the current x-axis; re-render the charts whose data changed. */
-  async reload(force = false) {
+  /**
+   * Fetch the charts' series for the current x-axis (only those whose key passes `only`, when
+   * given) and re-render the charts whose data changed (all of them with `force`).
+   */
+  async reload(force = false, only = null) {
     this.grid.dataset.loading = "1";
-    const changed = await Promise.all(this.charts.map((c) => c.load(this.opts.x, this.maxPoints)));
+    const changed = await Promise.all(this.charts.map((c) => c.load(this.opts.x, this.maxPoints, only)));
     this.charts.forEach((c, i) => { if (force || changed[i] || !c.plot) c.render(this.opts); });
     delete this.grid.dataset.loading;
     this.grid.dataset.ready = "1";

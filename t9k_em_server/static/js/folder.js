@@ -85,8 +85,8 @@ async function main() {
   const metricKeys = rankKeys(runs, "metrics").all.sort();
   const chosen = storedColumns() || {
     hparams: (hp.differing.length ? hp.differing : hpKeys).slice(0, MAX_DEFAULT_HP),
-    metrics: [...metricKeys.filter((k) => k.startsWith("val/")), ...metricKeys.filter((k) => k.startsWith("train/"))]
-      .slice(0, MAX_DEFAULT_METRICS),
+    metrics: (metricKeys.some((k) => k.startsWith("val/")) ? metricKeys.filter((k) => k.startsWith("val/"))
+      : metricKeys.filter((k) => k.startsWith("train/"))).slice(0, MAX_DEFAULT_METRICS),
   };
   chosen.hparams = chosen.hparams.filter((k) => hpKeys.includes(k));
   chosen.metrics = chosen.metrics.filter((k) => metricKeys.includes(k));

@@ -99,6 +99,7 @@ async function main() {
   mount(chartsBox, head, panelBox);
   const panel = new ChartPanel(panelBox);
   let chartKey = JSON.stringify([...metricNames(run.metrics)]);
+  let counts = run.metric_counts;
   panel.setCharts(buildCharts(run));
   await panel.reload(true);
   await loadLog(run, logBox, logNote);
@@ -112,8 +113,11 @@ async function main() {
       mount(root.querySelector("#run-end"), fresh.end ? fmtTime(fresh.end) : el("span", { class: "muted" }, "—"));
       mount(root.querySelector("#run-duration"), fmtDuration(durationSeconds(fresh)));
       const key = JSON.stringify([...metricNames(fresh.metrics)]);
+      // Refetch only the series of metric types that got new entries since the last poll.
+      const grown = (type) => (fresh.metric_counts || {})[type] !== (counts || {})[type];
       if (key !== chartKey) { chartKey = key; panel.setCharts(buildCharts(fresh)); await panel.reload(true); }
-      else await panel.reload(false);
+      else if (Object.keys(fresh.metric_counts || {}).some(grown)) await panel.reload(false, grown);
+      counts = fresh.metric_counts;
       mount(root.querySelector("#summary-box"), summary(fresh));
       await loadLog(fresh, logBox, logNote);
       panel.status.textContent = fresh.status === "Running" ? `Live · updated ${new Date().toLocaleTimeString()}` : "";
