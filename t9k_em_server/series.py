@@ -27,6 +27,8 @@ import json
 import math
 import re
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -438,14 +440,55 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
     return index
 
 
+class _SegmentCache:
+    """The encoded segments of recently served series, keyed by (object id, blob key), bounded
+    in bytes. A key names one immutable state (a new upload gets a new blob key), so entries
+    never go stale, whichever process indexed them. Saves the database read when the UI polls
+    a live run."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self._bytes = max_bytes, 0
+        self._items: OrderedDict[tuple[int, str], list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, str]) -> list[bytes] | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: tuple[int, str], segments: list[bytes]) -> None:
+        size = sum(len(s) for s in segments)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = segments
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= sum(len(s) for s in dropped)
+
+
+_SEGMENTS = _SegmentCache(64 << 20)
+
+
 def load_series(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
                 names: list[str] | None = None) -> Series:
     """The decoded series of a metric object, only ``names`` when given (indexing it first if
     the cache is stale)."""
-    index = meta.get_series_index(obj.id)
-    if index is None or index.blob_key != obj.blob_key:
-        index_metric_object(meta, blobs, obj)
-    return decode_segments(meta.series_segments(obj.id), names)
+    key = (obj.id, obj.blob_key)
+    segments = _SEGMENTS.get(key)
+    if segments is None:
+        index = meta.get_series_index(obj.id)
+        if index is None or index.blob_key != obj.blob_key:
+            index = index_metric_object(meta, blobs, obj)
+        segments = meta.series_segments(obj.id)
+        if index is not None and index.blob_key == obj.blob_key:
+            _SEGMENTS.put(key, segments)
+    return decode_segments(segments, names)
 
 
 # ------------------------------------------------------------------------------------ sampling
