@@ -159,7 +159,7 @@ def measure(label: str, local_dir: str, repeats: int, client: em_client.AISClien
     nbytes = sum(os.path.getsize(os.path.join(local_dir, f)) for f in files)
     times: dict[str, list[float]] = {'ours': [], 'old': []}
     for i in range(repeats):
-        for way in ('old', 'ours'):
+        for way in (('old', 'ours') if i % 2 == 0 else ('ours', 'old')):  # alternate the order
             folder = f'bench-{label}-{way}-{i}-{uuid.uuid4().hex[:6]}'
             os.environ['EM_UPLOAD_STATE_DIR'] = os.path.join(state_root, folder)
             transfer.make_folder(client, f'/{client.user}/{folder}')

@@ -4,11 +4,11 @@
 Keras event                        core call
 =================================  ===============================================================
 ``on_train_begin``                 ``create_run`` (when the callback owns the run),
-                                   ``run.params.update`` with the training setup (see below),
+                                   ``run.params.update(_training_setup(...))``,
                                    ``run.params.parse(dist_tf_strategy=...)`` under tf.distribute
 ``on_epoch_end``                   ``run.log('train', ...)`` and ``run.log('val', ...)``
 ``on_train_batch_end`` (opt-in)    ``run.log('train', ...)`` every ``log_every_n_batches`` steps
-``on_test_end`` (``evaluate``)     ``run.log('test', ...)``
+``on_test_end`` (``evaluate``)     ``run.log('test', ...)``, then ``run.finish()`` (when owned)
 ``on_train_end``                   ``create_artifact`` + ``run.mark_output`` (model saving), then
                                    ``run.finish()`` (when the callback owns the run)
 =================================  ===============================================================
@@ -57,7 +57,7 @@ class EMCallback(keras.callbacks.Callback):
             which lets Keras dispatch its batch hooks asynchronously.
         save_model: ``'final'`` or ``'best'`` saves the model (``model.keras``) as an output
             Artifact of the run at the end of training; ``'best'`` keeps the epoch with the best
-            ``monitor`` value.
+            ``monitor`` value (the final model when ``monitor`` is never in the epoch logs).
         monitor: the epoch metric that ``save_model='best'`` compares.
         mode: ``'min'`` or ``'max'``: whether a lower or a higher ``monitor`` value is better.
         **create_run_kwargs: arguments of ``create_run`` (``auto_upload``, ``folder``,

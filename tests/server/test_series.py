@@ -133,7 +133,8 @@ def test_million_point_series_is_served_fast(em_server, em_add_user):
     body = series.json()
     assert body["total"] == 1_000_001 and len(body["x"]) <= 1000
     assert max(body["y"]) == 1_000_000.0 and min(body["y"]) == pytest.approx(1 / 10_000)
-    assert min(times) < 1.0, times
+    assert times[0] < 1.0, times  # the first request reads the segments from the database
+    assert min(times) < 1.0, times  # later ones may come from the in-memory segment cache
     accuracy = api.request("GET", f"/api/ui/v1/runs/{run_id}/series",
                            params={"type": "train", "metric": "accuracy", "x": "time", "max_points": 200}).json()
     assert min(accuracy["y"]) == -5.0 and len(accuracy["x"]) <= 200
