@@ -84,15 +84,17 @@ def main() -> None:
     optimizer = keras.optimizers.SGD(learning_rate=args.lr * hvd.size(), momentum=0.9)
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    hvd.broadcast_variables(model.variables, root_rank=0)
-    hvd.broadcast_variables(optimizer.variables, root_rank=0)
+    # Horovod 0.28.1 works on tf.Variables (it calls .assign and .ref on them): a Keras 3
+    # variable's ``value`` is its tf.Variable on the TensorFlow backend.
+    hvd.broadcast_variables([v.value for v in model.variables + optimizer.variables], root_rank=0)
+    trainable = [v.value for v in model.trainable_variables]
 
     @tf.function
     def train_step(x: tf.Tensor, y: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         tape = hvd.DistributedGradientTape(tape)
-        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
 
     def evaluate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -58,7 +58,6 @@ check_build() {
 
 if horovod_ok; then
   log "horovod $HOROVOD_VERSION for $KEY already installed"
-  check_build
   exit 0
 fi
 

@@ -156,6 +156,7 @@ def test_experiment_is_created_lazily_and_named_after_the_module(em_dirs):
     assert run['metadata']['name'] == 'BoringModel' == logger.name
     assert run['metadata']['status'] == 'Complete'
     assert run['metadata']['alternativeName'] == f'BoringModel_{logger.version}'
+    assert isinstance(logger.experiment, Run)
     assert logger.log_dir == logger.save_dir == logger.experiment.local == trainer.log_dir
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import requests
-from conftest import Api
+from server_api import Api
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import Api
+from server_api import Api
 from em_server_process import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)

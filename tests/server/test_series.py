@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import Api
+from server_api import Api, metric_entries as entries
 
 from t9k_em_core import layout
 from t9k_em_server.blob_store import LocalBlobStore
@@ -19,16 +19,6 @@ from t9k_em_server.uploads import new_blob_key
 from t9k_em_server.users import add_user
 
 pytestmark = pytest.mark.timeout(240)
-
-T0 = 1_764_000_000.0
-
-
-def entries(start: int, stop: int, keys=("loss", "accuracy")) -> bytes:
-    """Metric entries exactly as the SDK writes them (layout's template)."""
-    template, fmt = layout.metric_entry_template(keys), layout.TimestampFormatter()
-    return "".join(template % (*(1.0 / (i + 1) for _ in keys), "null" if i % 3 else i // 10, i,
-                               *fmt.parts(T0 + i)) for i in range(start, stop)).encode()
-
 
 def yaml_reference(text: bytes) -> list[dict]:
     return layout.load_yaml_text(text.decode())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Api
+from server_api import Api
 from em_server_process import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(300)

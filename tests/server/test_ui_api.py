@@ -6,8 +6,7 @@ import json
 
 import pytest
 import requests
-from conftest import Api
-from test_series import entries
+from server_api import Api, metric_entries as entries
 
 from t9k_em_core import layout
 
