@@ -10,7 +10,8 @@ every rank before training. Every rank trains on its shard of scikit-learn's dig
 all ranks of each rank's metrics (a collective: all ranks call it).
 
 ``--raw-metrics-dir DIR`` also writes each rank's own, un-averaged metrics to
-``DIR/rank<k>.jsonl``, to see what the averaging does.
+``DIR/rank<k>.jsonl``, to see what the averaging does, with the sum of the model's weights
+(equal on all ranks while the gradients are averaged).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def main() -> None:
             train_step(x_train[batch], y_train[batch])
             step += 1
         train, val = evaluate(x_train, y_train), evaluate(x_val, y_val)
-        write_raw(args.raw_metrics_dir, {'epoch': epoch, 'step': step, 'train': train, 'val': val})
+        write_raw(args.raw_metrics_dir, {'epoch': epoch, 'step': step, 'train': train, 'val': val,
+                                         'weights_sum': float(sum(np.sum(w) for w in trainable))})
         train = log_averaged(run, hvd, 'train', train, step=step, epoch=epoch)
         val = log_averaged(run, hvd, 'val', val, step=step, epoch=epoch)
         report(epoch, train, val)

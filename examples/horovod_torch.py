@@ -9,7 +9,8 @@ Run (the others get an inert one). Each epoch, every rank evaluates on its own s
 ``log_averaged`` logs the mean over all ranks (a collective: all ranks call it).
 
 ``--raw-metrics-dir DIR`` also writes each rank's own, un-averaged metrics to
-``DIR/rank<k>.jsonl``, to see what the averaging does.
+``DIR/rank<k>.jsonl``, to see what the averaging does, with the sum of the model's weights
+(equal on all ranks while the gradients are averaged).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def main() -> None:
             optimizer.step()
             step += 1
         train, val = evaluate(model, x_train, y_train), evaluate(model, x_val, y_val)
-        write_raw(args.raw_metrics_dir, {'epoch': epoch, 'step': step, 'train': train, 'val': val})
+        write_raw(args.raw_metrics_dir, {'epoch': epoch, 'step': step, 'train': train, 'val': val,
+                                         'weights_sum': sum(p.sum().item() for p in model.parameters())})
         train = log_averaged(run, hvd, 'train', train, step=step, epoch=epoch)
         val = log_averaged(run, hvd, 'val', val, step=step, epoch=epoch)
         report(epoch, train, val)
