@@ -8,8 +8,13 @@ PY=${PYTHON:-python3.11}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
-[ -d /opt/wheels ] && PIP+=(--find-links /opt/wheels)
+PIP=(pip_install)
+pip_install() {
+  # Drops the machine-wide pip config's warnings about index folders it does not have.
+  local flags=(--disable-pip-version-check -q)
+  [ -d /opt/wheels ] && flags+=(--find-links /opt/wheels)
+  .venv/bin/python -m pip install "${flags[@]}" "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
 stamp=.venv/.t9k-em-installed
 hash=$(cat pyproject.toml scripts/setup.sh scripts/build_horovod.sh 2>/dev/null | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
