@@ -1,11 +1,14 @@
 """Horovod integration, with real ``horovodrun -np 2 --gloo`` jobs.
 
-Each job runs real training (``horovod.torch`` / ``horovod.tensorflow`` with Keras 3) in two
-processes in which every rank calls ``create_run``: exactly one Run directory must appear,
-its hyperparameters must describe the job, and each logged metric must be the mean of the
-values each rank saw (the examples write those to a side file with ``--raw-metrics-dir``).
-Skipped only when Horovod is not installed; ``scripts/build_horovod.sh`` builds it and CI
-runs it.
+Each job runs real training (``horovod.torch``, and ``horovod.tensorflow`` with a Keras 3
+model) in two processes in which every rank calls ``create_run``: exactly one Run directory
+must appear, its hyperparameters must describe the job, and each logged metric must be the
+mean of the values each rank saw (the examples write those to a side file with
+``--raw-metrics-dir``). The Horovod tests are skipped only when Horovod is not installed;
+``scripts/build_horovod.sh`` builds it and CI runs it.
+
+``horovodrun --check-build`` imports TensorFlow afresh in about eight subprocesses (a minute of
+CPU), so it is started in the background with the first Horovod test and checked last.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -24,11 +28,9 @@ from t9k_em_core import layout
 
 REPO = Path(__file__).resolve().parents[1]
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+HOROVOD_MISSING = importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN)
 
-needs_horovod = pytest.mark.skipif(
-    importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN),
-    reason='Horovod is not installed: run scripts/build_horovod.sh')
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(180)
 
 
 def _env() -> dict:
@@ -39,13 +41,16 @@ def _env() -> dict:
     return env
 
 
-def _horovodrun(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _horovodrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """``horovodrun -np 2 --gloo python ARGS`` with Runs written under ``tmp_path/runs``."""
     env = _env()
     env['EM_RUN_PARENT_DIR'] = str(tmp_path / 'runs')
     env['EM_ARTIFACT_PARENT_DIR'] = str(tmp_path / 'artifacts')
-    return subprocess.run([HOROVODRUN, '-np', '2', '--gloo', sys.executable, *args],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    # A loaded 2-core machine can start the two ranks far apart: wait longer than 30 s for them.
+    command = [HOROVODRUN, '-np', '2', '--gloo', '--gloo-timeout-seconds', '120',
+               sys.executable, *args]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=170)
 
 
 def _only_run(tmp_path: Path) -> dict:
@@ -80,44 +85,35 @@ def _assert_example_run(tmp_path: Path, api: str, epochs: int) -> None:
             assert entry['value'] == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
-@needs_horovod
-def test_check_build_shows_tensorflow_pytorch_and_gloo():
-    out = subprocess.run([HOROVODRUN, '--check-build'], env=_env(), capture_output=True,
-                         text=True, timeout=150, check=True).stdout
-    for feature in ('TensorFlow', 'PyTorch', 'Gloo'):
-        assert f'[X] {feature}' in out, out
-
-
-@needs_horovod
-def test_torch_example_writes_one_run_with_averaged_metrics(tmp_path):
-    result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_torch.py'), '--epochs', '2',
-                         '--raw-metrics-dir', str(tmp_path / 'raw'))
-    assert result.returncode == 0, result.stdout + result.stderr
-    _assert_example_run(tmp_path, 'horovod.torch', epochs=2)
-
-
-@needs_horovod
-def test_tensorflow_example_writes_one_run_with_averaged_metrics(tmp_path):
-    result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_tf.py'), '--epochs', '2',
-                         '--raw-metrics-dir', str(tmp_path / 'raw'))
-    assert result.returncode == 0, result.stdout + result.stderr
-    _assert_example_run(tmp_path, 'horovod.tensorflow', epochs=2)
+@pytest.fixture(scope='module')
+def check_build_job() -> Iterator[subprocess.Popen]:
+    """``horovodrun --check-build``, running in the background while the other tests run."""
+    process = subprocess.Popen([HOROVODRUN, '--check-build'], env=_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
 
 
 CRASHING_RANK = textwrap.dedent('''
     import os, sys
     import horovod.torch as hvd
     from t9k import em
-    from t9k.em.horovod import log_averaged, rank_zero_only
+    from t9k.em.horovod import average_metrics, log_averaged, rank_zero_only
 
     hvd.init()
     run = em.create_run(name='crash')
 
-    @rank_zero_only
-    def mark(directory):
-        open(os.path.join(directory, f'rank{hvd.rank()}'), 'w').close()
+    def mark(what):
+        open(os.path.join(sys.argv[1], f'{what}{hvd.rank()}'), 'w').close()
 
-    mark(sys.argv[1])
+    rank_zero_only(mark)('rank_zero_only')
+    try:
+        average_metrics(hvd, {f'only_on_rank{hvd.rank()}': 1.0})
+    except ValueError as e:
+        assert 'different metric names' in str(e)
+        mark('mismatch')
     log_averaged(run, hvd, 'train', {'loss': float(hvd.rank() + 1)}, step=1, epoch=1)
     if hvd.rank() == 1:
         raise RuntimeError('rank 1 fails')
@@ -126,20 +122,41 @@ CRASHING_RANK = textwrap.dedent('''
 ''')
 
 
-@needs_horovod
-def test_a_crashing_rank_ends_the_run_as_error_keeping_what_was_logged(tmp_path):
-    script = tmp_path / 'crash.py'
-    script.write_text(CRASHING_RANK)
-    marks = tmp_path / 'marks'
-    marks.mkdir()
-    result = _horovodrun(tmp_path, str(script), str(marks))
-    assert result.returncode != 0
-    assert 'rank 1 fails' in result.stdout + result.stderr
-    run = _only_run(tmp_path)
-    assert run['metadata']['status'] == 'Error', result.stdout + result.stderr
-    assert run['metadata']['endTimestamp']
-    assert [entry['value'] for entry in run['metrics']['train']] == [{'loss': 1.5}]
-    assert sorted(os.listdir(marks)) == ['rank0'], 'rank_zero_only ran on a non-zero rank'
+@pytest.mark.skipif(HOROVOD_MISSING, reason='Horovod is not installed: run scripts/build_horovod.sh')
+@pytest.mark.usefixtures('check_build_job')
+class TestHorovodrun:
+    def test_torch_example_writes_one_run_with_averaged_metrics(self, tmp_path):
+        result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_torch.py'),
+                             '--epochs', '2', '--raw-metrics-dir', str(tmp_path / 'raw'))
+        assert result.returncode == 0, result.stdout + result.stderr
+        _assert_example_run(tmp_path, 'horovod.torch', epochs=2)
+
+    def test_tensorflow_example_writes_one_run_with_averaged_metrics(self, tmp_path):
+        result = _horovodrun(tmp_path, str(REPO / 'examples' / 'horovod_tf.py'),
+                             '--epochs', '2', '--raw-metrics-dir', str(tmp_path / 'raw'))
+        assert result.returncode == 0, result.stdout + result.stderr
+        _assert_example_run(tmp_path, 'horovod.tensorflow', epochs=2)
+
+    def test_a_crashing_rank_ends_the_run_as_error_keeping_what_was_logged(self, tmp_path):
+        # The same job checks rank_zero_only and that every rank rejects differing names.
+        script = tmp_path / 'crash.py'
+        script.write_text(CRASHING_RANK)
+        marks = tmp_path / 'marks'
+        marks.mkdir()
+        result = _horovodrun(tmp_path, str(script), str(marks))
+        assert result.returncode != 0
+        assert 'rank 1 fails' in result.stdout + result.stderr
+        run = _only_run(tmp_path)
+        assert run['metadata']['status'] == 'Error', result.stdout + result.stderr
+        assert run['metadata']['endTimestamp']
+        assert [entry['value'] for entry in run['metrics']['train']] == [{'loss': 1.5}]
+        assert sorted(os.listdir(marks)) == ['mismatch0', 'mismatch1', 'rank_zero_only0']
+
+    def test_check_build_shows_tensorflow_pytorch_and_gloo(self, check_build_job):
+        out, _ = check_build_job.communicate(timeout=170)
+        assert check_build_job.returncode == 0, out
+        for feature in ('TensorFlow', 'PyTorch', 'Gloo'):
+            assert f'[X] {feature}' in out, out
 
 
 def test_parse_rejects_what_is_not_a_horovod_module(tmp_path, monkeypatch):
