@@ -108,8 +108,9 @@ def main() -> None:
             optimizer.step()
             step += 1
         train, val = evaluate(model, x_train, y_train), evaluate(model, x_val, y_val)
+        weights_sum = sum(p.sum().item() for p in model.parameters())
         write_raw(args.raw_metrics_dir, {'epoch': epoch, 'step': step, 'train': train, 'val': val,
-                                         'weights_sum': sum(p.sum().item() for p in model.parameters())})
+                                         'weights_sum': weights_sum})
         train = log_averaged(run, hvd, 'train', train, step=step, epoch=epoch)
         val = log_averaged(run, hvd, 'val', val, step=step, epoch=epoch)
         report(epoch, train, val)

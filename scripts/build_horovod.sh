@@ -2,13 +2,15 @@
 # Builds Horovod 0.28.1 from source for the pinned torch + tensorflow-cpu (Keras 3) in .venv/
 # and installs it, with the TensorFlow and PyTorch extensions and the Gloo controller (no MPI).
 #
-# Horovod 0.28.1 does not build against torch >= 2.1 / TF >= 2.16 as released. Three source changes:
-#   * C++17 instead of C++14 in CMakeLists.txt and horovod/torch/CMakeLists.txt (torch headers need it);
+# Horovod 0.28.1 does not build against torch >= 2.1 / TF >= 2.16 as released. Three changes:
+#   * C++17 instead of C++14 in CMakeLists.txt and horovod/torch/CMakeLists.txt (torch needs it);
 #   * C++17 instead of C++11 in third_party/gloo/CMakeLists.txt;
-#   * drop horovod/tensorflow/xla_mpi_ops.cc from horovod/tensorflow/CMakeLists.txt (uses removed XLA APIs).
+#   * drop horovod/tensorflow/xla_mpi_ops.cc from horovod/tensorflow/CMakeLists.txt (it uses
+#     XLA APIs that TensorFlow removed).
 #
-# The built wheel is cached in ${T9K_EM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/t9k-em/wheels}/,
-# keyed by horovod, torch and tensorflow versions and the python tag, and reused instead of rebuilding.
+# The built wheel is cached in
+# ${T9K_EM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/t9k-em/wheels}/<key>/, keyed by the
+# horovod, torch and tensorflow versions and the python tag, and reused instead of rebuilding.
 # Idempotent: does nothing when this exact build is already installed and importable.
 #
 # Environment: VENV (default .venv), HOROVOD_BUILD_JOBS (default: number of cores).
@@ -26,12 +28,19 @@ die() { log "ERROR: $*"; exit 1; }
 
 [ -x "$PY" ] || die "$PY not found; create the venv first (scripts/setup.sh)"
 versions=$("$PY" - <<'EOF'
+"""Installed torch and tensorflow versions (read from metadata, without importing them)."""
 import platform, sys
-try:
-    import torch, tensorflow as tf
-except ImportError as e:
-    sys.exit(f"torch and tensorflow must be installed before Horovod is built: {e}")
-print(torch.__version__, tf.__version__,
+from importlib.metadata import PackageNotFoundError, version
+
+def installed(*names):
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            pass
+    sys.exit(f"{names[0]} must be installed before Horovod is built")
+
+print(installed("torch"), installed("tensorflow", "tensorflow-cpu"),
       f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}")
 EOF
 ) || die "cannot read the torch / tensorflow versions"

@@ -12,8 +12,10 @@ The client knows nothing of run/artifact file formats; :mod:`t9k_em_core.transfe
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import tarfile
 import threading
 import uuid
 from typing import Any, Iterator, Optional, Union
@@ -27,6 +29,7 @@ from t9k_em_core import config as _config
 DEFAULT_CONCURRENCY = 8
 LIST_PAGE_SIZE = 1000
 _SEND_BLOCK = 1 << 20  # bytes per socket write of a request body (urllib3's default is 16 KiB)
+BATCH_MD5_HEADER = 'T9K.md5'  # PAX header of a batch member: its MD5 (hex)
 
 
 class AIStoreError(Exception):
@@ -51,6 +54,11 @@ class NodeNotFoundError(AIStoreError, LookupError):
 
 class NameConflictError(AIStoreError):
     """A node with that name already exists in the parent Folder."""
+
+
+class BatchUnsupportedError(AIStoreError):
+    """The server has no batch upload (``POST /apis/v1/objects/batch``, our extension): it is
+    0.6.0b0's server or a real AIStore. Send the files one request each instead."""
 
 
 class RequestFailedError(AIStoreError):
@@ -159,6 +167,8 @@ class AISClient:
         self.timeout = timeout
         self.concurrency = concurrency
         self.user: Optional[str] = None
+        #: whether the server has the batch upload: None until the first batch is tried
+        self.batch_upload: Optional[bool] = None
         self.session = requests.Session()
         self.session.headers['Authorization'] = f'Bearer {api_key}'
         self.set_retry(retry or default_retry())
@@ -298,6 +308,29 @@ class AISClient:
         self._send_form('POST', '/apis/v1/objects', {'path': object_path}, body)
         return body.stat
 
+    def upload_batch(self, node_path: str, files: list[tuple[str, str]]) -> list[os.stat_result]:
+        """Uploads small files ``(key inside the node, local file)`` to node ``node_path`` in one
+        request (our server's extension ``POST /apis/v1/objects/batch``; all or nothing).
+
+        Returns the ``os.fstat`` of each file as it was sent. Raises :class:`BatchUnsupportedError`
+        (and remembers it in ``batch_upload``) when the server does not have the endpoint.
+        """
+        if self.batch_upload is False:
+            raise BatchUnsupportedError(f'{self.host} has no batch upload')
+        body, stats = _tar_of(files)
+        try:
+            self._request('POST', '/apis/v1/objects/batch', params={'path': node_path}, data=body,
+                          headers={'Content-Type': 'application/x-tar'}).close()
+        except (NodeNotFoundError, RequestFailedError) as e:
+            no_route = (isinstance(e, NodeNotFoundError) and e.missing is None) or (
+                isinstance(e, RequestFailedError) and e.status == 405)
+            if not no_route:
+                raise
+            self.batch_upload = False
+            raise BatchUnsupportedError(f'{self.host} has no batch upload: {e}') from e
+        self.batch_upload = True
+        return stats
+
     def start_multipart(self, object_path: str) -> str:
         """Starts a multipart upload and returns its upload ID."""
         return self._json('POST', '/apis/v1/objects/multipart',
@@ -342,6 +375,25 @@ class AISClient:
         with body:
             return self._json(method, path, params=params, data=body,
                               headers={'Content-Type': body.content_type})
+
+
+def _tar_of(files: list[tuple[str, str]]) -> tuple[bytes, list[os.stat_result]]:
+    """A PAX tar of the files (each member named by its key, MD5 in a PAX header) and each
+    file's ``os.fstat``. A file is sent with the size it had when opened (padded if it shrank)."""
+    buffer = io.BytesIO()
+    stats = []
+    with tarfile.open(fileobj=buffer, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        for key, local_file in files:
+            with open(local_file, 'rb') as f:
+                st = os.fstat(f.fileno())
+                data = f.read(st.st_size)
+            data += b'\0' * (st.st_size - len(data))
+            info = tarfile.TarInfo(key)
+            info.size, info.mtime = len(data), int(st.st_mtime)
+            info.pax_headers = {BATCH_MD5_HEADER: hashlib.md5(data).hexdigest()}
+            tar.addfile(info, io.BytesIO(data))
+            stats.append(st)
+    return buffer.getvalue(), stats
 
 
 def _paged(fetch: Any) -> Iterator[dict]:

@@ -3,9 +3,12 @@
 ``create_app(config)`` opens the stores (running migrations) and mounts every router. Another
 router (e.g. the web UI pages) is added with ``app.include_router(...)``; it reaches the stores
 through the ``get_stores`` dependency and the caller through ``routers.auth.current_user``.
+``EM_SERVER_BATCH_UPLOAD=0`` leaves out our batch-upload extension (``routers/batch.py``), so the
+server answers it 404 like a real AIStore server would.
 """
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,7 +16,7 @@ from fastapi import FastAPI
 from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
-from .routers import auth, graphs, nodes, objects, ui_api
+from .routers import auth, batch, graphs, nodes, objects, ui_api
 from .stores import Stores
 
 
@@ -37,5 +40,7 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
 
     for module in (auth, nodes, objects, graphs, ui_api):
         app.include_router(module.router)
+    if os.environ.get("EM_SERVER_BATCH_UPLOAD", "1") != "0":  # "0": serve only the 0.6.0b0 API
+        app.include_router(batch.router)
     app.include_router(web.router)  # the web UI's pages, sign-in and static files
     return app

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
-                        Text, UniqueConstraint, create_engine, delete, event, func, literal, or_,
-                        select, update)
+                        Text, UniqueConstraint, bindparam, create_engine, delete, event, func, literal,
+                        or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -513,24 +513,49 @@ class MetadataStore:
     def put_object(self, node_id: str, key: str, blob_key: str, size: int,
                    md5: str) -> tuple[ObjectView, str | None]:
         """Create or overwrite an object; returns it and the blob key it replaced (to delete)."""
+        return self.put_objects(node_id, [(key, blob_key, size, md5)])[0]
+
+    def put_objects(self, node_id: str, items: list[tuple[str, str, int, str]]
+                    ) -> list[tuple[ObjectView, str | None]]:
+        """Create or overwrite objects ``(key, blob key, size, md5)`` of one node in ONE
+        transaction (all become visible together, or none); returns each object and the blob
+        key it replaced (to delete), in the order given. Keys must be distinct.
+
+        Plain SQL statements (no ORM objects): this is the hot path of every upload.
+        """
+        keys = [item[0] for item in items]
+        table = StoredObject.__table__
         for attempt in range(3):
             try:
-                with self.writing() as s:
-                    if s.get(Node, node_id) is None:
+                with self.engine.execution_options(sqlite_immediate=True).begin() as conn:
+                    if conn.execute(select(Node.id).where(Node.id == node_id)).first() is None:
                         raise NotFound(node_id)
-                    row = s.scalar(select(StoredObject).where(StoredObject.node_id == node_id,
-                                                              StoredObject.key == key)
-                                   .with_for_update())
-                    old = None
-                    if row is None:
-                        row = StoredObject(node_id=node_id, key=key, blob_key=blob_key, size=size,
-                                           md5=md5, updated_at=utcnow())
-                        s.add(row)
-                    else:
-                        old = row.blob_key
-                        row.blob_key, row.size, row.md5, row.updated_at = blob_key, size, md5, utcnow()
-                    s.flush()
-                    return ObjectView.of(row), old
+                    now = utcnow()
+                    old: dict[str, str] = {}
+                    for i in range(0, len(keys), 500):
+                        query = (select(table.c.key, table.c.blob_key)
+                                 .where(table.c.node_id == node_id, table.c.key.in_(keys[i:i + 500])))
+                        if conn.dialect.name != "sqlite":
+                            query = query.with_for_update()
+                        old.update(conn.execute(query).tuples().all())
+                    fresh = [{"node_id": node_id, "key": k, "blob_key": b, "size": n, "md5": m,
+                              "updated_at": now} for k, b, n, m in items if k not in old]
+                    if fresh:
+                        conn.execute(table.insert(), fresh)
+                    changed = [{"k": k, "b": b, "n": n, "m": m} for k, b, n, m in items if k in old]
+                    if changed:
+                        conn.execute(update(table).where(table.c.node_id == node_id,
+                                                         table.c.key == bindparam("k"))
+                                     .values(blob_key=bindparam("b"), size=bindparam("n"),
+                                             md5=bindparam("m"), updated_at=now), changed)
+                    ids: dict[str, int] = {}
+                    for i in range(0, len(keys), 500):
+                        ids.update(conn.execute(
+                            select(table.c.key, table.c.id).where(
+                                table.c.node_id == node_id, table.c.key.in_(keys[i:i + 500])))
+                            .tuples().all())
+                return [(ObjectView(ids[k], node_id, k, b, n, m, now), old.get(k))
+                        for k, b, n, m in items]
             except IntegrityError:
                 if attempt == 2:
                     raise

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from .blob_store import BlobStore, open_blob_store
 from .config import Limits, ServerConfig
 from .metadata_store import MetadataStore, utcnow
+from .users import KeyCache
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ class Stores:
     meta: MetadataStore
     blobs: BlobStore
     limits: Limits
+    keys: KeyCache = field(default_factory=KeyCache)  #: recently checked API keys
 
     @classmethod
     def open(cls, config: ServerConfig, upgrade: bool = True) -> "Stores":

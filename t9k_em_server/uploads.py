@@ -154,6 +154,57 @@ class _MultipartReader:
         return data
 
 
+class PendingBlob:
+    """A blob being received: opened on the first bytes, verified and committed by ``finish``.
+
+    Everything blocking happens in ``write``/``finish``/``abort``, which the caller runs in a
+    worker thread; a small upload thus needs one thread hop (``finish`` with all its bytes).
+    """
+
+    def __init__(self, blobs: BlobStore, max_bytes: int, prefix_at: int | None = None,
+                 blob_kind: str = "objects"):
+        self.blobs, self.max_bytes, self.prefix_at = blobs, max_bytes, prefix_at
+        self.blob_key = new_blob_key(blob_kind)
+        self._writer: BlobWriter | None = None
+        self._sink: HashingWriter | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._sink is None:
+            self._writer = self.blobs.open_writer(self.blob_key)
+            self._sink = HashingWriter(self._writer, self.max_bytes, self.prefix_at)
+        self._sink.write(data)
+
+    def finish(self, data: bytes = b"", expected_size: int | None = None,
+               expected_md5: tuple[tuple[str, str | None], ...] = ()) -> Received:
+        """Write the last bytes, check size and MD5 (``(label, hex or None)`` pairs), commit.
+
+        On any failure the blob is discarded and the error raised (ApiError 400 on a mismatch).
+        """
+        try:
+            self.write(data)
+            assert self._sink is not None and self._writer is not None
+            md5 = self._sink.md5.hexdigest()
+            for label, want in expected_md5:
+                if want and want.lower() != md5:
+                    raise ApiError(400, f"md5 mismatch: {label} {want.lower()} != received {md5}")
+            if expected_size is not None and expected_size != self._sink.size:
+                raise ApiError(400, f"size mismatch: expected {expected_size} bytes, "
+                                    f"received {self._sink.size}")
+            self._writer.commit()
+        except BaseException:
+            self.abort()
+            raise
+        prefix_md5 = self._sink.prefix_md5
+        prefix = (self.prefix_at, prefix_md5) if self.prefix_at is not None and prefix_md5 else None
+        return Received(self.blob_key, self._sink.size, md5, prefix)
+
+    def abort(self) -> None:
+        """Discard the blob (idempotent)."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+
 async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
                          expected_size: int | None = None, expected_md5: str | None = None,
                          prefix_at: int | None = None, blob_kind: str = "objects") -> Received:
@@ -165,9 +216,7 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + MAX_OTHER_FIELD_BYTES:
         raise ApiError(413, f"content larger than the limit of {max_bytes} bytes")
-    blob_key = new_blob_key(blob_kind)
-    writer = await to_thread.run_sync(blobs.open_writer, blob_key)
-    sink = HashingWriter(writer, max_bytes, prefix_at)
+    blob = PendingBlob(blobs, max_bytes, prefix_at, blob_kind)
     try:
         if content_type.startswith("multipart/form-data"):
             boundary = parse_options_header(content_type)[1].get(b"boundary")
@@ -177,14 +226,13 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
             async for chunk in request.stream():
                 reader.parser.write(chunk)
                 if reader.pending_bytes >= BATCH:
-                    await to_thread.run_sync(sink.write, reader.take())
+                    await to_thread.run_sync(blob.write, reader.take())
             reader.parser.finalize()
             if reader.content_parts == 0:
                 raise ApiError(400, "missing multipart field 'content'")
             if not reader.content_complete:
                 raise ApiError(400, "incomplete multipart body: no boundary after the 'content' part")
-            if reader.pending_bytes:
-                await to_thread.run_sync(sink.write, reader.take())
+            rest = reader.take()
             part_md5 = reader.content_md5
         else:
             buffer: list[bytes] = []
@@ -193,26 +241,18 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int,
                 buffer.append(chunk)
                 buffered += len(chunk)
                 if buffered >= BATCH:
-                    await to_thread.run_sync(sink.write, b"".join(buffer))
+                    await to_thread.run_sync(blob.write, b"".join(buffer))
                     buffer, buffered = [], 0
-            if buffer:
-                await to_thread.run_sync(sink.write, b"".join(buffer))
+            rest = b"".join(buffer)
             part_md5 = _md5_header(request.headers.get("content-md5"))
-        md5 = sink.md5.hexdigest()
-        for label, want in (("query md5", expected_md5), ("Content-MD5", part_md5)):
-            if want and want.lower() != md5:
-                raise ApiError(400, f"md5 mismatch: {label} {want.lower()} != received {md5}")
-        if expected_size is not None and expected_size != sink.size:
-            raise ApiError(400, f"size mismatch: expected {expected_size} bytes, received {sink.size}")
-        await to_thread.run_sync(writer.commit)
+        return await to_thread.run_sync(
+            blob.finish, rest, expected_size, (("query md5", expected_md5), ("Content-MD5", part_md5)))
     except MultipartParseError as exc:
-        await to_thread.run_sync(writer.abort)
+        await to_thread.run_sync(blob.abort)
         raise ApiError(400, f"malformed multipart body: {exc}") from None
     except ClientDisconnect:
-        await to_thread.run_sync(writer.abort)
+        await to_thread.run_sync(blob.abort)
         raise ApiError(400, "client disconnected during upload") from None
     except BaseException:
-        await to_thread.run_sync(writer.abort)
+        await to_thread.run_sync(blob.abort)
         raise
-    prefix = (prefix_at, sink.prefix_md5) if prefix_at is not None and sink.prefix_md5 else None
-    return Received(blob_key, sink.size, md5, prefix)

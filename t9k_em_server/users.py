@@ -1,14 +1,19 @@
 """Users and API keys.
 
 A key is a random lowercase UUID (the format the 0.6.0b0 client insists on). Only its SHA-256
-is stored: random UUID keys carry 122 bits of entropy, so a slow hash adds nothing. Creating a
+is stored: random UUID keys carry 122 bits of entropy, so a slow hash adds nothing.
+A server process remembers a key that checked out for ``EM_SERVER_KEY_CACHE_SECONDS`` (default 5,
+``0`` turns it off; see :class:`KeyCache`), so a revoked key stops working within that time. Creating a
 user also creates their root Folder ``/<name>``; a user sees only ``/<name>/…``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import threading
+import time
 import uuid
 from datetime import datetime
 
@@ -56,8 +61,55 @@ def revoke_key(meta: MetadataStore, key: str) -> str:
     return meta.revoke_key(hash_key(key.strip()))
 
 
-def authenticate(meta: MetadataStore, key: str) -> UserView | None:
-    """The user owning an active key, else None (malformed keys are never looked up)."""
+class KeyCache:
+    """Remembers, for ``ttl`` seconds, which user an active key belongs to.
+
+    Saves a database query per request (uploads of many small files make thousands). Only keys
+    that checked out are remembered, so a new key works at once; a revocation (often done by
+    another process: ``em server revoke-key``) takes effect within ``ttl`` seconds.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float | None = None):
+        if ttl is None:
+            ttl = float(os.environ.get("EM_SERVER_KEY_CACHE_SECONDS", "5"))
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, UserView]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> UserView | None:
+        """The remembered user, if still fresh."""
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, user: UserView) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic() + self.ttl, user)
+
+
+def cached_user(cache: KeyCache, key: str) -> UserView | None:
+    """The user of ``key`` if ``cache`` remembers it (no database access)."""
+    return cache.get(hash_key(key)) if KEY_RE.fullmatch(key) else None
+
+
+def authenticate(meta: MetadataStore, key: str, cache: KeyCache | None = None) -> UserView | None:
+    """The user owning an active key, else None (malformed keys are never looked up).
+
+    With ``cache``, a key seen active less than ``cache.ttl`` seconds ago is not looked up again.
+    """
     if not KEY_RE.fullmatch(key):
         return None
-    return meta.user_by_key_hash(hash_key(key))
+    key_hash = hash_key(key)
+    user = cache.get(key_hash) if cache is not None else None
+    if user is None:
+        user = meta.user_by_key_hash(key_hash)
+        if user is not None and cache is not None:
+            cache.put(key_hash, user)
+    return user

@@ -28,8 +28,10 @@ from t9k_em_core import layout
 
 REPO = Path(__file__).resolve().parents[1]
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
-HOROVOD_MISSING = importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN)
 
+needs_horovod = pytest.mark.skipif(
+    importlib.util.find_spec('horovod') is None or not os.path.exists(HOROVODRUN),
+    reason='Horovod is not installed: run scripts/build_horovod.sh')
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -60,7 +62,7 @@ def _only_run(tmp_path: Path) -> dict:
 
 
 def _raw_metrics(raw_dir: Path) -> dict[int, list[dict]]:
-    return {rank: [json.loads(line) for line in (raw_dir / f'rank{rank}.jsonl').read_text().splitlines()]
+    return {rank: [json.loads(line) for line in (raw_dir / f'rank{rank}.jsonl').open()]
             for rank in (0, 1)}
 
 
@@ -122,7 +124,7 @@ CRASHING_RANK = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.skipif(HOROVOD_MISSING, reason='Horovod is not installed: run scripts/build_horovod.sh')
+@needs_horovod
 @pytest.mark.usefixtures('check_build_job')
 class TestHorovodrun:
     def test_torch_example_writes_one_run_with_averaged_metrics(self, tmp_path):
@@ -157,6 +159,31 @@ class TestHorovodrun:
         assert check_build_job.returncode == 0, out
         for feature in ('TensorFlow', 'PyTorch', 'Gloo'):
             assert f'[X] {feature}' in out, out
+
+
+RANK_AFTER_INIT = textwrap.dedent('''
+    import horovod.torch as hvd
+    from t9k import em
+
+    before = em.create_run(name='before_init')   # OMPI_COMM_WORLD_RANK=1: not rank 0
+    hvd.init()                                   # one process without a launcher: rank 0
+    after = em.create_run(name='after_init')
+    print(before.is_inert, after.is_inert, hvd.rank(), hvd.size())
+    after.finish()
+''')
+
+
+@needs_horovod
+def test_initialised_horovod_decides_the_rank_over_launcher_variables(tmp_path):
+    env = _env()
+    env.update({'EM_RUN_PARENT_DIR': str(tmp_path / 'runs'), 'OMPI_COMM_WORLD_RANK': '1'})
+    script = tmp_path / 'rank.py'
+    script.write_text(RANK_AFTER_INIT)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['True', 'False', '0', '1']
+    assert _only_run(tmp_path)['metadata']['name'] == 'after_init'
 
 
 def test_parse_rejects_what_is_not_a_horovod_module(tmp_path, monkeypatch):

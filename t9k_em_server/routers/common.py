@@ -38,8 +38,11 @@ def visible_node(node: NodeView | None, user: UserView, ref: str) -> NodeView:
     return node
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing bodies over ``limit`` bytes (413)."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refusing bodies over ``limit`` bytes (413)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body larger than {limit} bytes")
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -49,7 +52,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(400, "client disconnected") from None
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object, refusing bodies over ``limit`` bytes (413)."""
+    body = await read_body(request, limit)
     if not body.strip():
         return {}
     try:

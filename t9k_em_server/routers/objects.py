@@ -52,13 +52,20 @@ def resolve(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str]:
     return node, normalise_key(raw_key)
 
 
-def _prefix_at(stores: Stores, node: NodeView, key: str) -> int | None:
-    """The indexed offset of the object's series cache, if it has one."""
+def series_prefix_at(stores: Stores, node: NodeView, key: str) -> int | None:
+    """The indexed offset of the object's series cache, if it has one (an upload records the
+    MD5 of its bytes up to there, so the cache can be extended instead of rebuilt)."""
     if not needs_prefix_hint(node, key):
         return None
     current = stores.meta.get_object(node.id, key)
     index = stores.meta.get_series_index(current.id) if current else None
     return index.indexed_bytes if index else None
+
+
+def _upload_target(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str, int | None]:
+    """(owning node, key, series prefix offset) of an object about to be uploaded."""
+    node, key = resolve(stores, user, path)
+    return node, key, series_prefix_at(stores, node, key)
 
 
 def _store(stores: Stores, node: NodeView, key: str, received: Received) -> ObjectView:
@@ -75,7 +82,8 @@ def _store(stores: Stores, node: NodeView, key: str, received: Received) -> Obje
     return obj
 
 
-def _object_json(node: NodeView, obj: ObjectView) -> dict:
+def object_json(node: NodeView, obj: ObjectView) -> dict:
+    """An object as the upload endpoints answer it."""
     return {"path": f"{node.path}/{obj.key}", "node": node.id, "size_bytes": obj.size,
             "md5": obj.md5, "updatedAt": obj.updated_at.isoformat()}
 
@@ -86,12 +94,11 @@ async def upload_object(request: Request, path: str = Query(...),
                         md5: str | None = Query(None, description="expected MD5 (hex)"),
                         user: UserView = Depends(current_user),
                         stores: Stores = Depends(get_stores)) -> dict:
-    node, key = await run_in_threadpool(resolve, stores, user, path)
-    prefix_at = await run_in_threadpool(_prefix_at, stores, node, key)
+    node, key, prefix_at = await run_in_threadpool(_upload_target, stores, user, path)
     received = await receive_upload(request, stores.blobs, stores.limits.max_object_bytes,
                                     size, md5, prefix_at)
     obj = await run_in_threadpool(_store, stores, node, key, received)
-    return _object_json(node, obj)
+    return object_json(node, obj)
 
 
 def _stream(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -247,9 +254,9 @@ async def complete_multipart(upload_id: str, request: Request, path: str = Query
     body: CompleteMultipart = parse_body(CompleteMultipart,
                                          await read_json(request, stores.limits.max_json_bytes))
     node, key = await run_in_threadpool(_upload_of, stores, user, upload_id, path)
-    prefix_at = await run_in_threadpool(_prefix_at, stores, node, key)
+    prefix_at = await run_in_threadpool(series_prefix_at, stores, node, key)
     received = await run_in_threadpool(_assemble, stores, upload_id, body.parts, prefix_at)
     obj = await run_in_threadpool(_store, stores, node, key, received)
     parts = await run_in_threadpool(stores.meta.finish_multipart, upload_id)
     await run_in_threadpool(drop_blobs, stores, parts)
-    return _object_json(node, obj)
+    return object_json(node, obj)

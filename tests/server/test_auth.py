@@ -6,6 +6,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -84,6 +85,11 @@ def test_revoke_key(em_server, em_add_user):
     assert api.request("GET", "/oauth2/userinfo").status_code == 200
     out = cli(em_server.process, "revoke-key", key)
     assert out.returncode == 0, out.stderr
+    # The server remembers a checked key for EM_SERVER_KEY_CACHE_SECONDS (default 5 s):
+    # the revocation must take effect within that time.
+    deadline = time.monotonic() + 8
+    while api.request("GET", "/oauth2/userinfo").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
     assert api.request("GET", "/oauth2/userinfo").status_code == 400
     assert requests.get(em_server.base_url + "/oauth2/userinfo",
                         headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 401
