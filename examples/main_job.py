@@ -71,8 +71,8 @@ def main() -> None:
         for script in EXAMPLES:
             print(f"\n=== {script} ===", flush=True)
             subprocess.run([sys.executable, str(REPO / "examples" / script), "--host", url,
-                            "--api-key", api_key, "--folder", "examples"], cwd=args.workdir, check=True)
-        print(f"\nThree runs uploaded to {url} under /{args.user}/examples.")
+                            "--api-key", api_key], cwd=args.workdir, check=True)
+        print(f"\nThree runs uploaded to {url} under /{args.user}/examples/.")
         print(f"Browse them at {url}/ui/ (sign in with the API key {api_key}).")
         if not args.no_serve:
             print("Serving until Ctrl-C.")
