@@ -175,10 +175,13 @@ class PendingBlob:
         self._sink.write(data)
 
     def finish(self, data: bytes = b"", expected_size: int | None = None,
-               expected_md5: tuple[tuple[str, str | None], ...] = ()) -> Received:
+               expected_md5: tuple[tuple[str, str | None], ...] = (),
+               commit: bool = True) -> Received:
         """Write the last bytes, check size and MD5 (``(label, hex or None)`` pairs), commit.
 
-        On any failure the blob is discarded and the error raised (ApiError 400 on a mismatch).
+        With ``commit=False`` the verified blob is left for the caller to commit (``writer``,
+        e.g. with ``BlobStore.commit_all``) or ``abort``. On any failure the blob is discarded
+        and the error raised (ApiError 400 on a mismatch).
         """
         try:
             self.write(data)
@@ -190,13 +193,20 @@ class PendingBlob:
             if expected_size is not None and expected_size != self._sink.size:
                 raise ApiError(400, f"size mismatch: expected {expected_size} bytes, "
                                     f"received {self._sink.size}")
-            self._writer.commit()
+            if commit:
+                self._writer.commit()
         except BaseException:
             self.abort()
             raise
         prefix_md5 = self._sink.prefix_md5
         prefix = (self.prefix_at, prefix_md5) if self.prefix_at is not None and prefix_md5 else None
         return Received(self.blob_key, self._sink.size, md5, prefix)
+
+    @property
+    def writer(self) -> BlobWriter:
+        """The blob's writer (after ``finish``)."""
+        assert self._writer is not None
+        return self._writer
 
     def abort(self) -> None:
         """Discard the blob (idempotent)."""

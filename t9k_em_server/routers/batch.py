@@ -88,27 +88,33 @@ def store_batch(stores: Stores, user: UserView, path: str, body: bytes) -> dict:
     """Verify and store every member, then commit them all at once (see the module doc)."""
     node = batch_node(stores, user, path)
     members = parse_members(body)
+    pending: list[PendingBlob] = []
     received: list[Received] = []
     try:
         for m in members:
             blob = PendingBlob(stores.blobs, stores.limits.max_object_bytes,
                                series_prefix_at(stores, node, m.key))
+            pending.append(blob)
             try:
-                received.append(blob.finish(m.data, len(m.data), ((MD5_HEADER, m.md5),)))
+                received.append(blob.finish(m.data, len(m.data), ((MD5_HEADER, m.md5),),
+                                            commit=False))
             except ApiError as exc:
                 raise ApiError(exc.status, f"batch member {m.key!r}: {exc.text}") from None
+        stores.blobs.commit_all([blob.writer for blob in pending])
         stored = stores.meta.put_objects(
             node.id, [(m.key, r.blob_key, r.size, r.md5) for m, r in zip(members, received)])
-    except NotFound:
+    except BaseException as exc:
+        for blob in pending:
+            blob.abort()
         drop_blobs(stores, [r.blob_key for r in received])
-        raise node_not_found(node.path) from None
-    except BaseException:
-        drop_blobs(stores, [r.blob_key for r in received])
+        if isinstance(exc, NotFound):
+            raise node_not_found(node.path) from None
         raise
     drop_blobs(stores, [old for _, old in stored if old])
     for (obj, _), r in zip(stored, received):
         index_stored_object(stores, node, obj, r.prefix)
-    return {"path": node.path, "node": node.id, "objects": [object_json(node, obj) for obj, _ in stored]}
+    return {"path": node.path, "node": node.id,
+            "objects": [object_json(node, obj) for obj, _ in stored]}
 
 
 @router.post("/objects/batch", summary="Upload many small objects of one node at once (extension)")
