@@ -14,7 +14,6 @@ import argparse
 import datetime
 import os
 import sys
-from importlib import metadata as importlib_metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from t9k_em_core import catalog, layout, remote_cli
@@ -275,6 +274,8 @@ COMMANDS: List[Callable[[Any], None]] = [_add_ls, _add_describe, _add_server, *r
 
 def version() -> str:
     """Version of the installed t9k-em distribution."""
+    from importlib import metadata as importlib_metadata  # only for --version: ~0.1 s to import
+
     try:
         return importlib_metadata.version('t9k-em')
     except importlib_metadata.PackageNotFoundError:

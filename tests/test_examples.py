@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +94,47 @@ def test_numpy_example_uploads_to_a_server(tmp_path, em_server):
     assert proc.returncode == 0, proc.stderr
     downloaded = os.path.join(elsewhere, proc.stdout.strip().splitlines()[-1])
     assert layout.read_metrics(downloaded) == layout.read_metrics(run_dir)
+
+
+@pytest.mark.timeout(600)
+def test_main_job_serves_trains_and_uploads_three_runs(tmp_path):
+    """The README's first command (after set-up): a real `em server` on the embedded default,
+    the NumPy, Keras and Lightning examples, each uploading its Run; then the server is read back."""
+    import requests
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    data_dir, work_dir = tmp_path / 'server', tmp_path / 'work'
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('EM_', 'T9K_'))}
+    env['T9K_CONFIG'] = str(tmp_path / 'no-config.yaml')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'examples', 'main_job.py'), '--no-serve',
+                           '--port', str(port), '--data-dir', str(data_dir), '--workdir', str(work_dir)],
+                          env=env, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'Three runs uploaded' in proc.stdout
+    assert len(os.listdir(work_dir / '.em' / 'runs')) == 3
+
+    # The job stopped its server; start it again on the same data and read the uploads back.
+    api_key = (data_dir / 'demo.key').read_text().strip()
+    em = os.path.join(os.path.dirname(sys.executable), 'em')
+    server = subprocess.Popen([em, 'server', '--port', str(port), '--data-dir', str(data_dir)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f'http://127.0.0.1:{port}'
+        for _ in range(200):
+            try:
+                requests.get(f'{url}/healthz', timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        kinds = {}
+        for sub in ('numpy', 'keras', 'lightning'):
+            reply = requests.get(f'{url}/apis/v1/nodes', params={'parent': f'/demo/examples/{sub}'},
+                                 headers={'Authorization': f'Bearer {api_key}'}, timeout=10)
+            assert reply.status_code == 200, reply.text
+            kinds[sub] = sorted(node['type'] for node in reply.json()['data'] or [])
+        assert all('Run' in found for found in kinds.values()), kinds
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
