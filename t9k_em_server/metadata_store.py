@@ -25,6 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
+SQLITE_MMAP_BYTES = 1 << 30  #: SQLite reads the database through a memory map of up to this size
+
+
 class Conflict(Exception):
     """A node or object with that name already exists."""
 
@@ -252,6 +255,7 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")  # big series segments: no read copies
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -537,7 +541,7 @@ class MetadataStore:
                                  .where(table.c.node_id == node_id, table.c.key.in_(keys[i:i + 500])))
                         if conn.dialect.name != "sqlite":
                             query = query.with_for_update()
-                        old.update(conn.execute(query).tuples().all())
+                        old.update(conn.execute(query).all())
                     fresh = [{"node_id": node_id, "key": k, "blob_key": b, "size": n, "md5": m,
                               "updated_at": now} for k, b, n, m in items if k not in old]
                     if fresh:
@@ -553,7 +557,7 @@ class MetadataStore:
                         ids.update(conn.execute(
                             select(table.c.key, table.c.id).where(
                                 table.c.node_id == node_id, table.c.key.in_(keys[i:i + 500])))
-                            .tuples().all())
+                            .all())
                 return [(ObjectView(ids[k], node_id, k, b, n, m, now), old.get(k))
                         for k, b, n, m in items]
             except IntegrityError:

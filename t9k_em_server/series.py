@@ -437,14 +437,19 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
     index = SeriesIndexView(obj.id, obj.blob_key, indexed, prefix_md5, count, segments, names, last)
     if not meta.save_series(obj.id, obj.blob_key, index, segment, replace=replace):
         return None
+    # Warm the segment cache, so that the UI's first look at a freshly uploaded run needs no
+    # database read (tens of MB for a million points).
+    earlier = [] if replace else _SEGMENTS.get((obj.id, old.blob_key)) if old else None
+    if earlier is not None:
+        _SEGMENTS.put((obj.id, obj.blob_key), earlier + ([segment] if segment else []))
     return index
 
 
 class _SegmentCache:
     """The encoded segments of recently served series, keyed by (object id, blob key), bounded
     in bytes. A key names one immutable state (a new upload gets a new blob key), so entries
-    never go stale, whichever process indexed them. Saves the database read when the UI polls
-    a live run."""
+    never go stale, whichever process indexed them. Filled when a series is indexed and when it
+    is read: saves the database read when the UI first opens or polls a (live) run."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self._bytes = max_bytes, 0
