@@ -93,6 +93,18 @@ def validate_labels(labels: Any) -> List[str]:
     return out
 
 
+CONFLICT_STRATEGIES = ('skip', 'error', 'new', 'replace')
+"""What an upload does when its name is taken in the Folder (the seed's ``conflict_strategy``)."""
+
+
+def check_conflict_strategy(strategy: Any) -> str:
+    """Returns ``strategy``; ``ValueError`` unless it is skip, error, new or replace."""
+    if strategy not in CONFLICT_STRATEGIES:
+        raise ValueError(f'Invalid conflict_strategy {strategy!r}: must be one of '
+                         f'{", ".join(CONFLICT_STRATEGIES)}')
+    return strategy
+
+
 def alternative_name(name: str) -> str:
     """``<name>_<yymmdd>_<HHMMSS>_<6 random [a-z0-9]>`` with the local wall-clock time."""
     suffix = ''.join(random.choices(_SUFFIX_CHARS, k=6))

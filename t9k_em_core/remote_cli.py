@@ -16,8 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable, Optional
 
-from t9k_em_core import config
-from t9k_em_core.run import CONFLICT_STRATEGIES
+from t9k_em_core import config, layout
 
 if TYPE_CHECKING:
     from t9k_em_core.client import AISClient
@@ -59,7 +58,7 @@ def add_upload(subparsers: argparse._SubParsersAction) -> None:
                    help='Folder to upload to; relative paths go under /<user>/ (default: default)')
     p.add_argument('-m', '--make-folder', action='store_true',
                    help='create the Folder and its parents when missing')
-    p.add_argument('-c', '--conflict-strategy', default='new', choices=CONFLICT_STRATEGIES,
+    p.add_argument('-c', '--conflict-strategy', default='new', choices=layout.CONFLICT_STRATEGIES,
                    help='what to do when the Folder holds another node with that name '
                         '(default: new, i.e. upload under the alternative name)')
     _add_login_flags(p)

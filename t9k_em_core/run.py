@@ -12,7 +12,6 @@ from t9k_em_core.artifact import Artifact, Reference
 from t9k_em_core.metrics import MetricWriter
 from t9k_em_core.params import Params
 
-CONFLICT_STRATEGIES = ('skip', 'error', 'new', 'replace')
 CONFIG_FILE_KEYS = ('name', 'hparams', 'labels', 'description', 'auto_upload', 'folder',
                     'make_folder', 'conflict_strategy')
 
@@ -298,12 +297,6 @@ class Run:
 
 # --- module functions ---------------------------------------------------------------------------
 
-def _check_conflict_strategy(conflict_strategy: Any) -> None:
-    if conflict_strategy not in CONFLICT_STRATEGIES:
-        raise ValueError(f"conflict_strategy must be 'skip', 'error', 'new' or 'replace', got "
-                         f"{conflict_strategy!r}")
-
-
 def _read_config_file(config_path: str) -> Dict[str, Any]:
     data = layout.read_yaml(config_path, {})
     if not isinstance(data, dict):
@@ -349,7 +342,7 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
     if config_path is not None:
         args.update(_read_config_file(config_path))
     if args['auto_upload']:
-        _check_conflict_strategy(args['conflict_strategy'])
+        layout.check_conflict_strategy(args['conflict_strategy'])
     rank = distributed.get_rank()
     all_ranks = distributed.all_ranks_enabled()
     run_name = layout.validate_name(args['name'], 'Run')
@@ -385,7 +378,7 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
         The Run, status ``Running``.
     """
     if auto_upload:
-        _check_conflict_strategy(conflict_strategy)
+        layout.check_conflict_strategy(conflict_strategy)
     inert = not distributed.should_write()
     if not os.path.isdir(path):
         if inert:

@@ -57,7 +57,7 @@ class Syncer:
 
     def __init__(self, run_dir: str, folder: str = 'default', make_folder: bool = False,
                  conflict_strategy: str = 'new', interval: Optional[float] = None) -> None:
-        transfer.check_conflict_strategy(conflict_strategy)
+        layout.check_conflict_strategy(conflict_strategy)
         self.run_dir = run_dir
         self.folder = folder
         self.make_folder = make_folder

@@ -36,7 +36,6 @@ from t9k_em_core import layout
 
 logger = logging.getLogger(__name__)
 
-CONFLICT_STRATEGIES = ('skip', 'error', 'new', 'replace')
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 100 * MiB
 BATCH_FILE_LIMIT = 1 * MiB  # smaller files travel in batches (when the server has them)
@@ -52,14 +51,6 @@ class Node(NamedTuple):
 
     path: str
     id: str
-
-
-def check_conflict_strategy(strategy: Any) -> str:
-    """Returns ``strategy``; ``ValueError`` unless it is skip, error, new or replace."""
-    if strategy not in CONFLICT_STRATEGIES:
-        raise ValueError(f'Invalid conflict_strategy {strategy!r}: must be one of '
-                         f'{", ".join(CONFLICT_STRATEGIES)}')
-    return strategy
 
 
 def folder_path(folder: str, user: Optional[str]) -> str:
@@ -221,7 +212,7 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
     Returns None when skipped by ``conflict_strategy='skip'``. Raises ``RuntimeError`` for
     ``'error'`` on a conflict and ``ValueError`` for a missing Folder without ``make_folder``.
     """
-    check_conflict_strategy(conflict_strategy)
+    layout.check_conflict_strategy(conflict_strategy)
     name = metadata['name']
     extra = json.dumps({'alternativeName': alt_name})
     folder_made = deleted = False
@@ -446,7 +437,7 @@ def link_lineage(client: _client.AISClient, run_id: str, associations: dict, fol
 
 def _resolve(client: Optional[_client.AISClient], folder: str,
              conflict_strategy: str) -> tuple[_client.AISClient, str]:
-    check_conflict_strategy(conflict_strategy)
+    layout.check_conflict_strategy(conflict_strategy)
     client = client or _client.current()
     return client, folder_path(folder, client.user)
 
@@ -533,7 +524,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
     Returns:
         The node of each directory (None where skipped), in ``os.listdir`` order.
     """
-    check_conflict_strategy(conflict_strategy)
+    layout.check_conflict_strategy(conflict_strategy)
     dirs = node_dirs(path)
     if not dirs:
         raise RuntimeError(f'No Run/Artifact is to be uploaded: {path!r} neither is one nor '
