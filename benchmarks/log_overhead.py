@@ -3,7 +3,8 @@
 Peers, each writing to a temporary directory:
 
 - ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
-- t9k-em ``Run.log('train', metrics, step)``;
+- t9k-em ``Run.log('train', metrics, step)``, with the optional ``orjson`` float formatter (the
+  ``fast`` extra) and without it;
 - Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
 - DVCLive ``log_metric`` × 10 + ``next_step()``;
 - MLflow ``log_metrics(metrics, step=...)`` with the local file store and with SQLite.
@@ -78,6 +79,15 @@ def bench_t9k_em(root: str, calls: int, dicts):
     return _measure(lambda m, s: log('train', m, s), run.finish, calls, dicts)
 
 
+def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
+    from t9k_em_core import metrics
+    dumps, metrics._orjson_dumps = metrics._orjson_dumps, None  # as where orjson is not installed
+    try:
+        return bench_t9k_em(root, calls, dicts)
+    finally:
+        metrics._orjson_dumps = dumps
+
+
 def bench_csvlogger(root: str, calls: int, dicts):
     from lightning.pytorch.loggers import CSVLogger
     logger = CSVLogger(root, name='bench')
@@ -116,6 +126,7 @@ PEERS = [  # (label, function, fraction of --calls it gets)
     ('timer (empty call)', bench_timer, 1.0),
     ('list.append (floor)', bench_list_append, 1.0),
     ('t9k-em Run.log', bench_t9k_em, 1.0),
+    ('t9k-em Run.log, without orjson', bench_t9k_em_without_orjson, 1.0),
     ('Lightning CSVLogger.log_metrics', bench_csvlogger, 1.0),
     ('DVCLive log_metric x10 + next_step', bench_dvclive, 0.01),
     ('MLflow log_metrics (file store)', bench_mlflow_file, 0.01),
@@ -148,7 +159,7 @@ def main() -> None:
         rows.append((label, calls, statistics.median(per_call) / 1000,
                      per_call[int(len(per_call) * 0.99)] / 1000, amortised * 1e6, cpu * 1e6))
         print(f'done: {label}', file=sys.stderr, flush=True)
-    ours = next((r for r in rows if r[0].startswith('t9k-em')), None)
+    ours = next((r for r in rows if r[0] == 't9k-em Run.log'), None)
     print(f'\n{NUM_METRICS} scalars per call; python {sys.version.split()[0]}; '
           f'{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}\n')
     print('| logger | calls | median µs | p99 µs | mean µs (amortised) | CPU µs (amortised) '

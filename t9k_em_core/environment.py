@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
-
-if TYPE_CHECKING:
-    import subprocess
+from typing import Any, Dict, List, Optional, Tuple
 
 from t9k_em_core import __version__
 
@@ -88,53 +85,81 @@ def entry_script() -> Optional[str]:
     return None
 
 
-def _git(cwd: str, *args: str) -> 'subprocess.Popen':
-    import subprocess
-
-    return subprocess.Popen(['git', '-C', cwd, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-
-
-def _output(proc: 'subprocess.Popen') -> Optional[List[str]]:
+def _status(where: str) -> Optional[List[str]]:
+    """Lines of ``git status --porcelain=v2 --branch`` in ``where``; None outside a repository,
+    without git, or after :data:`GIT_TIMEOUT`."""
     import subprocess
 
     try:
-        out, _ = proc.communicate(timeout=GIT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        proc = subprocess.run(['git', '-C', where, 'status', '--porcelain=v2', '--branch',
+                               '--untracked-files=no'], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                              timeout=GIT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    if proc.returncode != 0:
+    return proc.stdout.splitlines() if proc.returncode == 0 else None
+
+
+def _work_tree(where: str) -> Optional[Tuple[str, str]]:
+    """``(top-level directory, git directory)`` of the repository holding ``where``: the nearest
+    ancestor with a ``.git`` directory, or a ``.git`` file (``gitdir: …``) as in worktrees and
+    submodules."""
+    path = os.path.abspath(where)
+    while True:
+        dot_git = os.path.join(path, '.git')
+        if os.path.isdir(dot_git):
+            return path, dot_git
+        if os.path.isfile(dot_git):
+            with open(dot_git, encoding='utf-8') as f:
+                line = f.readline().strip()
+            if line.startswith('gitdir:'):
+                return path, os.path.normpath(os.path.join(path, line[len('gitdir:'):].strip()))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def _first_remote_url(git_dir: str) -> Optional[str]:
+    """URL of the first ``[remote "…"]`` of the repository's config (worktrees share the main
+    repository's config, named by ``commondir``)."""
+    import configparser
+
+    common = os.path.join(git_dir, 'commondir')
+    if os.path.isfile(common):
+        with open(common, encoding='utf-8') as f:
+            git_dir = os.path.normpath(os.path.join(git_dir, f.read().strip()))
+    config = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        config.read(os.path.join(git_dir, 'config'), encoding='utf-8')
+    except configparser.Error:
         return None
-    return out.splitlines()
+    for section in config.sections():
+        if section.startswith('remote "') and config.has_option(section, 'url'):
+            return config.get(section, 'url').strip('"')
+    return None
 
 
 def capture_git(entrypoint: Optional[str] = None) -> Dict[str, Any]:
-    """Content of ``git.yaml``: the repository of ``entrypoint`` (default: the entry script)."""
+    """Content of ``git.yaml``: the repository of ``entrypoint`` (default: the entry script).
+
+    One ``git status`` process gives the commit, branch and dirtiness; the top-level directory
+    and the remote are read from the repository's files.
+    """
     entrypoint = entrypoint or entry_script()
     info: Dict[str, Any] = {'repo_path': None, 'remote_url': None, 'branch': None,
                             'commit': None, 'is_dirty': None, 'entrypoint': entrypoint}
     where = os.path.dirname(entrypoint) if entrypoint else os.getcwd()
-    try:
-        procs = {
-            'top': _git(where, 'rev-parse', '--show-toplevel'),
-            'branch': _git(where, 'symbolic-ref', '--short', '-q', 'HEAD'),
-            'commit': _git(where, 'rev-parse', '--verify', '-q', 'HEAD'),
-            'remote': _git(where, 'config', '--get-regexp', r'^remote\..*\.url$'),
-            'dirty': _git(where, 'status', '--porcelain', '--untracked-files=no'),
-        }
-    except OSError:  # git is not installed
+    status = _status(where)
+    tree = _work_tree(where)
+    if status is None or tree is None:
         return info
-    out = {key: _output(proc) for key, proc in procs.items()}
-    if not out['top']:
-        return info
-    info['repo_path'] = out['top'][0]
-    if out['remote']:
-        info['remote_url'] = out['remote'][0].split(' ', 1)[-1]
-    if out['commit']:
-        info['commit'] = out['commit'][0]
-    if out['branch']:
-        info['branch'] = out['branch'][0]
-    if out['dirty'] is not None:
-        info['is_dirty'] = bool(out['dirty'])
+    info['repo_path'], git_dir = tree
+    info['remote_url'] = _first_remote_url(git_dir)
+    headers = dict(line[2:].split(' ', 1) for line in status if line.startswith('# '))
+    if headers.get('branch.oid', '(initial)') != '(initial)':
+        info['commit'] = headers['branch.oid']
+    if headers.get('branch.head', '(detached)') != '(detached)':
+        info['branch'] = headers['branch.head']
+    info['is_dirty'] = any(not line.startswith('#') for line in status)
     return info

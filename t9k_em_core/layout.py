@@ -229,10 +229,10 @@ def write_yaml(path: str, data: Any) -> None:
     write_text_atomic(path, dump_yaml(data))
 
 
-def append_text(path: str, text: str) -> None:
-    """Appends ``text`` to ``path`` with a single write."""
-    with open(path, 'a', encoding='utf-8') as f:
-        f.write(text)
+def append_bytes(path: str, data: bytes) -> None:
+    """Appends ``data`` (UTF-8 text) to ``path`` with a single write."""
+    with open(path, 'ab') as f:
+        f.write(data)
 
 
 def metric_entry_template(keys: Iterable[str]) -> str:
@@ -543,9 +543,9 @@ class RunStorage:
         """Rewrites ``git.yaml``."""
         write_yaml(os.path.join(self.run_dir, GIT_FILE), git)
 
-    def append_metrics(self, metric_type: str, text: str) -> None:
-        """Appends formatted entries to ``metrics/<type>.yaml``."""
-        append_text(metric_file(self.run_dir, metric_type), text)
+    def append_metrics(self, metric_type: str, text: bytes) -> None:
+        """Appends formatted entries (UTF-8) to ``metrics/<type>.yaml``."""
+        append_bytes(metric_file(self.run_dir, metric_type), text)
 
     def write_metric_entries(self, metric_type: str, entries: List[Dict[str, Any]]) -> None:
         """Writes ``metrics/<type>.yaml`` from entries (used only for a new Run given metrics)."""
@@ -588,7 +588,7 @@ class NullRunStorage(RunStorage):
     def write_git(self, git: Dict[str, Any]) -> None:
         pass
 
-    def append_metrics(self, metric_type: str, text: str) -> None:
+    def append_metrics(self, metric_type: str, text: bytes) -> None:
         pass
 
     def write_metric_entries(self, metric_type: str, entries: List[Dict[str, Any]]) -> None:

@@ -1,23 +1,34 @@
 """``MetricWriter``: the buffered, durable writer behind ``Run.log``.
 
-The caller's thread only validates and converts (``log``), then appends one tuple to a list.
-One daemon flusher thread per process formats buffered entries as YAML text and appends them to
-``metrics/<type>.yaml`` at least every :data:`FLUSH_INTERVAL` seconds, and sooner when a buffer
-holds :data:`KICK_AT` entries; a caller that outruns the flusher up to :data:`HARD_LIMIT`
-entries flushes its own buffer (back-pressure bounds memory). Files are only ever appended to,
-never rewritten.
+The caller's thread validates and packs one entry into a small ``bytes`` record (``struct``
+does the float conversion and the type check in C, and a ``bytes`` object costs the garbage
+collector nothing), then appends it to a list. One daemon flusher thread per process formats
+buffered records as YAML text and appends them to ``metrics/<type>.yaml`` at least every
+:data:`FLUSH_INTERVAL` seconds, and sooner when a buffer holds :data:`KICK_AT` entries; a caller
+that outruns the flusher up to :data:`HARD_LIMIT` entries flushes its own buffer (back-pressure
+bounds memory). Files are only ever appended to, never rewritten.
+
+Floats are spelled as PyYAML spells them. When ``orjson`` is installed (the ``fast`` extra) its
+float formatting is used for the common case (about 10× faster than ``repr``); values whose
+spelling differs in YAML (exponents, NaN, infinities) always go through the YAML spelling.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import struct
 import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from t9k_em_core import layout
+
+try:  # optional accelerator, see the module docstring
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_dumps = None
 
 FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of every open writer."""
@@ -36,12 +47,13 @@ TYPE_ALIASES = {
 }
 
 MAX_TEMPLATES = 4096
-"""Entry templates kept per writer (one per metric type and key tuple); the cache is cleared
-when a Run logs more distinct key sets than this."""
+"""Entry templates looked up per writer (one per metric type and key tuple); the lookup table
+starts afresh when a Run logs more distinct key sets than this."""
 
-_NUMERIC = {float, int}  # types converted without per-value checks; grows with float/int subclasses
 _type = type
 _time = time.time
+_TID = struct.Struct('<i')  # every record starts with the id of its template
+_NO_EPOCH = -1  # an epoch of None in a record
 
 
 def canonical_metric_type(metric_type: Any) -> str:
@@ -83,34 +95,81 @@ def to_index(name: str, value: Any) -> int:
                         f'{_type(value).__name__}: {value!r}') from None
     if number < 0:
         raise ValueError(f'{name} must be a non-negative integer, got {number}')
+    if number >= 2 ** 63:
+        raise ValueError(f'{name} must be below 2**63, got {number}')
     return number
 
 
-def _convert(metrics: Dict[str, Any]) -> Tuple[float, ...]:
-    """Per-value conversion (the slow path of ``log``); learns exact subclasses such as
-    ``numpy.float64`` so that their next conversion takes the fast path."""
-    converted = tuple([to_float(k, v) for k, v in metrics.items()])
-    for value in metrics.values():
-        kind = _type(value)
-        if kind not in _NUMERIC and kind is not bool and issubclass(kind, (float, int)):
-            _NUMERIC.add(kind)
-    return converted
+def _metric_dict(metrics: Any) -> Dict[str, Any]:
+    """Checks ``metrics`` is a mapping of str to anything; returns it."""
+    try:
+        keys = tuple(metrics)
+        metrics.values()
+    except (TypeError, AttributeError):
+        raise TypeError(f'metrics must be a dict of metric name to number, got '
+                        f'{_type(metrics).__name__}') from None
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f'Metric names must be str, got {_type(key).__name__}: {key!r}')
+    return metrics
 
 
 class _Template:
-    """Formatting of entries that share a metric type and key tuple."""
+    """Packing and formatting of the entries that share a metric type and key tuple."""
 
-    __slots__ = ('metric_type', 'fast', 'slow', 'count_e', 'count_n', 'keys')
+    __slots__ = ('tid', 'generation', 'metric_type', 'width', 'pack', 'iter_unpack', 'text',
+                 'text_repr', 'count_e', 'count_n')
 
-    def __init__(self, metric_type: str, keys: Tuple[str, ...]) -> None:
+    def __init__(self, tid: int, generation: int, metric_type: str, keys: Tuple[str, ...]) -> None:
+        self.tid = tid
+        self.generation = generation
         self.metric_type = metric_type
-        self.keys = keys
-        self.fast = layout.metric_entry_template(keys)
-        self.slow = self.fast.replace(' %r\n', ' %s\n')
+        self.width = len(keys)
+        record = struct.Struct(f'<iqqd{len(keys)}d')  # tid, step, epoch, time, values
+        self.pack = record.pack
+        self.iter_unpack = record.iter_unpack
+        text = layout.metric_entry_template(keys).encode()
+        self.text_repr = text
+        self.text = text.replace(b' %r\n', b' %s\n')
         # 'e' and 'n' occur in a float's repr only for exponents, nan and inf, so any extra
         # occurrence in a formatted entry means a value needs PyYAML's spelling.
-        self.count_e = self.fast.count('e')
-        self.count_n = self.fast.count('n')
+        self.count_e = text.count(b'e')
+        self.count_n = text.count(b'n')
+
+    def format(self, values: List[float], epoch: bytes, step: int, stamp: Tuple[bytes, int, bytes]) -> bytes:
+        """One entry as UTF-8 YAML text, with ``repr`` spelling the floats where PyYAML does."""
+        text = self.text_repr % (*values, epoch, step, *stamp)
+        if text.count(b'e') == self.count_e and text.count(b'n') == self.count_n + (epoch == b'null'):
+            return text
+        return self.text % (*[layout.yaml_float(v).encode() for v in values], epoch, step, *stamp)
+
+
+def _runs(chunk: List[bytes]) -> Iterable[Tuple[int, bytes]]:
+    """Splits buffered records into runs of consecutive records of one template:
+    ``(template id, joined records)``. A chunk of one template (the common case at high logging
+    rates) is recognised with a few C-level comparisons."""
+    first, count = chunk[0], len(chunk)
+    size = len(first)
+    blob = b''.join(chunk)
+    if len(blob) == size * count and min(map(len, chunk)) == size and all(
+            blob[i::size] == first[i:i + 1] * count for i in range(_TID.size)):
+        yield _TID.unpack_from(first)[0], blob
+        return
+    start, tid_bytes = 0, first[:_TID.size]
+    for index, record in enumerate(chunk):
+        if record[:_TID.size] != tid_bytes:
+            yield _TID.unpack(tid_bytes)[0], b''.join(chunk[start:index])
+            start, tid_bytes = index, record[:_TID.size]
+    yield _TID.unpack(tid_bytes)[0], b''.join(chunk[start:])
+
+
+def _pack_checked(template: _Template, metrics: Any, step: int, epoch: int) -> bytes:
+    """Packs a record after checking each part, so that an error names what is wrong."""
+    values = [to_float(k, v) for k, v in _metric_dict(metrics).items()]
+    to_index('step', step)
+    if epoch != _NO_EPOCH:
+        to_index('epoch', epoch)
+    return template.pack(template.tid, step, epoch, _time(), *values)
 
 
 class _Discard(list):
@@ -133,15 +192,18 @@ class MetricWriter:
                  on_written: Optional[Callable[[], None]] = None) -> None:
         self._storage = storage
         self._inert = storage.inert
-        self._buf: List[tuple] = _Discard() if self._inert else []
-        self._types: Dict[Any, str] = {}
-        self._templates: Dict[Tuple[str, Tuple[str, ...]], _Template] = {}
+        self._buf: List[bytes] = _Discard() if self._inert else []
+        self._templates: Dict[Tuple[Any, Tuple[str, ...]], _Template] = {}
+        self._by_id: Dict[int, _Template] = {}
+        self._next_tid = 0
+        self._generation = 0
         self._types_on_disk: List[str] = list(known_types)
         self._on_new_type = on_new_type
         self._on_written = on_written
         self._io_lock = threading.RLock()
+        self._template_lock = threading.Lock()
         self._stamps = layout.TimestampFormatter()
-        self._pending: Dict[str, List[str]] = {}
+        self._pending: Dict[str, List[bytes]] = {}
         self._warned = False
         self._kick_at = KICK_AT
         self._closed = False
@@ -153,43 +215,35 @@ class MetricWriter:
     def log(self, type: str, metrics: Dict[str, Any], step: int, epoch: Optional[int] = None) -> None:
         """Validates one set of metrics and buffers it; see ``Run.log``."""
         try:
-            metric_type = self._types[type]
+            template = self._templates[type, tuple(metrics)]
         except (KeyError, TypeError):
-            metric_type = self._new_type(type)
-        try:
-            keys = tuple(metrics)
-            values = metrics.values()
-        except (TypeError, AttributeError):
-            raise TypeError(f'metrics must be a dict of metric name to number, got '
-                            f'{_type(metrics).__name__}') from None
-        if _NUMERIC.issuperset(map(_type, values)):
-            converted = tuple(map(float, values))
-        else:
-            converted = _convert(metrics)
+            template = self._new_template(type, metrics)
         if step.__class__ is not int or step < 0:
             step = to_index('step', step)
-        if epoch is not None and (epoch.__class__ is not int or epoch < 0):
+        if epoch is None:
+            epoch = _NO_EPOCH
+        elif epoch.__class__ is not int or epoch < 0:
             epoch = to_index('epoch', epoch)
-        template_key = (metric_type, keys)
-        if template_key not in self._templates:
-            self._new_template(template_key)
+        try:
+            record = template.pack(template.tid, step, epoch, _time(), *metrics.values())
+        except Exception:  # noqa: BLE001 - the slow path names what failed
+            record = _pack_checked(template, metrics, step, epoch)
         buf = self._buf
-        buf.append((template_key, converted, step, epoch, _time()))
+        buf.append(record)
         if len(buf) >= self._kick_at:
             self._kick()
 
-    def _new_type(self, metric_type: Any) -> str:
+    def _new_template(self, metric_type: Any, metrics: Any) -> _Template:
         canonical = canonical_metric_type(metric_type)
-        self._types[metric_type] = canonical
-        return canonical
-
-    def _new_template(self, template_key: Tuple[str, Tuple[str, ...]]) -> _Template:
-        for key in template_key[1]:
-            if not isinstance(key, str):
-                raise TypeError(f'Metric names must be str, got {_type(key).__name__}: {key!r}')
-        if len(self._templates) >= MAX_TEMPLATES:
-            self._templates.clear()  # buffered entries rebuild theirs in _format
-        template = self._templates[template_key] = _Template(*template_key)
+        keys = tuple(_metric_dict(metrics))
+        with self._template_lock:
+            if len(self._templates) >= MAX_TEMPLATES:
+                self._templates = {}  # buffered records still find theirs in _by_id
+                self._generation += 1
+            template = _Template(self._next_tid, self._generation, canonical, keys)
+            self._next_tid += 1
+            self._by_id[template.tid] = template
+            self._templates[metric_type, keys] = template
         return template
 
     def _kick(self) -> None:
@@ -222,28 +276,41 @@ class MetricWriter:
             for metric_type, parts in texts.items():
                 self._write(metric_type, parts)
 
-    def _format(self, chunk: List[tuple]) -> Dict[str, List[str]]:
-        texts: Dict[str, List[str]] = {}
-        templates = self._templates
-        parts = self._stamps.parts
-        for template_key, values, step, epoch, stamp in chunk:
-            tmpl = templates.get(template_key) or self._new_template(template_key)
-            epoch_text = 'null' if epoch is None else epoch
-            args = (*values, epoch_text, step, *parts(stamp))
-            text = tmpl.fast % args
-            if text.count('e') != tmpl.count_e or text.count('n') != tmpl.count_n + (epoch is None):
-                text = tmpl.slow % (*map(layout.yaml_float, values), epoch_text, step,
-                                    *parts(stamp))
-            out = texts.get(tmpl.metric_type)
-            if out is None:
-                texts[tmpl.metric_type] = [text]
-            else:
-                out.append(text)
+    def _format(self, chunk: List[bytes]) -> Dict[str, List[bytes]]:
+        texts: Dict[str, List[bytes]] = {}
+        by_id = self._by_id
+        for tid, blob in _runs(chunk):
+            tmpl = by_id[tid]
+            self._format_run(tmpl, blob, texts.setdefault(tmpl.metric_type, []))
+        if len(by_id) > 2 * MAX_TEMPLATES:  # forget templates two lookup tables old
+            with self._template_lock:
+                oldest = self._generation - 1
+                self._by_id = {tid: t for tid, t in self._by_id.items() if t.generation >= oldest}
         return texts
 
-    def _write(self, metric_type: str, parts: List[str]) -> None:
+    def _format_run(self, tmpl: _Template, blob: bytes, out: List[bytes]) -> None:
+        """Appends to ``out`` the YAML text of each record of ``blob`` (all of ``tmpl``)."""
+        dumps = _orjson_dumps if tmpl.width else None
+        text, fmt, append = tmpl.text, tmpl.format, out.append
+        last_sec = -1
+        for _, step, epoch, stamp, *values in tmpl.iter_unpack(blob):
+            sec = int(stamp)
+            if sec != last_sec:  # the date-time text changes once a second
+                prefix, _, zone = self._stamps.parts(stamp)
+                prefix, zone = prefix.encode(), zone.encode()
+                last_sec = sec
+            epoch_text = b'null' if epoch == _NO_EPOCH else b'%d' % epoch
+            if dumps is not None:
+                numbers = dumps(values)
+                if b'e' not in numbers and b'n' not in numbers:
+                    append(text % (*numbers[1:-1].split(b','), epoch_text, step, prefix,
+                                   int((stamp - sec) * 1e6), zone))
+                    continue
+            append(fmt(values, epoch_text, step, (prefix, int((stamp - sec) * 1e6), zone)))
+
+    def _write(self, metric_type: str, parts: List[bytes]) -> None:
         try:
-            self._storage.append_metrics(metric_type, ''.join(parts))
+            self._storage.append_metrics(metric_type, b''.join(parts))
         except OSError as e:
             self._pending[metric_type] = parts
             if not self._warned:

@@ -4,14 +4,24 @@ Writers stream: ``open_writer`` gives an object with ``write``/``commit``/``abor
 readable under the key only at ``commit`` (local: a temp file renamed into place; S3: a multipart
 upload completed, or one PUT, after the last byte), so an interrupted upload never shows up.
 Keys are never reused for other content by the server (each object version gets a fresh key).
+
+``assemble`` concatenates blobs (the parts of a multipart upload) into a new pending blob while
+feeding every byte, in order, to a hash: the local store copies in the kernel
+(``os.copy_file_range``) and fsyncs in one thread while another hashes the parts through ``mmap``
+windows; the S3 store copies server-side (UploadPartCopy) while it reads the parts for the hash.
+Either way the bytes pass through Python once (to be hashed), not three times.
 """
 from __future__ import annotations
 
+import errno
+import io
+import mmap
 import os
+import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +29,19 @@ CHUNK = 1 << 20                 # read size for downloads
 S3_PART = 8 << 20               # buffered S3 multipart part size (>= S3's 5 MiB minimum)
 STALE_TEMP_SECONDS = 24 * 3600  # temp files older than this are leftovers of killed processes
 FSYNC_THREADS = 16              # concurrent fsyncs when committing a batch of local blobs
+HASH_WINDOW = 8 << 20           # mmap window when hashing a local blob (bounds the RSS it adds)
+S3_MIN_COPY_PART = 5 << 20      # S3's minimum size of a multipart part but the last
+S3_MAX_COPY_PART = 5 << 30      # S3's maximum size of one UploadPartCopy
+S3_COPY_THREADS = 8             # concurrent UploadPartCopy requests
+#: errors of ``os.copy_file_range`` that mean "not here": copy through user space instead
+NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+Feed = Callable[[bytes | memoryview], None]
+"""Receives a blob's bytes in order (e.g. a hash's ``update``); may raise to stop."""
+
+
+class PartsChanged(Exception):
+    """The blobs being assembled do not hold the sizes they were recorded with."""
 
 
 class BlobWriter(ABC):
@@ -69,6 +92,21 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise if the store cannot be used (called once at server start)."""
 
+    def assemble(self, key: str, parts: list[tuple[str, int]], feed: Feed) -> BlobWriter:
+        """A pending blob ``key`` holding the blobs ``parts`` (``(key, recorded size)``) one after
+        the other; every byte goes to ``feed`` first, in order. The caller commits or aborts it;
+        on an error it is aborted here. This version streams the bytes through the server."""
+        writer = self.open_writer(key)
+        try:
+            for part, _ in parts:
+                for chunk in self.iter_bytes(part):
+                    feed(chunk)
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
     def read_bytes(self, key: str, offset: int = 0) -> bytes:
         """The whole blob from ``offset`` (for small blobs only)."""
         return b"".join(self.iter_bytes(key, offset))
@@ -77,18 +115,71 @@ class BlobStore(ABC):
         return type(self).__name__
 
 
+def _copy_while_hashing(writer: BlobWriter, copy: Callable[[], None],
+                        hash_parts: Callable[[], None]) -> BlobWriter:
+    """Run ``copy`` (fills ``writer``) in a worker thread while ``hash_parts`` runs here; abort
+    ``writer`` if either fails."""
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="blob-assemble") as pool:
+            copied = pool.submit(copy)
+            hash_parts()  # on an error, leaving the pool waits for the copy before the abort
+            copied.result()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer
+
+
+def _feed_file(path: Path, feed: Feed) -> None:
+    """Feed a file's bytes through read-only ``mmap`` windows (no copy into Python objects)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        for offset in range(0, size, HASH_WINDOW):
+            with mmap.mmap(f.fileno(), min(HASH_WINDOW, size - offset), offset=offset,
+                           access=mmap.ACCESS_READ) as window, memoryview(window) as view:
+                feed(view)
+
+
 class _LocalWriter(BlobWriter):
     def __init__(self, final: Path, tmp_dir: Path):
         self._final = final
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
         self._tmp = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
+        self._synced = False
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
+        self._synced = False
+
+    def append_files(self, paths: list[Path], expected_bytes: int) -> None:
+        """Append the files' bytes, copied in the kernel where it can, then fsync; raises
+        PartsChanged unless that made ``expected_bytes``."""
+        start = self._file.tell()
+        for path in paths:
+            with open(path, "rb", buffering=0) as src:
+                self._append(src)
+        if self._file.tell() - start != expected_bytes:
+            raise PartsChanged(f"assembled {self._file.tell() - start} bytes, not {expected_bytes}")
+        os.fsync(self._file.fileno())
+        self._synced = True
+
+    def _append(self, src: io.FileIO) -> None:
+        """Copy ``src`` from its position to its end (both file positions advance)."""
+        copy_file_range = getattr(os, "copy_file_range", None)  # Linux only
+        if copy_file_range is not None:
+            left = os.fstat(src.fileno()).st_size - src.tell()
+            try:
+                while left > 0 and (n := copy_file_range(src.fileno(), self._file.fileno(), left)):
+                    left -= n
+            except OSError as exc:
+                if exc.errno not in NO_KERNEL_COPY:
+                    raise
+        shutil.copyfileobj(src, self._file, CHUNK)  # the rest, if the kernel did not copy it all
 
     def make_durable(self) -> None:
-        os.fsync(self._file.fileno())
+        if not self._synced:
+            os.fsync(self._file.fileno())
         self._file.close()
 
     def publish(self) -> None:
@@ -131,6 +222,18 @@ class LocalBlobStore(BlobStore):
     def open_writer(self, key: str) -> BlobWriter:
         return _LocalWriter(self._path(key), self.tmp)
 
+    def assemble(self, key: str, parts: list[tuple[str, int]], feed: Feed) -> BlobWriter:
+        """Copy in the kernel and fsync (worker thread) while the parts are hashed here."""
+        writer = _LocalWriter(self._path(key), self.tmp)
+        paths = [self._path(part) for part, _ in parts]
+
+        def hash_parts() -> None:
+            for path in paths:
+                _feed_file(path, feed)
+
+        return _copy_while_hashing(
+            writer, lambda: writer.append_files(paths, sum(size for _, size in parts)), hash_parts)
+
     def commit_all(self, writers: list[BlobWriter]) -> None:
         """fsync the blobs from several threads at once (the file system then groups their
         journal commits), then rename them into place."""
@@ -170,10 +273,29 @@ class _S3Writer(BlobWriter):
         if len(self._buffer) >= S3_PART:
             self._flush_part()
 
-    def _flush_part(self) -> None:
+    def _start(self) -> str:
         if self._upload_id is None:
             self._upload_id = self._s3.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key)["UploadId"]
+        return self._upload_id
+
+    def copy_parts(self, sources: list[str]) -> None:
+        """Make the objects ``sources`` (full keys) the blob's parts, copied inside S3
+        (UploadPartCopy, several at once); each but the last must hold at least 5 MiB."""
+        upload_id = self._start()
+
+        def copy(numbered: tuple[int, str]) -> dict:
+            number, source = numbered
+            reply = self._s3.upload_part_copy(Bucket=self._bucket, Key=self._key,
+                                              UploadId=upload_id, PartNumber=number,
+                                              CopySource={"Bucket": self._bucket, "Key": source})
+            return {"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number}
+
+        with ThreadPoolExecutor(min(S3_COPY_THREADS, len(sources))) as pool:
+            self._parts = list(pool.map(copy, enumerate(sources, 1)))
+
+    def _flush_part(self) -> None:
+        self._start()
         number = len(self._parts) + 1
         reply = self._s3.upload_part(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
                                      PartNumber=number, Body=self._buffer)
@@ -227,6 +349,23 @@ class S3BlobStore(BlobStore):
 
     def open_writer(self, key: str) -> BlobWriter:
         return _S3Writer(self.s3, self.bucket, self._key(key))
+
+    def assemble(self, key: str, parts: list[tuple[str, int]], feed: Feed) -> BlobWriter:
+        """Copy inside S3 (UploadPartCopy) while the parts are read here for the hash; parts
+        S3 cannot take as they are (under 5 MiB but the last, empty, over 5 GiB) go through here."""
+        *sizes, last = [size for _, size in parts]
+        if not (all(S3_MIN_COPY_PART <= size <= S3_MAX_COPY_PART for size in sizes)
+                and 0 < last <= S3_MAX_COPY_PART):
+            return super().assemble(key, parts, feed)
+        writer = _S3Writer(self.s3, self.bucket, self._key(key))
+
+        def hash_parts() -> None:
+            for part, _ in parts:
+                for chunk in self.iter_bytes(part):
+                    feed(chunk)
+
+        return _copy_while_hashing(
+            writer, lambda: writer.copy_parts([self._key(part) for part, _ in parts]), hash_parts)
 
     def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
         args = {"Bucket": self.bucket, "Key": self._key(key)}

@@ -46,18 +46,17 @@ class Received:
     prefix: tuple[int, str] | None
 
 
-class HashingWriter:
-    """Hashes, counts and forwards bytes to a blob writer, refusing more than ``max_bytes``;
-    with ``prefix_at`` it also records the MD5 of the first ``prefix_at`` bytes.
-    Called from a worker thread."""
+class Digest:
+    """Hashes and counts bytes, refusing more than ``max_bytes``; with ``prefix_at`` it also
+    records the MD5 of the first ``prefix_at`` bytes. Called from a worker thread."""
 
-    def __init__(self, writer: BlobWriter, max_bytes: int, prefix_at: int | None):
-        self.writer, self.max_bytes, self.prefix_at = writer, max_bytes, prefix_at
+    def __init__(self, max_bytes: int, prefix_at: int | None):
+        self.max_bytes, self.prefix_at = max_bytes, prefix_at
         self.md5 = hashlib.md5()
         self.size = 0
         self.prefix_md5 = hashlib.md5().hexdigest() if prefix_at == 0 else None
 
-    def write(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         if self.size + len(data) > self.max_bytes:
             raise ApiError(413, f"content larger than the limit of {self.max_bytes} bytes")
         if self.prefix_at and self.prefix_md5 is None and self.size + len(data) >= self.prefix_at:
@@ -67,8 +66,19 @@ class HashingWriter:
             self.md5.update(data[cut:])
         else:
             self.md5.update(data)
-        self.writer.write(data)
         self.size += len(data)
+
+
+class HashingWriter(Digest):
+    """A Digest that forwards the bytes to a blob writer."""
+
+    def __init__(self, writer: BlobWriter, max_bytes: int, prefix_at: int | None):
+        super().__init__(max_bytes, prefix_at)
+        self.writer = writer
+
+    def write(self, data: bytes) -> None:
+        self.update(data)
+        self.writer.write(data)
 
 
 def _md5_header(value: str | None) -> str | None:

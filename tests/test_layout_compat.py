@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import random
 
 import pytest
 import yaml
@@ -108,20 +109,44 @@ def test_what_we_write_loads_in_060b0(em_dirs):
     assert art['files'] == ['d/x.bin'] and art['references'] == {'k.tar': 's3://b/k.tar'}
 
 
-def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path):
+def _random_floats(count: int):
+    """Floats of every magnitude and digit count PyYAML may spell: the float formatter's edge
+    cases (exponent thresholds, integral values, short and 17-digit mantissas)."""
+    rng = random.Random(20261126)
+    out = []
+    for _ in range(count):
+        exponent = rng.randint(-30, 30)
+        mantissa = rng.choice([rng.random(), round(rng.random(), rng.randint(0, 6)), 1.0])
+        out.append(rng.choice([1, -1]) * mantissa * 10.0 ** exponent)
+    return out + [1e-4, 9.999e-5, 1e15, 9999999999999998.0, 1e16, 123456789.0, 0.0, 5e-324,
+                  1.7976931348623157e308, 2.0 ** 53, 0.1 + 0.2]
+
+
+@pytest.mark.parametrize('formatter', ['orjson', 'repr'])
+def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, formatter):
+    from t9k_em_core import metrics
+    if formatter == 'repr':  # the path taken where the optional orjson is not installed
+        monkeypatch.setattr(metrics, '_orjson_dumps', None)
+    else:
+        pytest.importorskip('orjson')
     storage = layout.RunStorage(str(tmp_path))
     storage.create()
     writer = MetricWriter(storage)
     values = {'loss': 0.1, 'acc': 1, 'tiny': 1.5e-7, 'exp': 1e-05, 'big': 1e16, 'neg': -0.0,
               'nan': math.nan, 'inf': math.inf, 'ninf': -math.inf, 'true': 2.0, "it's": 1.0,
               '1': 3.0, 'a' * 130: 5.0, '标签': 6.0, 'é': 7.0}
-    writer.log('val', values, step=7, epoch=2)
-    writer.log('val', {'loss': 0.2}, step=8)
+    logged = [(values, 7, 2), ({'loss': 0.2}, 8, None)]
+    floats = _random_floats(3000)
+    for i in range(0, len(floats), 10):  # entries with only plain floats take the fast path
+        logged.append(({f'm{k}': v for k, v in enumerate(floats[i:i + 10])}, 9 + i, None))
+    for value, step, epoch in logged:
+        writer.log('val', value, step=step, epoch=epoch)
     writer.close()
     text = (tmp_path / 'metrics' / 'val.yaml').read_text()
     entries = yaml.safe_load(text)
+    assert len(entries) == len(logged)
     expected = ''
-    for entry, (value, step, epoch) in zip(entries, [(values, 7, 2), ({'loss': 0.2}, 8, None)]):
+    for entry, (value, step, epoch) in zip(entries, logged):
         stamp = entry['sequence']['timestamp']
         expected += yaml.dump([{'value': {k: float(v) for k, v in value.items()},
                                 'sequence': {'epoch': epoch, 'step': step, 'timestamp': stamp}}],

@@ -45,7 +45,8 @@ def test_create_run_writes_every_file(em_dirs):
     assert (meta['name'], meta['labels'], meta['description']) == ('cnn', ['a', 'b'], 'd')
     assert run.start_timestamp == meta['startTimestamp']
     assert run.params is run.hparams and run.hparams['lr'] == 0.1
-    assert run.platform['pypkgs']['t9k-em'] and run.git['entrypoint'] is not None or True
+    assert run.platform['pypkgs']['t9k-em'] == __import__('t9k_em_core').__version__
+    assert set(run.git) == {'repo_path', 'remote_url', 'branch', 'commit', 'is_dirty', 'entrypoint'}
     assert run.is_inert is False
     run.finish()
     assert run.status == 'Complete' and run.end_timestamp is not None
@@ -288,6 +289,29 @@ def test_git_info_describes_the_entry_script(tmp_path):
     assert info == {'repo_path': str(repo), 'remote_url': 'https://example.com/r.git',
                     'branch': 'trunk', 'commit': head.strip(), 'is_dirty': True,
                     'entrypoint': str(script)}
+
+
+@pytest.mark.timeout(120)
+def test_git_info_of_a_worktree_with_a_detached_head_and_of_no_repository(tmp_path):
+    from t9k_em_core import environment
+    repo, tree = tmp_path / 'repo', tmp_path / 'tree'
+    git = ['git', '-C', str(repo), '-c', 'user.email=a@b', '-c', 'user.name=a']
+    subprocess.run(['git', 'init', '-q', '-b', 'main', str(repo)], check=True)
+    subprocess.run([*git[:3], 'remote', 'add', 'up', 'git@example.com:t/r.git'], check=True)
+    (repo / 'train.py').write_text('pass\n')
+    subprocess.run([*git, 'add', 'train.py'], check=True)
+    subprocess.run([*git, 'commit', '-q', '-m', 'init'], check=True)
+    head = subprocess.run([*git[:3], 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    subprocess.run([*git[:3], 'worktree', 'add', '-q', '--detach', str(tree)], check=True)
+    (tree / 'sub').mkdir()
+    info = environment.capture_git(str(tree / 'sub' / 'x.py'))  # a .git file, not a directory
+    assert info == {'repo_path': str(tree), 'remote_url': 'git@example.com:t/r.git',
+                    'branch': None, 'commit': head, 'is_dirty': False,
+                    'entrypoint': str(tree / 'sub' / 'x.py')}
+    outside = tmp_path / 'plain'
+    outside.mkdir()
+    assert environment.capture_git(str(outside / 'x.py'))['repo_path'] is None
 
 
 def test_platform_lists_loaded_frameworks(em_dirs):

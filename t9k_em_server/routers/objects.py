@@ -14,12 +14,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..blob_store import PartsChanged
 from ..errors import ApiError, node_not_found
 from ..indexing import index_stored_object, needs_prefix_hint
 from ..metadata_store import NodeView, NotFound, ObjectView, UserView
 from ..paths import normalise_key, object_path_candidates
 from ..stores import Stores, get_stores
-from ..uploads import HashingWriter, Received, new_blob_key, receive_upload
+from ..uploads import Digest, Received, new_blob_key, receive_upload
 from .auth import current_user
 from .common import (body_schema, check_owner_prefix, drop_blobs, page_args, pagination,
                      parse_body, read_json)
@@ -209,9 +210,15 @@ async def upload_part(upload_id: str, request: Request, path: str = Query(...),
     return {"eTag": received.md5, "partNumber": partNumber, "size": received.size}
 
 
+def _parts_changed() -> ApiError:
+    return ApiError(409, "stored parts changed while assembling; retry the completion")
+
+
 def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart],
               prefix_at: int | None) -> Received:
-    """Check the client's etag list against the stored parts and concatenate them, streaming."""
+    """Check the client's etag list against the stored parts, then concatenate them into a new
+    blob (``BlobStore.assemble``: copied inside the store while hashed here) and commit it once
+    its size is the recorded total. Its MD5 is the object's."""
     if not wanted:
         raise ApiError(400, "no parts given")
     stored = {n: (blob, size, md5) for n, blob, size, md5 in stores.meta.list_parts(upload_id)}
@@ -225,25 +232,24 @@ def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart],
             raise ApiError(400, f"etag mismatch for part {part.partNumber}")
     total = sum(stored[n][1] for n in numbers)
     blob_key = new_blob_key()
-    writer = stores.blobs.open_writer(blob_key)
-    sink = HashingWriter(writer, total, prefix_at)
+    digest = Digest(total, prefix_at)
     try:
-        for n in numbers:
-            for chunk in stores.blobs.iter_bytes(stored[n][0]):
-                sink.write(chunk)
-        if sink.size != total:
-            raise ApiError(409, "stored parts changed while assembling; retry the completion")
-        writer.commit()
+        writer = stores.blobs.assemble(blob_key, [stored[n][:2] for n in numbers], digest.update)
+    except PartsChanged:
+        raise _parts_changed() from None
     except ApiError as exc:
-        writer.abort()
         if exc.status == 413:  # more bytes than recorded: a part was replaced meanwhile
-            raise ApiError(409, "stored parts changed while assembling; retry the completion") from None
+            raise _parts_changed() from None
         raise
+    try:
+        if digest.size != total:
+            raise _parts_changed()
+        writer.commit()
     except BaseException:
         writer.abort()
         raise
-    prefix = (prefix_at, sink.prefix_md5) if prefix_at is not None and sink.prefix_md5 else None
-    return Received(blob_key, sink.size, sink.md5.hexdigest(), prefix)
+    prefix = (prefix_at, digest.prefix_md5) if prefix_at is not None and digest.prefix_md5 else None
+    return Received(blob_key, digest.size, digest.md5.hexdigest(), prefix)
 
 
 @router.post("/objects/multipart/{upload_id}", summary="Complete a multipart upload (spec §5.12 step 3)",

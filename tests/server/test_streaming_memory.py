@@ -100,3 +100,35 @@ def test_download_of_1gib_streams(big_upload):
     assert size == GiB and digest.hexdigest() == md5
     print(f"server peak RSS during a 1 GiB download: {peak.peak / 2**20:.0f} MiB")
     assert peak.peak < LIMIT, f"server RSS peaked at {peak.peak / 2**20:.0f} MiB during a 1 GiB download"
+
+
+def test_multipart_completion_of_1gib_streams(big_upload):
+    """Completing a 1 GiB multipart upload (the parts copied into one blob and hashed through
+    mmap windows) keeps the server's RSS under the limit too."""
+    server, key, path, _, _ = big_upload
+    path = path.rsplit("/", 1)[0] + "/parts.bin"
+    url, digest = f"{server.base_url}/apis/v1/objects/multipart", hashlib.md5()
+    upload = requests.post(url, params={"path": path, "apikey": key}, timeout=30).json()["uploadId"]
+    per_part = 64
+    parts = []
+    for n in range(1, GiB // CHUNK // per_part + 1):
+        def body():
+            yield b'--bnd\r\nContent-Disposition: form-data; name="content"; filename="content"\r\n\r\n'
+            for i in range((n - 1) * per_part, n * per_part):
+                chunk = chunk_of(i)
+                digest.update(chunk)
+                yield chunk
+            yield b"\r\n--bnd--\r\n"
+
+        reply = requests.put(f"{url}/{upload}", params={"path": path, "partNumber": n, "apikey": key},
+                             data=body(), headers={"Content-Type": "multipart/form-data; boundary=bnd"},
+                             timeout=120)
+        assert reply.status_code == 200, reply.text
+        parts.append({"etag": reply.json()["eTag"], "partNumber": n})
+    with PeakRss(server.pid) as peak:
+        done = requests.post(f"{url}/{upload}", params={"path": path, "apikey": key},
+                             json={"parts": parts}, timeout=280)
+    assert done.status_code == 200, done.text
+    assert done.json()["size_bytes"] == GiB and done.json()["md5"] == digest.hexdigest()
+    print(f"server peak RSS while completing a 1 GiB multipart upload: {peak.peak / 2**20:.0f} MiB")
+    assert peak.peak < LIMIT, f"server RSS peaked at {peak.peak / 2**20:.0f} MiB completing 1 GiB"
