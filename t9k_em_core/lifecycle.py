@@ -9,13 +9,12 @@ metrics logged up to the last flush (≤ 0.5 s before) are on disk and the statu
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, List, Optional, TextIO
-
-from t9k_em_core import metrics
+from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 EXIT_SYNC_TIMEOUT = 5.0
 """Seconds an exiting process waits for each Run's background upload to finish."""
@@ -62,10 +61,49 @@ def _end_open_runs() -> None:
             run._end('Error', sync_timeout=EXIT_SYNC_TIMEOUT)
         except Exception as e:  # keep ending the others
             print(f'EM WARNING: could not end Run at exit: {e!r}', file=sys.stderr)
+    from t9k_em_core import metrics
+
     try:
         metrics.flush_all()  # metrics logged after finish() of a Run
     except Exception as e:
         print(f'EM WARNING: could not flush metrics at exit: {e!r}', file=sys.stderr)
+
+
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Holds ``SIGINT`` and ``SIGTERM`` back while the block runs on the main thread; the
+    handlers that were installed then run right after it (a Ctrl-C still raises
+    ``KeyboardInterrupt``, a default action still kills).
+
+    Python runs signal handlers on the main thread between two bytecodes, so without this a
+    Ctrl-C or a ``SIGTERM`` could cut a metric flush or the end of a Run in half, and the entries
+    it held would be lost. (Masking the signals would not do: the kernel hands a process-directed
+    signal to any thread that does not mask it.) Elsewhere than the main thread the block just runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: List[Tuple[int, Any]] = []
+    previous = {}
+    try:
+        for signum in _DEFERRED_SIGNALS:
+            previous[signum] = signal.signal(signum, lambda num, frame: caught.append((num, frame)))
+    except (ValueError, OSError):  # not the main interpreter: nothing to defer
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def _install_sigterm_handler() -> None:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from t9k_em_core import layout
+from t9k_em_core import layout, lifecycle
 
 try:  # optional accelerator, see the module docstring
     from orjson import dumps as _orjson_dumps
@@ -263,7 +263,7 @@ class MetricWriter:
 
     def flush(self) -> None:
         """Writes every buffered entry to disk now (thread-safe; keeps the logged order)."""
-        with self._io_lock:
+        with lifecycle.signals_deferred(), self._io_lock:
             buf = self._buf
             count = len(buf)
             chunk = buf[:count]

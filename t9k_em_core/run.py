@@ -281,16 +281,17 @@ class Run:
         self._write_metadata()
 
     def _end(self, status: str, sync_timeout: Optional[float]) -> None:
-        with self._end_lock:
-            if self._ended:
-                return
-            self._ended = True
-        self._writer.close()
-        self.status = status
-        self.end_timestamp = layout.now_iso()
-        self._write_metadata()
-        lifecycle.untee_stdout(self._stdout_log)
-        lifecycle.unregister(self)
+        with lifecycle.signals_deferred():  # a Ctrl-C or SIGTERM now waits until the Run is ended
+            with self._end_lock:
+                if self._ended:
+                    return
+                self._ended = True
+            self._writer.close()
+            self.status = status
+            self.end_timestamp = layout.now_iso()
+            self._write_metadata()
+            lifecycle.untee_stdout(self._stdout_log)
+            lifecycle.unregister(self)
         if self._syncer is not None:
             self._syncer.close(sync_timeout)
 

@@ -24,9 +24,26 @@ SCRIPT = textwrap.dedent('''
             sys.exit(0)
         signal.signal(signal.SIGTERM, previous)
     from t9k import em
+    if mode == 'slow-finish':  # keep everything buffered, so that finish() formats it all
+        from t9k_em_core import metrics
+        metrics.KICK_AT = metrics.HARD_LIMIT = 10 ** 9
+        metrics.FLUSH_INTERVAL = 3600
     run = em.create_run(name='life')
     run.log('train', {'loss': 1.0}, step=0)
     print(run.local, flush=True)
+    if mode == 'slow-finish':
+        for step in range(1, 300_001):
+            run.log('train', {'a': 0.5, 'b': 0.25}, step=step)
+        append = run._storage.append_metrics
+
+        def announced_append(metric_type, text):  # tells the test finish() is writing
+            print('writing', flush=True)
+            time.sleep(0.5)
+            append(metric_type, text)
+
+        run._storage.append_metrics = announced_append
+        run.finish()
+        time.sleep(60)
     if mode == 'exception':
         raise RuntimeError('boom')
     if mode == 'exit':
@@ -98,6 +115,17 @@ def test_sigterm_marks_error_and_keeps_exit_status(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert _wait(proc) == -signal.SIGTERM  # killed by the signal: shell status 143
     _ended(run_dir, 'Error')
+
+
+def test_sigterm_during_finish_waits_for_it(tmp_path):
+    proc, run_dir = _start(tmp_path, 'slow-finish')
+    assert proc.stdout.readline().strip() == 'writing'
+    proc.send_signal(signal.SIGTERM)  # while finish() writes the 300k buffered entries
+    assert _wait(proc) == -signal.SIGTERM
+    meta = _ended(run_dir, 'Complete')  # finish() completed before the signal was handled
+    assert meta['status'] == 'Complete'
+    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    assert [e['sequence']['step'] for e in entries] == list(range(300_001))
 
 
 def test_sigterm_chains_to_the_previous_handler(tmp_path):
