@@ -11,6 +11,7 @@ Readers accept the output of both 0.6.0b0 and this package.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import random
 import re
@@ -240,9 +241,14 @@ def metric_entry_template(keys: Iterable[str]) -> str:
 
     The template is produced by the YAML dumper itself, so keys are quoted exactly as PyYAML
     quotes them. Its arguments are: one float per key (``%r``), then the epoch text, the step,
-    and the three parts of :meth:`TimestampFormatter.parts`.
+    and the three parts of :meth:`TimestampFormatter.parts`. Templates are cached per key tuple
+    (every Run of a process that logs the same metrics shares them).
     """
-    keys = list(keys)
+    return _entry_template(tuple(keys))
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_template(keys: Tuple[str, ...]) -> str:
     marks = [f'T9KPH{i}X' for i in range(len(keys))]
     epoch, step, stamp = 'T9KPHEPOCHX', 'T9KPHSTEPX', 'T9KPHSTAMPX'
     entry = {'value': dict(zip(keys, marks)),
