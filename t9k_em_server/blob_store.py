@@ -9,7 +9,7 @@ Keys are never reused for other content by the server (each object version gets 
 feeding every byte, in order, to a hash: the local store copies in the kernel
 (``os.copy_file_range``) and fsyncs in one thread while another hashes the parts through ``mmap``
 windows; the S3 store copies server-side (UploadPartCopy) while it reads the parts for the hash.
-Either way the bytes pass through Python once (to be hashed), not three times.
+Either way the server reads the bytes once, for the hash, and writes none of them itself.
 """
 from __future__ import annotations
 
@@ -231,8 +231,11 @@ class LocalBlobStore(BlobStore):
             for path in paths:
                 _feed_file(path, feed)
 
-        return _copy_while_hashing(
-            writer, lambda: writer.append_files(paths, sum(size for _, size in parts)), hash_parts)
+        try:
+            return _copy_while_hashing(
+                writer, lambda: writer.append_files(paths, sum(size for _, size in parts)), hash_parts)
+        except FileNotFoundError as exc:  # replaced by a new upload of that part meanwhile
+            raise PartsChanged(f"part blob gone: {exc.filename}") from None
 
     def commit_all(self, writers: list[BlobWriter]) -> None:
         """fsync the blobs from several threads at once (the file system then groups their

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -254,8 +254,8 @@ def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart],
 
 @router.post("/objects/multipart/{upload_id}", summary="Complete a multipart upload (spec §5.12 step 3)",
              openapi_extra=body_schema(CompleteMultipart))
-async def complete_multipart(upload_id: str, request: Request, path: str = Query(...),
-                             user: UserView = Depends(current_user),
+async def complete_multipart(upload_id: str, request: Request, background: BackgroundTasks,
+                             path: str = Query(...), user: UserView = Depends(current_user),
                              stores: Stores = Depends(get_stores)) -> dict:
     body: CompleteMultipart = parse_body(CompleteMultipart,
                                          await read_json(request, stores.limits.max_json_bytes))
@@ -264,5 +264,5 @@ async def complete_multipart(upload_id: str, request: Request, path: str = Query
     received = await run_in_threadpool(_assemble, stores, upload_id, body.parts, prefix_at)
     obj = await run_in_threadpool(_store, stores, node, key, received)
     parts = await run_in_threadpool(stores.meta.finish_multipart, upload_id)
-    await run_in_threadpool(drop_blobs, stores, parts)
+    background.add_task(drop_blobs, stores, parts)  # after the reply: no row refers to them now
     return object_json(node, obj)

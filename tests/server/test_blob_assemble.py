@@ -7,12 +7,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 import uuid
 
 import pytest
 from test_team_setup import s3_env  # noqa: F401 - the moto S3 server fixture
 
 from t9k_em_server.blob_store import LocalBlobStore, PartsChanged, S3BlobStore
+from t9k_em_server.uploads import Digest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +59,17 @@ def test_local_assemble_copies_in_the_kernel(tmp_path, monkeypatch):
     assert not list(store.tmp.iterdir())
 
 
+def test_local_assemble_feeds_the_prefix_md5_of_a_series(tmp_path):
+    """The MD5 up to a series cache's indexed offset is taken from the mmap windows too."""
+    store = LocalBlobStore(tmp_path)
+    parts, expected = put_parts(store, [9 * MiB, 4 * MiB + 1])
+    prefix_at = 8 * MiB + 3  # inside the second window of the first part
+    digest = Digest(len(expected), prefix_at)
+    store.assemble("objects/00/whole", parts, digest.update).commit()
+    assert digest.prefix_md5 == hashlib.md5(expected[:prefix_at]).hexdigest()
+    assert (digest.size, digest.md5.hexdigest()) == (len(expected), hashlib.md5(expected).hexdigest())
+
+
 @pytest.mark.parametrize("how", ["missing", "refused"])
 def test_local_assemble_copies_in_user_space_without_kernel_copy(tmp_path, monkeypatch, how):
     store = LocalBlobStore(tmp_path)
@@ -75,6 +88,15 @@ def test_local_assemble_refuses_parts_of_another_size(tmp_path):
     parts, _ = put_parts(store, [MiB, 10])
     with pytest.raises(PartsChanged):
         store.assemble("objects/00/whole", [parts[0], (parts[1][0], 11)], hashlib.md5().update)
+    assert not store.exists("objects/00/whole") and not list(store.tmp.iterdir())
+
+
+def test_local_assemble_refuses_a_part_that_is_gone(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    parts, _ = put_parts(store, [MiB, 10])
+    store.delete([parts[1][0]])
+    with pytest.raises(PartsChanged):
+        store.assemble("objects/00/whole", parts, hashlib.md5().update)
     assert not store.exists("objects/00/whole") and not list(store.tmp.iterdir())
 
 
@@ -112,3 +134,33 @@ def test_s3_assemble(s3_store, sizes, copied):
     parts, expected = put_parts(store, sizes)
     assemble_and_check(store, parts, expected)
     assert len(copies) == (len(parts) if copied else 0)
+
+
+def test_completion_over_http_assembles_and_then_drops_the_parts(api, em_server):
+    """Through a real server (local store): the object is the parts' bytes with their MD5, and
+    the part blobs go away once the reply is sent."""
+    root = api.folder()
+    api.node(root, "a", "Artifact")
+    path = f"{root}/a/w.bin"
+    chunks = [os.urandom(3 * MiB), os.urandom(3 * MiB), os.urandom(777)]
+    parts_dir = em_server.process.data_dir / "blobs" / "parts"
+
+    def part_files() -> set:
+        return {p for p in parts_dir.rglob("*") if p.is_file()}
+
+    before = part_files()
+    upload = api.request("POST", "/apis/v1/objects/multipart", params={"path": path}).json()["uploadId"]
+    etags = [api.request("PUT", f"/apis/v1/objects/multipart/{upload}", params={"path": path, "partNumber": n},
+                         files={"content": ("content", chunk)}).json()["eTag"]
+             for n, chunk in enumerate(chunks, 1)]
+    ours = part_files() - before
+    assert len(ours) == 3
+    done = api.request("POST", f"/apis/v1/objects/multipart/{upload}", params={"path": path},
+                       json={"parts": [{"etag": e, "partNumber": n} for n, e in enumerate(etags, 1)]})
+    assert done.status_code == 200, done.text
+    assert done.json()["md5"] == hashlib.md5(b"".join(chunks)).hexdigest()
+    assert api.get(path).content == b"".join(chunks)
+    deadline = time.monotonic() + 10
+    while ours & part_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ours & part_files()
