@@ -324,6 +324,8 @@ def test_pytorch_lightning_namespace(em_dirs):
     from pytorch_lightning.demos.boring_classes import BoringModel as PLBoringModel
 
     from t9k.em.lightning import pl as em_pl
+    from t9k.em.lightning.pl import EMCallback, EMLogger
+    assert (EMLogger, EMCallback) == (em_pl.EMLogger, em_pl.EMCallback)
 
     class PLModel(PLBoringModel):
         def training_step(self, batch, batch_idx):

@@ -1,7 +1,7 @@
 """``t9k.em.lightning``: the Lightning logger and callback (in ``t9k_em_integrations.lightning``).
 
 ``EMLogger``/``EMCallback`` are ``lightning.pytorch`` classes. ``t9k.em.lightning.pl`` holds the
-same two for the ``pytorch_lightning`` namespace (imported on first use).
+same two for the ``pytorch_lightning`` namespace (``from t9k.em.lightning.pl import EMLogger``).
 """
 
 import importlib
@@ -13,6 +13,6 @@ __all__ = ['EMCallback', 'EMLogger', 'pl']
 
 
 def __getattr__(name: str) -> Any:
-    if name == 'pl':
-        return importlib.import_module('t9k_em_integrations.lightning_pl')
+    if name == 'pl':  # ``t9k.em.lightning.pl`` without importing it first
+        return importlib.import_module(f'{__name__}.pl')
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
