@@ -9,8 +9,10 @@ that outruns the flusher up to :data:`HARD_LIMIT` entries flushes its own buffer
 bounds memory). Files are only ever appended to, never rewritten.
 
 Floats are spelled as PyYAML spells them. When ``orjson`` is installed (the ``fast`` extra) its
-float formatting is used for the common case (about 10× faster than ``repr``); values whose
-spelling differs in YAML (exponents, NaN, infinities) always go through the YAML spelling.
+float formatting is used for the common case (about 10× faster than ``repr``, same shortest
+digits); entries where the spellings can differ (an exponent, NaN, infinities, or orjson's
+``0.0000…`` for magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) go through the
+YAML spelling.
 """
 
 from __future__ import annotations
@@ -302,7 +304,7 @@ class MetricWriter:
             epoch_text = b'null' if epoch == _NO_EPOCH else b'%d' % epoch
             if dumps is not None:
                 numbers = dumps(values)
-                if b'e' not in numbers and b'n' not in numbers:
+                if b'e' not in numbers and b'n' not in numbers and b'.0000' not in numbers:
                     append(text % (*numbers[1:-1].split(b','), epoch_text, step, prefix,
                                    int((stamp - sec) * 1e6), zone))
                     continue

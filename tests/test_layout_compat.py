@@ -109,17 +109,20 @@ def test_what_we_write_loads_in_060b0(em_dirs):
     assert art['files'] == ['d/x.bin'] and art['references'] == {'k.tar': 's3://b/k.tar'}
 
 
-def _random_floats(count: int):
-    """Floats of every magnitude and digit count PyYAML may spell: the float formatter's edge
-    cases (exponent thresholds, integral values, short and 17-digit mantissas)."""
+def _random_entries():
+    """Entries of 10 floats of one magnitude each, from 1e-30 to 1e30, with short and 17-digit
+    mantissas and integral values: every spelling the float formatter can meet, with most
+    entries free of exponents (the fast path) and some in each of its edge bands."""
     rng = random.Random(20261126)
-    out = []
-    for _ in range(count):
-        exponent = rng.randint(-30, 30)
-        mantissa = rng.choice([rng.random(), round(rng.random(), rng.randint(0, 6)), 1.0])
-        out.append(rng.choice([1, -1]) * mantissa * 10.0 ** exponent)
-    return out + [1e-4, 9.999e-5, 1e15, 9999999999999998.0, 1e16, 123456789.0, 0.0, 5e-324,
-                  1.7976931348623157e308, 2.0 ** 53, 0.1 + 0.2]
+    entries = []
+    for exponent in range(-30, 31):
+        for _ in range(5):
+            entries.append([rng.choice([1, -1]) * rng.choice(
+                [rng.random(), round(rng.random(), rng.randint(0, 6)), 1.0]) * 10.0 ** exponent
+                for _ in range(10)])
+    entries.append([1e-4, 9.999e-5, 1e15, 9999999999999998.0, 1e16, 123456789.0, 0.0, 5e-324,
+                    2.0 ** 53, 0.1 + 0.2])
+    return entries
 
 
 @pytest.mark.parametrize('formatter', ['orjson', 'repr'])
@@ -136,9 +139,8 @@ def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, form
               'nan': math.nan, 'inf': math.inf, 'ninf': -math.inf, 'true': 2.0, "it's": 1.0,
               '1': 3.0, 'a' * 130: 5.0, '标签': 6.0, 'é': 7.0}
     logged = [(values, 7, 2), ({'loss': 0.2}, 8, None)]
-    floats = _random_floats(3000)
-    for i in range(0, len(floats), 10):  # entries with only plain floats take the fast path
-        logged.append(({f'm{k}': v for k, v in enumerate(floats[i:i + 10])}, 9 + i, None))
+    for i, floats in enumerate(_random_entries()):
+        logged.append(({f'm{k}': v for k, v in enumerate(floats)}, 9 + i, None))
     for value, step, epoch in logged:
         writer.log('val', value, step=step, epoch=epoch)
     writer.close()
