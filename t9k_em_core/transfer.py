@@ -7,13 +7,14 @@ lineage of a Run's Artifacts. What differs is how files travel:
 
 - concurrently over one keep-alive session (:class:`~t9k_em_core.client.AISClient`);
 - files over 100 MiB as multipart uploads (part size ``floor(sqrt(S / 2**20))`` MiB), parts
-  concurrently;
+  concurrently (:class:`_Multipart`);
 - files under 1 MiB in batches of up to 4 MiB / 500 files, one request each
   (``POST /apis/v1/objects/batch``, our server's extension), batches concurrently; against a server
   without it (0.6.0b0's, a real AIStore: 404/405) they go one request per file;
 - resumable: an upload-state file OUTSIDE the directory (:class:`UploadState`) remembers which
   ``(path, size, mtime)`` reached which server node; a new upload of the same directory to the same
-  node skips files that are unchanged locally and still listed on the server with that size;
+  node skips files that are unchanged locally and still listed on the server with that size, and
+  resumes an interrupted multipart upload of an unchanged file: only its missing parts are sent;
 - a rich progress bar on interactive terminals (``progress=None``), quiet otherwise.
 """
 
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 100 * MiB
+PART_UNIT = MiB  # part size of a multipart upload of S bytes: floor(sqrt(S / PART_UNIT)) units
 BATCH_FILE_LIMIT = 1 * MiB  # smaller files travel in batches (when the server has them)
 BATCH_BYTES = 4 * MiB       # at most this many file bytes per batch
 BATCH_FILES = 500           # at most this many files per batch
@@ -79,14 +81,19 @@ def _state_dir() -> str:
 
 
 class UploadState:
-    """Which files of a local directory reached which server node, as ``(size, mtime_ns)``.
+    """What of a local directory reached which server node.
 
-    Stored as JSON in ``$EM_UPLOAD_STATE_DIR`` (default ``~/.cache/t9k-em/uploads``), one file per
-    (host, node path, local directory), never inside the Run/Artifact directory (0.6.0b0 would
-    take it for a run file or an Artifact object). Losing it only means re-sending files.
+    For each file sent whole, its ``(size, mtime_ns)``; for each file whose multipart upload is
+    under way, that upload: its ``uploadId``, object path, the file's size and mtime, the part size
+    and the eTag of every part that arrived. Stored as JSON in ``$EM_UPLOAD_STATE_DIR`` (default
+    ``~/.cache/t9k-em/uploads``), one file per (host, node path, local directory), never inside the
+    Run/Artifact directory (0.6.0b0 would take it for a run file or an Artifact object). Saved
+    atomically every ``SAVE_EVERY_S`` seconds or ``SAVE_EVERY_PARTS`` parts, and by ``save()``.
+    Losing it only means re-sending files.
     """
 
     SAVE_EVERY_S = 1.0
+    SAVE_EVERY_PARTS = 4
 
     def __init__(self, host: str, node_path: str, local_dir: str) -> None:
         key = '\n'.join((host, node_path, os.path.realpath(local_dir)))
@@ -94,13 +101,18 @@ class UploadState:
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._sent: dict[str, tuple[int, int]] = {}
+        self._multipart: dict[str, dict[str, Any]] = {}
         self._saved_at = 0.0
+        self._unsaved_parts = 0
         self._dirty = False
         try:
             with open(self.path, encoding='utf-8') as f:
-                self._sent = {k: (int(v[0]), int(v[1])) for k, v in json.load(f)['files'].items()}
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            self._sent = {}
+                data = json.load(f)
+            self._sent = {k: (int(v[0]), int(v[1])) for k, v in data['files'].items()}
+            self._multipart = {rel: _multipart_record(m)
+                               for rel, m in (data.get('multipart') or {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            pass  # what did load is kept; the rest is sent again
 
     def __bool__(self) -> bool:
         return bool(self._sent)
@@ -113,10 +125,48 @@ class UploadState:
         """Records that ``rel`` with this size and mtime reached the server."""
         with self._lock:
             self._sent[rel] = (size, mtime_ns)
-            self._dirty = True
-            due = time.monotonic() - self._saved_at >= self.SAVE_EVERY_S
+            self._multipart.pop(rel, None)
+            due = self._changed()
         if due:
             self.save()
+
+    def multipart_of(self, rel: str, object_path: str, size: int, mtime_ns: int,
+                     part_bytes: int) -> Optional[tuple[str, dict[int, str]]]:
+        """``(uploadId, {part number: eTag})`` of the recorded multipart upload of ``rel`` to
+        ``object_path``, if it was of the file as it is now (size, mtime) in parts of
+        ``part_bytes``; else None."""
+        with self._lock:
+            m = self._multipart.get(rel)
+            if m is None or (m['object'], m['size'], m['mtime'], m['partSize']) != (
+                    object_path, size, mtime_ns, part_bytes):
+                return None
+            return m['uploadId'], dict(m['parts'])
+
+    def start_multipart(self, rel: str, object_path: str, upload_id: str, size: int,
+                        mtime_ns: int, part_bytes: int) -> None:
+        """Records a new multipart upload of ``rel`` (no part yet), replacing an older one."""
+        with self._lock:
+            self._multipart[rel] = {'uploadId': upload_id, 'object': object_path, 'size': size,
+                                    'mtime': mtime_ns, 'partSize': part_bytes, 'parts': {}}
+            self._dirty = True
+
+    def mark_part(self, rel: str, upload_id: str, number: int, etag: str) -> None:
+        """Records that part ``number`` of upload ``upload_id`` of ``rel`` arrived as ``etag``."""
+        with self._lock:
+            m = self._multipart.get(rel)
+            if m is None or m['uploadId'] != upload_id:
+                return  # replaced by a newer upload meanwhile
+            m['parts'][number] = etag
+            self._unsaved_parts += 1
+            due = self._changed()
+        if due:
+            self.save()
+
+    def _changed(self) -> bool:
+        """Marks the state dirty (holding ``_lock``); returns whether a save is due."""
+        self._dirty = True
+        return (self._unsaved_parts >= self.SAVE_EVERY_PARTS
+                or time.monotonic() - self._saved_at >= self.SAVE_EVERY_S)
 
     def save(self) -> None:
         """Writes the state file atomically; a failure is logged, never raised."""
@@ -124,8 +174,12 @@ class UploadState:
             with self._lock:
                 if not self._dirty:
                     return
-                snapshot = {'files': {k: list(v) for k, v in self._sent.items()}}
+                snapshot = {'files': {k: list(v) for k, v in self._sent.items()},
+                            'multipart': {rel: {**m, 'parts': {str(n): tag for n, tag
+                                                               in m['parts'].items()}}
+                                          for rel, m in self._multipart.items()}}
                 self._dirty = False
+                self._unsaved_parts = 0
                 self._saved_at = time.monotonic()
             try:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -133,8 +187,16 @@ class UploadState:
                 with open(tmp, 'w', encoding='utf-8') as f:
                     json.dump(snapshot, f)
                 os.replace(tmp, self.path)
-            except OSError as e:
+            except (OSError, ValueError, TypeError) as e:
                 logger.debug('cannot save upload state %s: %s', self.path, e)
+
+
+def _multipart_record(raw: dict) -> dict[str, Any]:
+    """A multipart upload of the state file, typed (``ValueError``/``KeyError``… if malformed)."""
+    return {'uploadId': str(raw['uploadId']), 'object': str(raw['object']),
+            'size': int(raw['size']), 'mtime': int(raw['mtime']),
+            'partSize': int(raw['partSize']),
+            'parts': {int(n): str(tag) for n, tag in raw['parts'].items()}}
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -265,8 +327,9 @@ def _record(client: _client.AISClient, action: str, node: Node, kind: str) -> di
 # --- files ------------------------------------------------------------------------------------
 
 def part_size(size: int) -> int:
-    """Part size of a multipart upload of ``size`` bytes: ``floor(sqrt(size / 2**20))`` MiB."""
-    return math.isqrt(size // MiB) * MiB  # floor(sqrt(floor(x))) == floor(sqrt(x))
+    """Part size of a multipart upload of ``size`` bytes: ``floor(sqrt(size / 2**20))`` MiB
+    (``PART_UNIT`` instead of MiB where a test lowers it)."""
+    return math.isqrt(size // PART_UNIT) * PART_UNIT  # floor(sqrt(floor(x))) == floor(sqrt(x))
 
 
 def _local_files(local_dir: str) -> list[str]:
@@ -280,8 +343,9 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
     """Uploads the files of ``local_dir`` that the server does not have yet; returns their count.
 
     A file is skipped when ``state`` says it was sent with its current size and mtime and (with
-    ``check_server``) the server lists it with that size. Files over 100 MiB go as multipart.
-    On failure the state of what did arrive is saved and the error is raised.
+    ``check_server``) the server lists it with that size. Files over 100 MiB go as multipart,
+    resuming an interrupted one (:class:`_Multipart`). On failure the state of what did arrive
+    is saved and the error is raised.
     """
     server_sizes: dict[str, int] = {}
     if state and check_server:
@@ -302,13 +366,13 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
         todo.append((rel, full, st.st_size, st.st_mtime_ns))
     if not todo:
         return 0
-    with _Progress(progress, os.path.basename(os.path.normpath(local_dir))) as bar, \
-            ThreadPoolExecutor(client.concurrency, thread_name_prefix='em-upload') as pool:
-        bar.add_total(sum(t[2] for t in todo))
-        try:
+    try:
+        with _Progress(progress, os.path.basename(os.path.normpath(local_dir))) as bar, \
+                ThreadPoolExecutor(client.concurrency, thread_name_prefix='em-upload') as pool:
+            bar.add_total(sum(t[2] for t in todo))
             _run_uploads(client, pool, todo, node_path, state, bar)
-        finally:
-            state.save()
+    finally:
+        state.save()  # after the pool: parts still in flight at a failure are recorded too
     return len(todo)
 
 
@@ -330,6 +394,93 @@ def _batches(todo: list[tuple[str, str, int, int]]) -> list[list[tuple[str, str,
     return batches
 
 
+def _upload_gone(error: _client.AIStoreError) -> bool:
+    """Whether the server's answer to a part or a completion means it no longer has that upload
+    (any 4xx but a rejected key: unknown ``uploadId``, completed already, a part missing)."""
+    return isinstance(error, _client.NodeNotFoundError) or (
+        isinstance(error, _client.RequestFailedError) and 400 <= error.status < 500)
+
+
+def _wait_all(futures: list[Future]) -> None:
+    """Waits for ``futures``; at the first error cancels those not started and raises it."""
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+class _Multipart:
+    """The multipart upload of one file (spec §5.12), parts sent concurrently on a pool.
+
+    When ``state`` recorded an upload of the file as it is now (same object, size, mtime and part
+    size), that ``uploadId`` is reused and only the parts without an eTag are sent. Each part that
+    arrives is recorded in ``state``. If the server no longer knows a resumed upload (a 4xx on a
+    part or on the completion), the whole file is sent again as a new upload; the server checks
+    every part's eTag (MD5) and the total size at completion, so no corrupt object is made.
+    """
+
+    def __init__(self, client: _client.AISClient, state: UploadState, rel: str, full: str,
+                 size: int, mtime_ns: int, object_path: str) -> None:
+        self.client, self.state, self.rel, self.full = client, state, rel, full
+        self.size, self.mtime_ns, self.object_path = size, mtime_ns, object_path
+        self.step = part_size(size)
+        self.count = -(-size // self.step)
+        recorded = state.multipart_of(rel, object_path, size, mtime_ns, self.step)
+        self.resumed = recorded is not None
+        self.upload_id, self.etags = recorded or ('', {})
+        self.gone = False  # a part of the resumed upload got a 4xx
+
+    def _length(self, number: int) -> int:
+        return min(self.step, self.size - (number - 1) * self.step)
+
+    def submit(self, pool: ThreadPoolExecutor, bar: _Progress) -> list[Future]:
+        """Starts the upload unless resumed, and submits its missing parts to ``pool``."""
+        if not self.resumed:
+            self.upload_id = self.client.start_multipart(self.object_path)
+            self.state.start_multipart(self.rel, self.object_path, self.upload_id, self.size,
+                                       self.mtime_ns, self.step)
+        bar.advance(sum(self._length(n) for n in self.etags))
+        return [pool.submit(self._part, n, bar) for n in range(1, self.count + 1)
+                if n not in self.etags]
+
+    def _part(self, number: int, bar: _Progress) -> None:
+        length = self._length(number)
+        try:
+            etag = self.client.upload_part(self.upload_id, self.object_path, number, self.full,
+                                           (number - 1) * self.step, length)
+        except _client.AIStoreError as e:
+            if self.resumed and _upload_gone(e):
+                self.gone = True
+                return
+            raise
+        self.etags[number] = etag
+        self.state.mark_part(self.rel, self.upload_id, number, etag)
+        bar.advance(length)
+
+    def finish(self, pool: ThreadPoolExecutor, bar: _Progress) -> None:
+        """Completes the upload once its parts are done (those of a resumed upload the server
+        no longer has are sent again, as a new upload) and records the file as sent."""
+        if not self.gone:
+            try:
+                self.client.complete_multipart(self.upload_id, self.object_path,
+                                               [self.etags[n] for n in range(1, self.count + 1)])
+                self.state.mark(self.rel, self.size, self.mtime_ns)
+                return
+            except _client.AIStoreError as e:
+                if not (self.resumed and _upload_gone(e)):
+                    raise
+        logger.info('the server no longer has upload %s of %s: sending the file again',
+                    self.upload_id, self.object_path)
+        bar.add_total(sum(self._length(n) for n in self.etags))  # counted once already
+        self.resumed, self.gone, self.etags = False, False, {}
+        _wait_all(self.submit(pool, bar))
+        self.finish(pool, bar)
+
+
 def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
                  todo: list[tuple[str, str, int, int]], node_path: str, state: UploadState,
                  bar: _Progress) -> None:
@@ -344,13 +495,8 @@ def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
             state.mark(rel, st.st_size, st.st_mtime_ns)
             bar.advance(size)
 
-    def part(upload_id: str, obj: str, n: int, full: str, offset: int, length: int) -> str:
-        etag = client.upload_part(upload_id, obj, n, full, offset, length)
-        bar.advance(length)
-        return etag
-
     futures: list[Future] = []
-    multiparts: list[tuple[str, str, int, int, str, str, list[Future]]] = []
+    multiparts: list[_Multipart] = []
     try:
         batches = _batches(todo) if client.batch_upload is not False else []
         batched = {item[0] for b in batches for item in b}
@@ -366,19 +512,12 @@ def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
             if size <= MULTIPART_THRESHOLD:
                 futures.append(pool.submit(single, rel, full, size, mtime))
                 continue
-            obj = f'{node_path}/{rel}'
-            upload_id = client.start_multipart(obj)
-            step = part_size(size)
-            parts = [pool.submit(part, upload_id, obj, n, full, offset, min(step, size - offset))
-                     for n, offset in enumerate(range(0, size, step), 1)]
-            futures.extend(parts)
-            multiparts.append((rel, full, size, mtime, obj, upload_id, parts))
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in done:
-            future.result()  # raises the first error
-        for rel, full, size, mtime, obj, upload_id, parts in multiparts:
-            client.complete_multipart(upload_id, obj, [f.result() for f in parts])
-            state.mark(rel, size, mtime)
+            upload = _Multipart(client, state, rel, full, size, mtime, f'{node_path}/{rel}')
+            futures.extend(upload.submit(pool, bar))
+            multiparts.append(upload)
+        _wait_all(futures)
+        for upload in multiparts:
+            upload.finish(pool, bar)
     except BaseException:
         for future in futures:
             future.cancel()

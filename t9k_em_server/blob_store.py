@@ -10,6 +10,9 @@ feeding every byte, in order, to a hash: the local store copies in the kernel
 (``os.copy_file_range``) and fsyncs in one thread while another hashes the parts through ``mmap``
 windows; the S3 store copies server-side (UploadPartCopy) while it reads the parts for the hash.
 Either way the server reads the bytes once, for the hash, and writes none of them itself.
+
+``list_blobs`` lists every committed blob with its size and modification time (for the garbage
+collector, ``gc.py``).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 CHUNK = 1 << 20                 # read size for downloads
@@ -38,6 +43,15 @@ NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, err
 
 Feed = Callable[[bytes | memoryview], None]
 """Receives a blob's bytes in order (e.g. a hash's ``update``); may raise to stop."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A committed blob as listed by ``BlobStore.list_blobs``."""
+
+    key: str
+    size: int
+    modified: datetime  #: last modification, timezone-aware (UTC)
 
 
 class PartsChanged(Exception):
@@ -88,6 +102,10 @@ class BlobStore(ABC):
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every committed blob (pending uploads excluded), in no particular order."""
 
     def check(self) -> None:
         """Raise if the store cannot be used (called once at server start)."""
@@ -260,6 +278,20 @@ class LocalBlobStore(BlobStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Walk the folder, skipping the pending uploads in ``.tmp``."""
+        for folder, dirs, files in os.walk(self.root):
+            if folder == str(self.root):
+                dirs[:] = [d for d in dirs if d != self.tmp.name]
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    stat = os.stat(path)
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                yield BlobInfo(Path(path).relative_to(self.root).as_posix(), stat.st_size,
+                               datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
     def describe(self) -> str:
         return f"folder {self.root}"
 
@@ -397,6 +429,14 @@ class S3BlobStore(BlobStore):
             return True
         except self.s3.exceptions.ClientError:
             return False
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every object under the prefix (``list_objects_v2``, page by page)."""
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                  Prefix=self.prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield BlobInfo(item["Key"][len(self.prefix):], item["Size"], item["LastModified"])
 
     def check(self) -> None:
         self.s3.head_bucket(Bucket=self.bucket)

@@ -5,6 +5,7 @@
     em server add-key NAME    [--data-dir DIR | --db URL]
     em server list-users      [--data-dir DIR | --db URL]
     em server revoke-key (KEY | --user NAME) [--data-dir DIR | --db URL]
+    em server gc [--data-dir DIR | --db URL --blob-store URL] [--older-than HOURS] [--dry-run]
 
 ``t9k_em_core.cli`` delegates ``em server …`` here; ``python -m t9k_em_server …`` works too.
 """
@@ -17,29 +18,43 @@ from pathlib import Path
 
 from .config import DEFAULT_DATA_DIR, ServerConfig
 
-COMMANDS = ("add-user", "add-key", "list-users", "revoke-key")
+COMMANDS = ("add-user", "add-key", "list-users", "revoke-key")  #: user and key commands
 
 
-def _store_options(parser: argparse.ArgumentParser) -> None:
+def _store_options(parser: argparse.ArgumentParser, blobs: bool = False) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help=f"folder for the embedded SQLite db and blobs (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--db", metavar="URL", default=None,
                         help="metadata database URL, e.g. postgresql://user:pw@host/db "
                              "(default: SQLite in the data dir)")
+    if blobs:
+        parser.add_argument("--blob-store", metavar="URL", default=None,
+                            help="s3://bucket/prefix (AWS_* env vars; AWS_ENDPOINT_URL honoured) "
+                                 "or a folder (default: <data-dir>/blobs)")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="em server", description="Run the t9k-em tracking server in the foreground.",
-        epilog="user commands: em server {add-user,add-key,list-users,revoke-key} --help")
+        epilog="other commands: em server {add-user,add-key,list-users,revoke-key,gc} --help")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    _store_options(parser)
-    parser.add_argument("--blob-store", metavar="URL", default=None,
-                        help="s3://bucket/prefix (AWS_* env vars; AWS_ENDPOINT_URL honoured) or a "
-                             "folder (default: <data-dir>/blobs)")
+    _store_options(parser, blobs=True)
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _gc_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="em server gc", description="Delete multipart uploads never completed and blobs no "
+        "row refers to, both older than --older-than. Safe while servers serve, as long as no "
+        "upload takes longer than that.")
+    _store_options(parser, blobs=True)
+    parser.add_argument("--older-than", metavar="HOURS", type=float, default=24.0,
+                        help="only what was started or last written this long ago (default 24)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only report what would be deleted")
     return parser
 
 
@@ -110,23 +125,57 @@ def _safe_url(url: str) -> str:
         return url
 
 
+def _open_stores(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The stores named by ``--data-dir``/``--db``/``--blob-store``, migrated and checked; None
+    (after saying why on stderr) if they cannot be opened."""
+    from .stores import Stores
+
+    config = ServerConfig(data_dir=args.data_dir, db_url=args.db, blob_url=args.blob_store)
+    try:
+        stores = Stores.open(config)
+        stores.blobs.check()
+        return stores
+    except Exception as exc:  # noqa: BLE001 - any backend failure: say which store and why
+        print(f"em server: cannot open the stores (metadata {_safe_url(config.resolved_db_url)}, "
+              f"blobs {config.resolved_blob_url}): {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return None
+
+
+def collect(argv: list[str]) -> int:
+    """``em server gc``: delete abandoned multipart uploads and unreferenced blobs."""
+    from datetime import timedelta
+
+    from .gc import collect_garbage
+
+    args = _gc_parser().parse_args(argv)
+    if args.older_than < 0:
+        print("em server gc: --older-than must be >= 0", file=sys.stderr)
+        return 2
+    stores = _open_stores(args)
+    if stores is None:
+        return 2
+    try:
+        report = collect_garbage(stores, timedelta(hours=args.older_than), dry_run=args.dry_run)
+    finally:
+        stores.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {report.uploads} abandoned multipart upload(s): {report.part_blobs} part "
+          f"blob(s), {report.part_bytes} bytes")
+    print(f"{verb} {report.orphans} unreferenced blob(s): {report.orphan_bytes} bytes")
+    return 0
+
+
 def serve(argv: list[str]) -> int:
     """Run the server in the foreground until interrupted."""
     import uvicorn
 
     from . import logredact
     from .app import create_app
-    from .stores import Stores
 
     args = _serve_parser().parse_args(argv)
-    config = ServerConfig(data_dir=args.data_dir, db_url=args.db, blob_url=args.blob_store)
-    try:
-        stores = Stores.open(config)
-        stores.blobs.check()
-    except Exception as exc:  # noqa: BLE001 - any backend failure: say which store and why
-        print(f"em server: cannot open the stores (metadata {_safe_url(config.resolved_db_url)}, "
-              f"blobs {config.resolved_blob_url}): {type(exc).__name__}: {exc}".splitlines()[0],
-              file=sys.stderr)
+    stores = _open_stores(args)
+    if stores is None:
         return 2
     stores.drop_abandoned_uploads()
     app = create_app(stores=stores)
@@ -134,7 +183,7 @@ def serve(argv: list[str]) -> int:
                                timeout_keep_alive=30, server_header=False)
     logredact.install()  # after uvicorn configured logging
     logging.getLogger("t9k_em_server").setLevel(args.log_level.upper())
-    print(f"em server: metadata {_safe_url(config.resolved_db_url)}, blobs "
+    print(f"em server: metadata {_safe_url(stores.meta.url)}, blobs "
           f"{stores.blobs.describe()}", file=sys.stderr, flush=True)
     server = uvicorn.Server(uv_config)
     server.run()
@@ -144,6 +193,8 @@ def serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``em server`` (argv excludes ``em server``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "gc":
+        return collect(argv[1:])
     if argv and argv[0] in COMMANDS:
         return _run_command(argv[0], argv[1:])
     if argv and argv[0] == "serve":

@@ -679,13 +679,30 @@ class MetadataStore:
     def expire_multiparts(self, before: datetime) -> list[str]:
         """Forget multipart uploads started before ``before`` (abandoned: the 0.6.0b0 client
         never aborts); returns their part blobs (to delete)."""
-        with self.writing() as s:
+        return [key for key, _ in self.stale_multiparts(before, forget=True)[1]]
+
+    def stale_multiparts(self, before: datetime,
+                         forget: bool) -> tuple[int, list[tuple[str, int]]]:
+        """Multipart uploads started before ``before``: how many, and their parts'
+        ``(blob key, size)``; ``forget`` also deletes their rows (then the caller deletes the
+        blobs)."""
+        with self.writing() if forget else self.reading() as s:
             stale = select(MultipartUpload.id).where(MultipartUpload.created_at < before)
-            blobs = list(s.scalars(select(MultipartPart.blob_key)
-                                   .where(MultipartPart.upload_id.in_(stale))).all())
-            s.execute(delete(MultipartPart).where(MultipartPart.upload_id.in_(stale)))
-            s.execute(delete(MultipartUpload).where(MultipartUpload.created_at < before))
-            return blobs
+            uploads = s.scalar(select(func.count()).select_from(stale.subquery())) or 0
+            parts = s.execute(select(MultipartPart.blob_key, MultipartPart.size)
+                              .where(MultipartPart.upload_id.in_(stale))).all()
+            if forget:
+                s.execute(delete(MultipartPart).where(MultipartPart.upload_id.in_(stale)))
+                s.execute(delete(MultipartUpload).where(MultipartUpload.created_at < before))
+            return uploads, [(key, size) for key, size in parts]
+
+    def blob_keys(self) -> set[str]:
+        """Every blob key a row refers to (objects, multipart parts, series indexes)."""
+        with self.reading() as s:
+            keys: set[str] = set()
+            for column in (StoredObject.blob_key, MultipartPart.blob_key, SeriesIndex.blob_key):
+                keys.update(s.scalars(select(column)))
+            return keys
 
     # ---- series cache ---------------------------------------------------------------------
 
