@@ -59,6 +59,21 @@ class Api:
         return self.request("POST", "/apis/v1/objects", params={"path": path, **params},
                             files={"content": (filename, data)})
 
+    def start_multipart(self, path: str, parts: list[bytes]) -> tuple[str, list[str]]:
+        """Starts a multipart upload (spec §5.12) and sends ``parts``; returns the upload id and
+        the parts' eTags."""
+        reply = self.request("POST", "/apis/v1/objects/multipart", params={"path": path})
+        assert reply.status_code == 200, reply.text
+        upload = reply.json()["uploadId"]
+        etags = []
+        for n, part in enumerate(parts, 1):
+            reply = self.request("PUT", f"/apis/v1/objects/multipart/{upload}",
+                                 params={"path": path, "partNumber": n},
+                                 files={"content": ("content", part)})
+            assert reply.status_code == 200, reply.text
+            etags.append(reply.json()["eTag"])
+        return upload, etags
+
     def get(self, path: str) -> requests.Response:
         return self.request("GET", "/apis/v1/objects", params={"path": path})
 

@@ -153,14 +153,8 @@ def test_multipart_upload(api):
     api.node(root, "big", "Artifact")
     path = f"{root}/big/w.bin"
     parts = [os.urandom(1 << 20), os.urandom(1 << 20), os.urandom(12345)]
-    upload_id = api.request("POST", "/apis/v1/objects/multipart", params={"path": path}).json()["uploadId"]
-    etags = []
-    for n, chunk in enumerate(parts, 1):
-        reply = api.request("PUT", f"/apis/v1/objects/multipart/{upload_id}",
-                            params={"path": path, "partNumber": n}, files={"content": ("content", chunk)})
-        assert reply.status_code == 200, reply.text
-        etags.append(reply.json()["eTag"])
-        assert etags[-1] == hashlib.md5(chunk).hexdigest()
+    upload_id, etags = api.start_multipart(path, parts)
+    assert etags == [hashlib.md5(chunk).hexdigest() for chunk in parts]
     assert api.get(path).status_code == 404  # nothing visible before completion
     bad = api.request("POST", f"/apis/v1/objects/multipart/{upload_id}", params={"path": path},
                       json={"parts": [{"etag": "0" * 32, "partNumber": 1}]})

@@ -31,20 +31,6 @@ pytestmark = pytest.mark.timeout(300)
 DAY = timedelta(hours=24)
 
 
-def start_upload(api: Api, path: str, parts: list[bytes]) -> tuple[str, list[str]]:
-    """Start a multipart upload and send its parts; returns the upload id and the etags."""
-    reply = api.request("POST", "/apis/v1/objects/multipart", params={"path": path})
-    assert reply.status_code == 200, reply.text
-    upload = reply.json()["uploadId"]
-    etags = []
-    for n, part in enumerate(parts, 1):
-        reply = api.request("PUT", f"/apis/v1/objects/multipart/{upload}",
-                            params={"path": path, "partNumber": n}, files={"content": ("content", part)})
-        assert reply.status_code == 200, reply.text
-        etags.append(reply.json()["eTag"])
-    return upload, etags
-
-
 def complete(api: Api, path: str, upload: str, etags: list[str]) -> int:
     return api.request("POST", f"/apis/v1/objects/multipart/{upload}", params={"path": path},
                        json={"parts": [{"etag": e, "partNumber": n} for n, e in enumerate(etags, 1)]}
@@ -64,11 +50,11 @@ def fill(api: Api) -> tuple[dict[str, bytes], tuple[str, str], tuple[str, str, l
     contents[f"{run}/a.txt"] = b"alpha, overwritten"
     assert api.put(f"{run}/a.txt", contents[f"{run}/a.txt"]).status_code == 200
     parts = [os.urandom(1000), os.urandom(10)]
-    upload, etags = start_upload(api, f"{run}/big.bin", parts)
+    upload, etags = api.start_multipart(f"{run}/big.bin", parts)
     assert complete(api, f"{run}/big.bin", upload, etags) == 200
     contents[f"{run}/big.bin"] = b"".join(parts)
-    abandoned, _ = start_upload(api, f"{run}/old.bin", [b"x" * 700, b"y" * 300])
-    pending, pending_etags = start_upload(api, f"{run}/new.bin", [b"fresh part"])
+    abandoned, _ = api.start_multipart(f"{run}/old.bin", [b"x" * 700, b"y" * 300])
+    pending, pending_etags = api.start_multipart(f"{run}/new.bin", [b"fresh part"])
     return contents, (abandoned, f"{run}/old.bin"), (pending, f"{run}/new.bin", pending_etags)
 
 
