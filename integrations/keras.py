@@ -294,7 +294,7 @@ def _record_distribution(run: Run, model: keras.Model, batch_size: Optional[int]
 def _step(model: keras.Model) -> int:
     """The optimizer's ``iterations``: the number of training steps taken so far."""
     optimizer = model.optimizer
-    return int(optimizer.iterations) if optimizer is not None else 0  # the cheapest read
+    return int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
 
 
 def _number(value: Any) -> float:
