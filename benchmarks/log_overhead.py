@@ -144,17 +144,21 @@ def main() -> None:
     os.environ.setdefault('MLFLOW_ENABLE_ASYNC_LOGGING', 'false')
     os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 deprecates, still ships it
     dicts = _metric_dicts()
+    start = os.getcwd()
     rows = []
     for label, fn, share in PEERS:
         if args.only and not any(s.strip() in label for s in args.only.split(',')):
             continue
         calls = max(100, int(args.calls * share))
         with tempfile.TemporaryDirectory() as root:
+            os.chdir(root)  # outside any git repository: DVCLive sets up DVC in the one around cwd
             try:
                 per_call, amortised, cpu = fn(root, calls, dicts)
             except Exception as e:  # a peer that cannot run here is reported, not fatal
                 print(f'{label}: skipped ({type(e).__name__}: {e})', file=sys.stderr)
                 continue
+            finally:
+                os.chdir(start)
         per_call.sort()
         rows.append((label, calls, statistics.median(per_call) / 1000,
                      per_call[int(len(per_call) * 0.99)] / 1000, amortised * 1e6, cpu * 1e6))
