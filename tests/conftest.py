@@ -12,6 +12,9 @@ Tracking server (``t9k_em_server``), for any test that needs a real server over 
   (random name by default) on that server; the key is also added to ``em_server.keys``.
 - For a server of your own (other db/blob store, kill/restart), use
   ``ServerProcess(data_dir, db=..., blob_store=...)`` from ``tests/em_server_process.py``.
+
+Local runs: ``em_dirs`` puts Runs and Artifacts under ``tmp_path`` (also the working directory),
+outside any distributed job; it returns ``tmp_path``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,19 @@ from typing import NamedTuple
 import pytest
 
 from em_server_process import ServerProcess
+
+
+@pytest.fixture
+def em_dirs(tmp_path, monkeypatch):
+    """Runs under ``tmp_path/runs``, Artifacts under ``tmp_path/artifacts``, cwd ``tmp_path``, and
+    no rank variables (so ``create_run`` is never inert)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
+    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
+    for name in ('RANK', 'LOCAL_RANK', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK',
+                 'TF_CONFIG', 'SLURM_NTASKS', 'EM_ALL_RANKS'):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
 
 
 class EmServer(NamedTuple):

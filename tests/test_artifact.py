@@ -13,11 +13,9 @@ from t9k_em_core import layout
 
 
 @pytest.fixture
-def em_dirs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
-    for name in ('RANK', 'LOCAL_RANK', 'HOROVOD_RANK', 'EM_ALL_RANKS'):
-        monkeypatch.delenv(name, raising=False)
+def em_dirs(em_dirs):
+    """conftest's ``em_dirs`` with a file ``w.pt`` and a folder ``data/`` to add."""
+    tmp_path = em_dirs
     (tmp_path / 'w.pt').write_bytes(b'abc')
     data = tmp_path / 'data'
     (data / 'sub').mkdir(parents=True)

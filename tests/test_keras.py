@@ -30,12 +30,9 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != 'tensorflow',
 
 
 @pytest.fixture(autouse=True)
-def em_dirs(tmp_path, monkeypatch):
-    """Runs and artifacts under tmp_path; returns the run parent directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
-    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
-    return tmp_path / 'runs'
+def em_dirs(em_dirs):
+    """conftest's ``em_dirs`` for every test here; returns the run parent directory."""
+    return em_dirs / 'runs'
 
 
 def load(path) -> object:

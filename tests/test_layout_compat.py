@@ -22,14 +22,6 @@ from t9k_em_core import layout
 from t9k_em_core.metrics import MetricWriter
 
 
-@pytest.fixture
-def em_dirs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
-    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
-    return tmp_path
-
-
 def test_run_written_by_060b0_loads_and_resumes(em_dirs):
     from t9k import em
     paths = legacy_dirs.write_legacy_dirs(str(em_dirs / 'runs'), str(em_dirs / 'artifacts'))

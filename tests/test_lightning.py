@@ -34,12 +34,9 @@ QUIET = dict(enable_progress_bar=False, enable_model_summary=False, accelerator=
 
 
 @pytest.fixture(autouse=True)
-def em_dirs(tmp_path, monkeypatch):
-    """Runs and artifacts under tmp_path; returns the run parent directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
-    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
-    return tmp_path / 'runs'
+def em_dirs(em_dirs):
+    """conftest's ``em_dirs`` for every test here; returns the run parent directory."""
+    return em_dirs / 'runs'
 
 
 def run_dirs(parent) -> list[str]:

@@ -18,17 +18,6 @@ from t9k import em
 from t9k_em_core import layout
 
 
-@pytest.fixture
-def em_dirs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv('EM_RUN_PARENT_DIR', str(tmp_path / 'runs'))
-    monkeypatch.setenv('EM_ARTIFACT_PARENT_DIR', str(tmp_path / 'artifacts'))
-    for name in ('RANK', 'LOCAL_RANK', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK',
-                 'TF_CONFIG', 'SLURM_NTASKS', 'EM_ALL_RANKS'):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _entries(run, metric_type):
     return layout.read_metric_file(layout.metric_file(run.local, metric_type))
 
