@@ -8,11 +8,15 @@ buffered records as YAML text and appends them to ``metrics/<type>.yaml`` at lea
 that outruns the flusher up to :data:`HARD_LIMIT` entries flushes its own buffer (back-pressure
 bounds memory). Files are only ever appended to, never rewritten.
 
-Floats are spelled as PyYAML spells them. When ``orjson`` is installed (the ``fast`` extra) its
-float formatting is used for the common case (about 10× faster than ``repr``, same shortest
-digits); entries where the spellings can differ (an exponent, NaN, infinities, or orjson's
-``0.0000…`` for magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) go through the
-YAML spelling.
+The text is spelled column by column, not entry by entry: the records of one template are one
+buffer of 8-byte fields, so each field (a metric, the epochs, the steps, the times) is one strided
+slice of it, spelled with one call (``orjson.dumps`` when the optional ``orjson`` is installed, the
+``fast`` extra; else one ``%r`` format), split into tokens, and interleaved with the template's
+constant text by slice assignment before one ``join``. Timestamps are spelled the same way: the
+digits of all times at once, each second's digits then replaced by its date-time text. Floats are
+spelled as PyYAML spells them: a column where orjson's or ``repr``'s spelling can differ from
+PyYAML's (an exponent, NaN, infinities, or orjson's ``0.0000…`` for magnitudes in [1e-5, 1e-4))
+is spelled value by value with PyYAML's rules.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of every open writer."""
 
-KICK_AT = 2048
+KICK_AT = 512
 """Buffered entries that wake the flusher before its interval is over."""
 
 HARD_LIMIT = 8192
@@ -53,9 +57,13 @@ MAX_TEMPLATES = 4096
 starts afresh when a Run logs more distinct key sets than this."""
 
 _type = type
-_time = time.time
-_TID = struct.Struct('<i')  # every record starts with the id of its template
+_time_ns = time.time_ns
+_TID = struct.Struct('<q')  # every record starts with the id of its template
 _NO_EPOCH = -1  # an epoch of None in a record
+_HEAD = 4  # record fields before the values: template id, step, epoch, time (µs since the epoch)
+_SLOT = '\x00'  # marks where an entry's variable text goes in its template
+_MAX_SECONDS = 64  # seconds one flush may span and still have its timestamps spelled per second
+_SPELL_AT_ONCE = 512  # records spelled in one go (bounds the memory a flush takes)
 
 
 def canonical_metric_type(metric_type: Any) -> str:
@@ -117,33 +125,56 @@ def _metric_dict(metrics: Any) -> Dict[str, Any]:
 
 
 class _Template:
-    """Packing and formatting of the entries that share a metric type and key tuple."""
+    """Packing and spelling of the entries that share a metric type and key tuple."""
 
-    __slots__ = ('tid', 'generation', 'metric_type', 'width', 'pack', 'iter_unpack', 'text',
-                 'text_repr', 'count_e', 'count_n')
+    __slots__ = ('tid', 'generation', 'metric_type', 'width', 'pack', 'pieces')
 
     def __init__(self, tid: int, generation: int, metric_type: str, keys: Tuple[str, ...]) -> None:
         self.tid = tid
         self.generation = generation
         self.metric_type = metric_type
         self.width = len(keys)
-        record = struct.Struct(f'<iqqd{len(keys)}d')  # tid, step, epoch, time, values
-        self.pack = record.pack
-        self.iter_unpack = record.iter_unpack
-        text = layout.metric_entry_template(keys).encode()
-        self.text_repr = text
-        self.text = text.replace(b' %r\n', b' %s\n')
-        # 'e' and 'n' occur in a float's repr only for exponents, nan and inf, so any extra
-        # occurrence in a formatted entry means a value needs PyYAML's spelling.
-        self.count_e = text.count(b'e')
-        self.count_n = text.count(b'n')
+        self.pack = struct.Struct(f'<qqqq{len(keys)}d').pack  # see _HEAD, then the values
+        # The constant text around an entry's tokens (values…, epoch, step, timestamp), from the
+        # YAML dumper's own template, so that keys are quoted exactly as PyYAML quotes them.
+        text = layout.metric_entry_template(keys).replace(' %r\n', ' %s\n')
+        text = text.replace(' %d\n', ' %s\n').replace("'%s.%06d%s'", "'%s'")
+        self.pieces = [p.encode() for p in (text % ((_SLOT,) * (len(keys) + 3))).split(_SLOT)]
 
-    def format(self, values: List[float], epoch: bytes, step: int, stamp: Tuple[bytes, int, bytes]) -> bytes:
-        """One entry as UTF-8 YAML text, with ``repr`` spelling the floats where PyYAML does."""
-        text = self.text_repr % (*values, epoch, step, *stamp)
-        if text.count(b'e') == self.count_e and text.count(b'n') == self.count_n + (epoch == b'null'):
-            return text
-        return self.text % (*[layout.yaml_float(v).encode() for v in values], epoch, step, *stamp)
+    def spell(self, count: int, columns: List[List[bytes]]) -> bytes:
+        """The YAML text of ``count`` entries from the tokens of each of their fields, column by
+        column (values…, epoch, step, timestamp): pieces and tokens are interleaved by slice
+        assignment and joined once."""
+        stride = len(self.pieces) + len(columns)
+        out: List[bytes] = [b''] * (count * stride)
+        for i, piece in enumerate(self.pieces):
+            out[2 * i::stride] = [piece] * count
+        for i, column in enumerate(columns):
+            out[2 * i + 1::stride] = column
+        return b''.join(out)
+
+
+def _spell_ints(values: List[int]) -> bytes:
+    """``b'1,2,3'``."""
+    if _orjson_dumps is not None:
+        return _orjson_dumps(values)[1:-1]
+    return (b'%d,' * len(values) % tuple(values))[:-1]
+
+
+def _spell_floats(values: List[float]) -> List[bytes]:
+    """Each float as PyYAML spells it. orjson (or ``%r``) spells a whole column at once; a column
+    where the spellings can differ (an exponent, nan, inf, or orjson's ``0.0000…`` for
+    magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) is spelled value by
+    value."""
+    if _orjson_dumps is not None:
+        text = _orjson_dumps(values)[1:-1]
+        if b'e' not in text and b'n' not in text and b'.0000' not in text:
+            return text.split(b',')
+    else:
+        text = (b'%r,' * len(values) % tuple(values))[:-1]
+        if b'e' not in text and b'n' not in text:
+            return text.split(b',')
+    return [layout.yaml_float(v).encode() for v in values]
 
 
 def _runs(chunk: List[bytes]) -> Iterable[Tuple[int, bytes]]:
@@ -171,7 +202,28 @@ def _pack_checked(template: _Template, metrics: Any, step: int, epoch: int) -> b
     to_index('step', step)
     if epoch != _NO_EPOCH:
         to_index('epoch', epoch)
-    return template.pack(template.tid, step, epoch, _time(), *values)
+    return template.pack(template.tid, step, epoch, _time_ns() // 1000, *values)
+
+
+def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> List[bytes]:
+    """Local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``) of times in
+    microseconds since the epoch. The usual flush (under a minute, one UTC offset, seconds of one
+    digit count) is spelled at once: the digits of all times, then each second's digits replaced
+    by its date-time text; any other goes time by time."""
+    first, last = min(micros) // 1_000_000, max(micros) // 1_000_000
+    zone = stamps.parts(first)[2]
+    if (last - first <= _MAX_SECONDS and len(str(first)) == len(str(last))
+            and stamps.parts(last)[2] == zone):
+        text = b',' + _spell_ints(micros) + b','
+        for sec in range(first, last + 1):  # ',<digits of sec><6 of µs>' → ',<date-time>.<µs>'
+            text = text.replace(b',%d' % sec, b',%s.' % stamps.parts(sec)[0].encode())
+        return text[1:].replace(b',', zone.encode() + b',')[:-1].split(b',')
+    spelled = []
+    for stamp in micros:
+        sec, micro = divmod(stamp, 1_000_000)
+        prefix, _, zone = stamps.parts(sec)
+        spelled.append(b'%s.%06d%s' % (prefix.encode(), micro, zone.encode()))
+    return spelled
 
 
 class _Discard(list):
@@ -227,7 +279,8 @@ class MetricWriter:
         elif epoch.__class__ is not int or epoch < 0:
             epoch = to_index('epoch', epoch)
         try:
-            record = template.pack(template.tid, step, epoch, _time(), *metrics.values())
+            record = template.pack(template.tid, step, epoch, _time_ns() // 1000,
+                                   *metrics.values())
         except Exception:  # noqa: BLE001 - the slow path names what failed
             record = _pack_checked(template, metrics, step, epoch)
         buf = self._buf
@@ -291,24 +344,20 @@ class MetricWriter:
         return texts
 
     def _format_run(self, tmpl: _Template, blob: bytes, out: List[bytes]) -> None:
-        """Appends to ``out`` the YAML text of each record of ``blob`` (all of ``tmpl``)."""
-        dumps = _orjson_dumps if tmpl.width else None
-        text, fmt, append = tmpl.text, tmpl.format, out.append
-        last_sec = -1
-        for _, step, epoch, stamp, *values in tmpl.iter_unpack(blob):
-            sec = int(stamp)
-            if sec != last_sec:  # the date-time text changes once a second
-                prefix, _, zone = self._stamps.parts(stamp)
-                prefix, zone = prefix.encode(), zone.encode()
-                last_sec = sec
-            epoch_text = b'null' if epoch == _NO_EPOCH else b'%d' % epoch
-            if dumps is not None:
-                numbers = dumps(values)
-                if b'e' not in numbers and b'n' not in numbers and b'.0000' not in numbers:
-                    append(text % (*numbers[1:-1].split(b','), epoch_text, step, prefix,
-                                   int((stamp - sec) * 1e6), zone))
-                    continue
-            append(fmt(values, epoch_text, step, (prefix, int((stamp - sec) * 1e6), zone)))
+        """Appends to ``out`` the YAML text of the records of ``blob`` (all of ``tmpl``), spelled
+        column by column: each column of the records is one C-level slice of the buffer."""
+        stride = _HEAD + tmpl.width
+        size = stride * 8
+        for start in range(0, len(blob), _SPELL_AT_ONCE * size):  # bounded working set
+            part = memoryview(blob)[start:start + _SPELL_AT_ONCE * size]
+            ints, floats = part.cast('q'), part.cast('d')
+            columns = [_spell_floats(floats[_HEAD + j::stride].tolist())
+                       for j in range(tmpl.width)]
+            columns.append(
+                _spell_ints(ints[2::stride].tolist()).replace(b'-1', b'null').split(b','))
+            columns.append(_spell_ints(ints[1::stride].tolist()).split(b','))
+            columns.append(spell_times(self._stamps, ints[3::stride].tolist()))
+            out.append(tmpl.spell(len(ints) // stride, columns))
 
     def _write(self, metric_type: str, parts: List[bytes]) -> None:
         try:

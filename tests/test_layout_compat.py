@@ -12,6 +12,7 @@ import datetime
 import math
 import os
 import random
+import time
 
 import pytest
 import yaml
@@ -157,6 +158,30 @@ def test_timestamps_are_local_iso_with_offset():
         prefix, micro, offset = formatter.parts(t)
         assert f'{prefix}.{micro:06d}{offset}' == \
             datetime.datetime.fromtimestamp(t).astimezone().isoformat()
+
+
+@pytest.fixture
+def berlin_time(monkeypatch):
+    """Local time with a daylight-saving switch (restored afterwards)."""
+    monkeypatch.setenv('TZ', 'Europe/Berlin')
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize('start, step_us, count', [
+    (1_795_711_582_000_000, 997, 5000),             # one flush: a few seconds, at once
+    (1_795_711_582_999_990, 1, 30),                 # across a second boundary
+    (1_795_711_582_000_000, 3_600_000_000, 20),     # hours apart: time by time
+    (1_774_746_000_000_000 - 30_000_000, 997_000, 60),  # 2026-03-29 01:00 UTC, Berlin DST starts
+])
+def test_timestamps_are_spelled_like_isoformat(berlin_time, start, step_us, count):
+    from t9k_em_core.metrics import spell_times
+    micros = [start + i * step_us for i in range(count)]
+    expected = [datetime.datetime.fromtimestamp(us // 10 ** 6).replace(microsecond=us % 10 ** 6)
+                .astimezone().isoformat(timespec='microseconds').encode() for us in micros]
+    assert spell_times(layout.TimestampFormatter(), micros) == expected
 
 
 def test_truncated_last_metric_entry_is_dropped(tmp_path):
