@@ -15,6 +15,10 @@ Tracking server (``t9k_em_server``), for any test that needs a real server over 
 
 Local runs: ``em_dirs`` puts Runs and Artifacts under ``tmp_path`` (also the working directory),
 outside any distributed job; it returns ``tmp_path``.
+
+Team setup (tests/team_services.py): ``pg_database`` (module) is the URL of a fresh database on
+the machine's PostgreSQL; ``s3_env`` (module) the ``AWS_*`` environment of a ``moto_server`` with
+the bucket ``em-team``. Mark tests that need PostgreSQL with ``team_services.needs_pg``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,22 @@ from typing import NamedTuple
 import pytest
 
 from em_server_process import ServerProcess
+from team_services import fresh_pg_database, moto_s3
+
+
+@pytest.fixture(scope='module')
+def pg_database():
+    """A fresh database on the local PostgreSQL (one per test module); yields its URL."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope='module')
+def s3_env(tmp_path_factory):
+    """A moto S3 server with the bucket ``em-team`` (one per test module); yields the AWS_*
+    environment pointing at it."""
+    with moto_s3(tmp_path_factory.mktemp('moto'), 'em-team') as env:
+        yield env
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 - ``em_server`` (shared, session): the suite's server; alice's key is ``em_server.api_key``.
 - ``own_server``: a server of one test, which may kill it and start it again on the same port.
 - ``pg_server``: a server on a fresh PostgreSQL database (dropped afterwards).
+- ``team_server``: like ``own_server``, on a fresh PostgreSQL database and the moto S3 store.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Iterator, Optional
@@ -15,13 +15,13 @@ from typing import Iterator, Optional
 import pytest
 
 from em_server_process import ServerProcess
+from team_services import fresh_pg_database, pg_available
 from t9k_em_core import client as em_client
 
-PG_ADMIN_URL = os.environ.get('EM_TEST_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test')
 
-
-def _server(data_dir: Path, db: Optional[str] = None) -> Iterator[tuple[ServerProcess, str]]:
-    server = ServerProcess(data_dir, db=db)
+def _server(data_dir: Path, db: Optional[str] = None, blob_store: Optional[str] = None,
+            env: Optional[dict] = None) -> Iterator[tuple[ServerProcess, str]]:
+    server = ServerProcess(data_dir, db=db, blob_store=blob_store, env=env)
     _, key = server.add_user('alice')
     server.start()
     try:
@@ -38,20 +38,23 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
 
 @pytest.fixture
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    """A server on a fresh PostgreSQL database: ``(server, alice's key)``."""
-    psycopg = pytest.importorskip('psycopg')
-    name = f'em_sdk_{uuid.uuid4().hex[:12]}'
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as e:
-        pytest.skip(f'PostgreSQL not reachable at {PG_ADMIN_URL}: {e}')
-    admin.execute(f'CREATE DATABASE {name}')
-    try:
-        url = PG_ADMIN_URL.rsplit('/', 1)[0] + '/' + name
+    """A server on a fresh PostgreSQL database (dropped afterwards): ``(server, alice's key)``."""
+    if not pg_available():
+        pytest.skip('PostgreSQL not reachable')
+    with fresh_pg_database() as url:
         yield from _server(tmp_path_factory.mktemp('em-server-pg'), url)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
-        admin.close()
+
+
+@pytest.fixture
+def team_server(tmp_path_factory: pytest.TempPathFactory,
+                s3_env: dict) -> Iterator[tuple[ServerProcess, str]]:
+    """A server of one test on a fresh PostgreSQL database and a fresh prefix of the moto S3
+    bucket (it may kill it): ``(server, alice's key)``."""
+    if not pg_available():
+        pytest.skip('PostgreSQL not reachable')
+    with fresh_pg_database() as url:
+        yield from _server(tmp_path_factory.mktemp('em-server-team'), url,
+                           f's3://em-team/{uuid.uuid4().hex[:8]}', s3_env)
 
 
 @pytest.fixture

@@ -19,9 +19,11 @@ from sdk_remote_util import local_md5s, make_artifact, make_run, restart, server
 
 
 @pytest.mark.timeout(180)
-def test_server_killed_mid_upload_then_upload_resumes(own_server, workdir: Path, folder: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    server, key = own_server
+@pytest.mark.parametrize('setup', ['own_server', 'team_server'])  # SQLite + folder; PostgreSQL + S3
+def test_server_killed_mid_upload_then_upload_resumes(setup: str, workdir: Path, folder: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      request: pytest.FixtureRequest) -> None:
+    server, key = request.getfixturevalue(setup)
     monkeypatch.setattr(transfer, 'BATCH_FILES', 2)  # many small batches: the kill lands mid-upload
     files = {f'd{i % 10}/f{i}.bin': os.urandom(8192) for i in range(250)}
     local = make_artifact('many', files, str(workdir))

@@ -11,7 +11,6 @@ import time
 import uuid
 
 import pytest
-from test_team_setup import s3_env  # noqa: F401 - the moto S3 server fixture
 
 from t9k_em_server.blob_store import LocalBlobStore, PartsChanged, S3BlobStore
 from t9k_em_server.uploads import Digest

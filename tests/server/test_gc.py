@@ -17,7 +17,7 @@ import pytest
 from em_server_process import ServerProcess
 from server_api import Api, metric_entries
 from sqlalchemy import update
-from test_team_setup import needs_pg, pg_database, s3_env  # noqa: F401 - fixtures
+from team_services import needs_pg
 
 from t9k_em_server import cli
 from t9k_em_server.config import ServerConfig

@@ -5,77 +5,17 @@ Also: Alembic migrations (empty database → head, schema equals the models, dat
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import subprocess
-import sys
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-import requests
 from server_api import Api
-from em_server_process import ServerProcess, free_port
+from em_server_process import ServerProcess
+from team_services import fresh_pg_database, needs_pg
 
 pytestmark = pytest.mark.timeout(300)
-
-PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(f"{PG}/test", connect_timeout=3).close()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-needs_pg = pytest.mark.skipif(not _pg_available(), reason="PostgreSQL at 127.0.0.1:5432 not reachable")
-
-
-@pytest.fixture(scope="module")
-def pg_database():
-    """A fresh database on the local PostgreSQL; dropped afterwards."""
-    import psycopg
-
-    name = "em_test_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG}/{name}"
-    with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def s3_env(tmp_path_factory):
-    """A moto S3 server on a free loopback port; yields the AWS_* environment pointing at it."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(env["AWS_ENDPOINT_URL"], timeout=2)
-            break
-        except requests.RequestException:
-            if time.monotonic() > deadline or moto.poll() is not None:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.2)
-    import boto3
-
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="em-team")
-    yield env
-    moto.terminate()
-    moto.wait(10)
-    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +127,11 @@ def test_migrations_from_empty_database(backend, tmp_path):
 
     from t9k_em_server.config import normalise_db_url
 
-    name = "em_mig_" + uuid.uuid4().hex[:8]
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:  # a database of its own, not the team fixture's
-        import psycopg
-
-        with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = normalise_db_url(f"{PG}/{name}")
-    try:
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'm.db'}"
+        else:  # a database of its own, not the team fixture's
+            url = normalise_db_url(stack.enter_context(fresh_pg_database()))
         assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
         store = MetadataStore(url)
         assert current_revision(store.engine) is None
@@ -206,9 +141,3 @@ def test_migrations_from_empty_database(backend, tmp_path):
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         store.upgrade()  # idempotent
         store.close()
-    finally:
-        if backend == "postgresql":
-            import psycopg
-
-            with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
