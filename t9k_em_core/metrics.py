@@ -58,7 +58,7 @@ starts afresh when a Run logs more distinct key sets than this."""
 
 _type = type
 _time_ns = time.time_ns
-_TID = struct.Struct('<q')  # every record starts with the id of its template
+_TID = struct.Struct('=q')  # records start with their template's id; native order, as memoryview reads
 _NO_EPOCH = -1  # an epoch of None in a record
 _HEAD = 4  # record fields before the values: template id, step, epoch, time (µs since the epoch)
 _SLOT = '\x00'  # marks where an entry's variable text goes in its template
@@ -134,7 +134,7 @@ class _Template:
         self.generation = generation
         self.metric_type = metric_type
         self.width = len(keys)
-        self.pack = struct.Struct(f'<qqqq{len(keys)}d').pack  # see _HEAD, then the values
+        self.pack = struct.Struct(f'=qqqq{len(keys)}d').pack  # _HEAD, then the values; native order
         # The constant text around an entry's tokens (values…, epoch, step, timestamp), from the
         # YAML dumper's own template, so that keys are quoted exactly as PyYAML quotes them.
         text = layout.metric_entry_template(keys).replace(' %r\n', ' %s\n')
