@@ -68,6 +68,13 @@ class Digest:
             self.md5.update(data)
         self.size += len(data)
 
+    def received(self, blob_key: str) -> Received:
+        """What was hashed, as stored under ``blob_key``."""
+        prefix = None
+        if self.prefix_at is not None and self.prefix_md5:
+            prefix = (self.prefix_at, self.prefix_md5)
+        return Received(blob_key, self.size, self.md5.hexdigest(), prefix)
+
 
 class HashingWriter(Digest):
     """A Digest that forwards the bytes to a blob writer."""
@@ -210,9 +217,7 @@ class PendingBlob:
         except BaseException:
             self.abort()
             raise
-        prefix_md5 = self._sink.prefix_md5
-        prefix = (self.prefix_at, prefix_md5) if self.prefix_at is not None and prefix_md5 else None
-        return Received(self.blob_key, self._sink.size, md5, prefix)
+        return self._sink.received(self.blob_key)
 
     @property
     def writer(self) -> BlobWriter:

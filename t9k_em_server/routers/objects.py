@@ -248,8 +248,7 @@ def _assemble(stores: Stores, upload_id: str, wanted: list[CompletedPart],
     except BaseException:
         writer.abort()
         raise
-    prefix = (prefix_at, digest.prefix_md5) if prefix_at is not None and digest.prefix_md5 else None
-    return Received(blob_key, digest.size, digest.md5.hexdigest(), prefix)
+    return digest.received(blob_key)
 
 
 @router.post("/objects/multipart/{upload_id}", summary="Complete a multipart upload (spec §5.12 step 3)",
