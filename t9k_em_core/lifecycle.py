@@ -90,6 +90,8 @@ def signals_deferred() -> Iterator[None]:
     previous = {}
     try:
         for signum in _DEFERRED_SIGNALS:
+            if signal.getsignal(signum) is None:  # not installed from Python: cannot be restored
+                continue
             previous[signum] = signal.signal(signum, lambda num, frame: caught.append((num, frame)))
     except (ValueError, OSError):  # not the main interpreter: nothing to defer
         pass
