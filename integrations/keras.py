@@ -109,10 +109,10 @@ class EMCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         self._fitting = True
-        self._start_run()
         setup = _training_setup(self.model, self.params)
         self._logs_lr = isinstance(setup['optimizer'].get('learning_rate'), dict)
-        self.run.params.update(setup, override=False)
+        self._start_run(setup)
+        self.run.params.update(setup, override=False)  # a given run (an owned one has them)
         _record_distribution(self.run, self.model, setup.get('batch_size'))
         self._best = None
         if self._save_model:
@@ -165,13 +165,18 @@ class EMCallback(keras.callbacks.Callback):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _start_run(self) -> None:
-        """Creates the owned run; ends one left open by a fit that raised as ``Error``."""
+    def _start_run(self, setup: Optional[Dict[str, Any]] = None) -> None:
+        """Creates the owned run, with the training ``setup`` among its hyperparameters (those
+        given by the user win); ends one left open by a fit that raised as ``Error``."""
         if not self._owns_run:
             return
         if self.run is not None and self.run.status == 'Running':
             self.run.finish(status='Error')
         kwargs = dict(self._create_run_kwargs)
+        if setup:
+            hparams = dict(kwargs.get('hparams') or {})
+            hparams.update({k: v for k, v in setup.items() if k not in hparams})
+            kwargs['hparams'] = hparams
         kwargs.setdefault('name', valid_run_name(self.model.name))
         labels = list(kwargs.get('labels') or [])
         kwargs['labels'] = labels if 'keras' in labels else labels + ['keras']
@@ -225,8 +230,8 @@ def _training_setup(model: keras.Model, params: Dict[str, Any]) -> Dict[str, Any
     """What ``fit`` trains with, as JSON-serialisable hyperparameters."""
     optimizer = model.optimizer
     optimizer_config = {'class': type(optimizer).__name__, **_plain(optimizer.get_config())}
-    if not isinstance(optimizer_config.get('learning_rate'), dict):  # a schedule stays a config
-        optimizer_config['learning_rate'] = _number(optimizer.learning_rate)
+    if not isinstance(optimizer_config.get('learning_rate'), (dict, float)):  # a schedule stays
+        optimizer_config['learning_rate'] = _number(optimizer.learning_rate)  # a config
     compile_config = model.get_compile_config() or {}
     metrics = _flatten(_names([compile_config.get('metrics'),
                                compile_config.get('weighted_metrics')]))
@@ -292,9 +297,20 @@ def _record_distribution(run: Run, model: keras.Model, batch_size: Optional[int]
 
 
 def _step(model: keras.Model) -> int:
-    """The optimizer's ``iterations``: the number of training steps taken so far."""
+    """The optimizer's ``iterations``: the number of training steps taken so far.
+
+    ``int`` of the backend's tensor is the fast read (tens of µs, where ``convert_to_numpy``
+    costs a hundred and more); a distributed variable (``MirroredVariable``) has no ``int`` and
+    goes through ``convert_to_numpy``.
+    """
     optimizer = model.optimizer
-    return int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
+    if optimizer is None:
+        return 0
+    value = optimizer.iterations.value
+    try:
+        return int(value)
+    except TypeError:
+        return int(keras.ops.convert_to_numpy(value))
 
 
 def _number(value: Any) -> float:

@@ -140,6 +140,12 @@ def _first_remote_url(git_dir: str) -> Optional[str]:
     return None
 
 
+def unknown_git(entrypoint: Optional[str] = None) -> Dict[str, Any]:
+    """``git.yaml`` content with every field but the entry script unknown (``None``)."""
+    return {'repo_path': None, 'remote_url': None, 'branch': None, 'commit': None,
+            'is_dirty': None, 'entrypoint': entrypoint or entry_script()}
+
+
 def capture_git(entrypoint: Optional[str] = None) -> Dict[str, Any]:
     """Content of ``git.yaml``: the repository of ``entrypoint`` (default: the entry script).
 
@@ -147,11 +153,10 @@ def capture_git(entrypoint: Optional[str] = None) -> Dict[str, Any]:
     and the remote are read from the repository's files.
     """
     entrypoint = entrypoint or entry_script()
-    info: Dict[str, Any] = {'repo_path': None, 'remote_url': None, 'branch': None,
-                            'commit': None, 'is_dirty': None, 'entrypoint': entrypoint}
+    info = unknown_git(entrypoint)
     where = os.path.dirname(entrypoint) if entrypoint else os.getcwd()
-    status = _status(where)
     tree = _work_tree(where)
+    status = _status(where) if tree is not None else None  # no git process outside a repository
     if status is None or tree is None:
         return info
     info['repo_path'], git_dir = tree

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -85,14 +86,21 @@ class Run:
                 self._storage.write_metric_entries(metric_type, list(entries))
         known_types = self._storage.metric_types_on_disk()
         self._storage.write_index(known_types)
+        self._git_capture: Optional[threading.Thread] = None
         if inert:
             self.platform: Dict[str, Any] = dict(platform or {})
-            self.git: Dict[str, Any] = dict(git or {})
+            self._git: Dict[str, Any] = dict(git or {})
         else:
             self.platform = environment.capture_platform()
-            self.git = environment.capture_git()
+            # ``git status`` takes milliseconds: it runs on a thread, and git.yaml says "unknown"
+            # until then (the file exists at every moment, as readers expect).
+            self._git = environment.unknown_git()
+            self._git_capture = threading.Thread(target=self._capture_git, name='t9k-em-git',
+                                                 daemon=True)
         self._storage.write_platform(self.platform)
-        self._storage.write_git(self.git)
+        self._storage.write_git(self._git)
+        if self._git_capture is not None:
+            self._git_capture.start()
         self._writer = MetricWriter(self._storage, known_types, self._metric_types_changed,
                                     self._changed)
         self.log = self._writer.log  # the hot path skips one call level; see Run.log
@@ -117,6 +125,17 @@ class Run:
         self._write_hparams(params.as_dict())
 
     params = hparams
+
+    @property
+    def git(self) -> Dict[str, Any]:
+        """``git.yaml``: the repository of the entry script (waits for its capture)."""
+        self._await_git()
+        return self._git
+
+    @git.setter
+    def git(self, value: Dict[str, Any]) -> None:
+        self._await_git()
+        self._git = value
 
     @property
     def metrics(self) -> Dict[str, List[Dict[str, Any]]]:
@@ -186,6 +205,7 @@ class Run:
         if self.is_inert:
             return
         self._writer.flush()
+        self._await_git()
         if self._stdout_log is not None and not self._stdout_log.closed:
             self._stdout_log.flush()
         _core_module('transfer').upload_run(self.local, folder, make_folder, conflict_strategy)
@@ -255,6 +275,23 @@ class Run:
         self._storage.write_hparams(data)
         self._changed()
 
+    def _capture_git(self) -> None:
+        git = environment.capture_git()
+        self._git = git
+        try:
+            self._storage.write_git(git)
+        except OSError as e:
+            print(f'EM WARNING: cannot write git.yaml: {e}', file=sys.stderr)
+            return
+        self._changed()
+
+    def _await_git(self) -> None:
+        """Waits until ``git.yaml`` holds the captured repository (``git status`` has a timeout)."""
+        capture = self._git_capture
+        if capture is not None:
+            capture.join()
+            self._git_capture = None
+
     def _metric_types_changed(self, metric_types: List[str]) -> None:
         self._storage.write_index(metric_types)
 
@@ -287,6 +324,7 @@ class Run:
                     return
                 self._ended = True
             self._writer.close()
+            self._await_git()
             self.status = status
             self.end_timestamp = layout.now_iso()
             self._write_metadata()

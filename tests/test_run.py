@@ -257,15 +257,18 @@ def test_upload_machinery_missing_gives_clear_error(em_dirs, monkeypatch):
 
 
 @pytest.mark.timeout(120)
-def test_git_info_describes_the_entry_script(tmp_path):
+@pytest.mark.parametrize('ending', ['r.finish()', 'pass'])  # finished, or ended by the exit hook
+def test_git_info_describes_the_entry_script(tmp_path, ending):
+    """git.yaml is captured on a thread (``git status`` takes milliseconds); ``run.git`` waits
+    for it, and the file is complete once the Run has ended, however it ends."""
     repo = tmp_path / 'repo'
     repo.mkdir()
     git = ['git', '-C', str(repo), '-c', 'user.email=a@b', '-c', 'user.name=a']
     subprocess.run(['git', 'init', '-q', '-b', 'trunk', str(repo)], check=True)
     subprocess.run([*git[:3], 'remote', 'add', 'origin', 'https://example.com/r.git'], check=True)
     script = repo / 'train.py'
-    script.write_text('from t9k import em\nr = em.create_run(name="g")\nr.finish()\n'
-                      'print(r.local)\n')
+    script.write_text('from t9k import em\nr = em.create_run(name="g")\nprint(r.git["branch"])\n'
+                      f'{ending}\nprint(r.local)\n')
     subprocess.run([*git, 'add', 'train.py'], check=True)
     subprocess.run([*git, 'commit', '-q', '-m', 'init'], check=True)
     (repo / 'train.py').write_text(script.read_text() + '# edited\n')
@@ -273,7 +276,9 @@ def test_git_info_describes_the_entry_script(tmp_path):
     work.mkdir()
     out = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True, text=True,
                          check=True, env={**os.environ, 'EM_RUN_PARENT_DIR': str(work)})
-    info = layout.read_yaml(os.path.join(out.stdout.strip().splitlines()[-1], 'git.yaml'))
+    branch, local = out.stdout.strip().splitlines()[-2:]
+    assert branch == 'trunk'
+    info = layout.read_yaml(os.path.join(local, 'git.yaml'))
     head = subprocess.run([*git[:3], 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout
     assert info == {'repo_path': str(repo), 'remote_url': 'https://example.com/r.git',
                     'branch': 'trunk', 'commit': head.strip(), 'is_dirty': True,
