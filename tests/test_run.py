@@ -376,3 +376,59 @@ def test_logging_from_several_threads_loses_nothing(em_dirs):
     for worker in range(4):  # each thread's entries are complete and in its own order
         steps = [e['value']['step'] for e in entries if e['value']['worker'] == worker]
         assert steps == [float(s) for s in range(1000)]
+
+
+def test_a_failing_disk_keeps_entries_in_memory_and_in_order(em_dirs, monkeypatch, capsys):
+    """Writes fail for a while (a full disk) in the middle of a flush: what could not be written
+    is kept, retried by the next flush, and every file ends up whole and in logged order."""
+    from t9k_em_core import metrics
+    monkeypatch.setattr(metrics, 'FLUSH_INTERVAL', 3600)  # only the explicit flushes below
+    monkeypatch.setattr(metrics, 'KICK_AT', 10 ** 9)
+    monkeypatch.setattr(metrics, '_WRITE_AT', 1)  # a write per spelled piece of 512 entries
+    run = em.create_run(name='full-disk')
+    append, calls = run._storage.append_metrics, []
+
+    def flaky_append(metric_type, data):
+        calls.append(metric_type)
+        if 2 <= len(calls) <= 4:  # the second to fourth writes find the disk full
+            raise OSError(28, 'No space left on device')
+        append(metric_type, data)
+
+    run._storage.append_metrics = flaky_append
+    for step in range(3 * metrics._SPELL_AT_ONCE):  # several writes per flush
+        run.log('train', {'loss': step / 10}, step=step)
+        if step % 100 == 0:
+            run.log('val', {'loss': step / 5}, step=step)
+    run._writer.flush()  # train: written, failed, kept (behind the failed one); val: failed
+    assert 'cannot write metrics' in capsys.readouterr().err
+    assert len(calls) == 3
+    run._writer.flush()  # train: failed again; val: written
+    assert len(calls) == 5
+    run.finish()  # train: written
+    assert len(calls) == 6
+    train, val = run.metrics['train'], run.metrics['val']
+    assert [e['sequence']['step'] for e in train] == list(range(3 * metrics._SPELL_AT_ONCE))
+    assert [e['value']['loss'] for e in train] == [s / 10 for s in range(3 * metrics._SPELL_AT_ONCE)]
+    assert [e['sequence']['step'] for e in val] == list(range(0, 3 * metrics._SPELL_AT_ONCE, 100))
+
+
+def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch):
+    """One flush holds train and val entries logged in turn, and train entries of two key sets
+    in turn: each file gets its entries in logged order."""
+    from t9k_em_core import metrics
+    monkeypatch.setattr(metrics, 'FLUSH_INTERVAL', 3600)
+    monkeypatch.setattr(metrics, 'KICK_AT', 10 ** 9)
+    run = em.create_run(name='in-turn')
+    for step in range(1000):
+        if step % 3:
+            run.log('train', {'loss': float(step)}, step=step)
+        else:
+            run.log('train', {'loss': float(step), 'acc': 0.5}, step=step)
+        run.log('val', {'loss': float(step)}, step=step)
+        run.log('lr', {'lr': step / 1000}, step=step)
+    run.finish()
+    found = run.metrics
+    assert [e['sequence']['step'] for e in found['train']] == list(range(1000))
+    assert [list(e['value']) for e in found['train'][:3]] == [['loss', 'acc'], ['loss'], ['loss']]
+    assert [e['value']['loss'] for e in found['val']] == [float(s) for s in range(1000)]
+    assert [e['value']['lr'] for e in found['lr']] == [s / 1000 for s in range(1000)]
