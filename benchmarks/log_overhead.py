@@ -4,7 +4,7 @@ Peers, each writing to a temporary directory:
 
 - ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
 - t9k-em ``Run.log('train', metrics, step)``, with the optional ``orjson`` float formatter (the
-  ``fast`` extra) and without it;
+  ``fast`` extra) and without it, and with ``train`` and ``val`` logged in turn;
 - Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
 - DVCLive ``log_metric`` × 10 + ``next_step()``;
 - MLflow ``log_metrics(metrics, step=...)`` with the local file store and with SQLite.
@@ -15,7 +15,8 @@ plus the final flush/close, divided by the number of calls; for t9k-em this incl
 flusher thread's formatting and writes), in wall time and in process CPU time (the latter is
 robust to a busy machine). Slow peers get fewer calls (stated in the table).
 
-Run: ``.venv/bin/python benchmarks/log_overhead.py [--calls 100000]``.
+Run: ``.venv/bin/python benchmarks/log_overhead.py [--calls 100000] [--rounds 3]``; each round
+runs every peer once, and the table shows the median of each figure over the rounds.
 """
 
 from __future__ import annotations
@@ -79,6 +80,16 @@ def bench_t9k_em(root: str, calls: int, dicts):
     return _measure(lambda m, s: log('train', m, s), run.finish, calls, dicts)
 
 
+def bench_t9k_em_in_turn(root: str, calls: int, dicts):
+    """Two metric types logged in turn (``train`` and ``val`` every step)."""
+    os.environ['EM_RUN_PARENT_DIR'] = os.path.join(root, 'runs')
+    from t9k import em
+    run = em.create_run(name='bench')
+    log = run.log
+    return _measure(lambda m, s: log('val' if s & 1 else 'train', m, s >> 1), run.finish, calls,
+                    dicts)
+
+
 def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
     from t9k_em_core import metrics
     dumps, metrics._orjson_dumps = metrics._orjson_dumps, None  # as where orjson is not installed
@@ -127,6 +138,7 @@ PEERS = [  # (label, function, fraction of --calls it gets)
     ('list.append (floor)', bench_list_append, 1.0),
     ('t9k-em Run.log', bench_t9k_em, 1.0),
     ('t9k-em Run.log, without orjson', bench_t9k_em_without_orjson, 1.0),
+    ('t9k-em Run.log, train and val in turn', bench_t9k_em_in_turn, 1.0),
     ('Lightning CSVLogger.log_metrics', bench_csvlogger, 1.0),
     ('DVCLive log_metric x10 + next_step', bench_dvclive, 0.01),
     ('MLflow log_metrics (file store)', bench_mlflow_file, 0.01),
@@ -137,6 +149,8 @@ PEERS = [  # (label, function, fraction of --calls it gets)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--calls', type=int, default=100_000)
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='rounds over every peer; the table shows medians over rounds')
     parser.add_argument('--only', help='comma-separated substrings of peer labels to run')
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
@@ -145,35 +159,48 @@ def main() -> None:
     os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 deprecates, still ships it
     dicts = _metric_dicts()
     start = os.getcwd()
-    rows = []
-    for label, fn, share in PEERS:
-        if args.only and not any(s.strip() in label for s in args.only.split(',')):
-            continue
-        calls = max(100, int(args.calls * share))
-        with tempfile.TemporaryDirectory() as root:
-            os.chdir(root)  # outside any git repository: DVCLive sets up DVC in the one around cwd
-            try:
-                per_call, amortised, cpu = fn(root, calls, dicts)
-            except Exception as e:  # a peer that cannot run here is reported, not fatal
-                print(f'{label}: skipped ({type(e).__name__}: {e})', file=sys.stderr)
-                continue
-            finally:
-                os.chdir(start)
-        per_call.sort()
-        rows.append((label, calls, statistics.median(per_call) / 1000,
-                     per_call[int(len(per_call) * 0.99)] / 1000, amortised * 1e6, cpu * 1e6))
-        print(f'done: {label}', file=sys.stderr, flush=True)
-    ours = next((r for r in rows if r[0] == 't9k-em Run.log'), None)
+    peers = [p for p in PEERS
+             if not args.only or any(s.strip() in p[0] for s in args.only.split(','))]
+    results: Dict[str, List[Tuple[float, float, float, float]]] = {}
+    calls_of: Dict[str, int] = {}
+    for round_ in range(args.rounds):
+        for label, fn, share in peers:
+            calls = calls_of[label] = max(100, int(args.calls * share))
+            with tempfile.TemporaryDirectory() as root:
+                os.chdir(root)  # outside any git repository: DVCLive sets up DVC around cwd
+                try:
+                    per_call, amortised, cpu = fn(root, calls, dicts)
+                except Exception as e:  # a peer that cannot run here is reported, not fatal
+                    print(f'{label}: skipped ({type(e).__name__}: {e})', file=sys.stderr)
+                    continue
+                finally:
+                    os.chdir(start)
+            per_call.sort()
+            results.setdefault(label, []).append(
+                (statistics.median(per_call) / 1000, per_call[int(len(per_call) * 0.99)] / 1000,
+                 amortised * 1e6, cpu * 1e6))
+            print(f'round {round_ + 1}: {label}', file=sys.stderr, flush=True)
+    print_table(results, calls_of, args.rounds)
+
+
+def print_table(results: Dict[str, List[Tuple[float, float, float, float]]],
+                calls_of: Dict[str, int], rounds: int) -> None:
+    """Medians over rounds; the ratio to t9k-em is the median of the per-round ratios of the
+    amortised means (pairs measured close in time, so a slow phase of the machine cancels)."""
+    ours = results.get('t9k-em Run.log')
     print(f'\n{NUM_METRICS} scalars per call; python {sys.version.split()[0]}; '
-          f'{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}\n')
-    print('| logger | calls | median µs | p99 µs | mean µs (amortised) | CPU µs (amortised) '
-          '| median / t9k-em | CPU / t9k-em |')
+          f'{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; medians of {rounds} '
+          'rounds\n')
+    print('| logger | calls | median µs | p99 µs | mean µs (amortised) | mean, min–max '
+          '| CPU µs (amortised) | mean / t9k-em |')
     print('|---|---:|---:|---:|---:|---:|---:|---:|')
-    for label, calls, median, p99, mean, cpu in rows:
-        ratio = f'{median / ours[2]:.2f}×' if ours else '-'
-        cratio = f'{cpu / ours[5]:.2f}×' if ours else '-'
-        print(f'| {label} | {calls:,} | {median:.2f} | {p99:.2f} | {mean:.2f} | {cpu:.2f} '
-              f'| {ratio} | {cratio} |')
+    for label, runs in results.items():
+        median, p99, mean, cpu = (statistics.median(r[i] for r in runs) for i in range(4))
+        means = [r[2] for r in runs]
+        ratio = (f'{statistics.median(r[2] / o[2] for r, o in zip(runs, ours)):.2f}×'
+                 if ours else '-')
+        print(f'| {label} | {calls_of[label]:,} | {median:.2f} | {p99:.2f} | {mean:.2f} '
+              f'| {min(means):.2f}–{max(means):.2f} | {cpu:.2f} | {ratio} |')
 
 
 if __name__ == '__main__':

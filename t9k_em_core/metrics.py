@@ -19,7 +19,7 @@ PyYAML's (an exponent, NaN, infinities, or orjson's ``0.0000…`` for magnitudes
 is spelled value by value with PyYAML's rules.
 
 A flush first groups its records by template (a stable sort by metric type, so that ``train`` and
-``val`` logged in turn are spelled as two columns sets, not entry by entry), and appends each
+``val`` logged in turn are spelled as two sets of columns, not entry by entry), and appends each
 type's text as soon as :data:`_WRITE_AT` bytes of it are spelled (while still in cache).
 """
 
