@@ -143,6 +143,22 @@ def test_fit_creates_names_describes_and_completes_a_run():
     assert 'test' not in run['metrics']  # validation inside fit is not a test
 
 
+def test_steps_with_validation_every_other_epoch_and_a_second_fit():
+    """The step is read when the epoch's validation begins, or at the epoch's end when the epoch
+    has none; a second fit goes on from the optimizer's count."""
+    x, y = data()
+    model = mlp('every_other')
+    run = create_run(name="every_other")
+    model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, validation_freq=2, verbose=0,
+              callbacks=[EMCallback(run)])
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[EMCallback(run)])
+    run.finish()
+    found = run.metrics
+    assert steps(found['train']) == [8, 16, 24, 24 + 5]  # 120 samples / 16, then 160 / 32
+    assert epochs(found['train']) == [1, 2, 3, 1]
+    assert steps(found['val']) == [16] and epochs(found['val']) == [2]
+
+
 def test_given_run_is_left_open_and_evaluate_logs_test():
     x, y = data()
     model = mlp()
