@@ -276,13 +276,13 @@ class Run:
         self._changed()
 
     def _capture_git(self) -> None:
-        git = environment.capture_git()
-        self._git = git
         try:
+            git = environment.capture_git()
             self._storage.write_git(git)
-        except OSError as e:
-            print(f'EM WARNING: cannot write git.yaml: {e}', file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - a thread of the training job: report, go on
+            print(f'EM WARNING: cannot record git.yaml: {e!r}', file=sys.stderr)
             return
+        self._git = git
         self._changed()
 
     def _await_git(self) -> None:

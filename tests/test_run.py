@@ -432,3 +432,19 @@ def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch
     assert [list(e['value']) for e in found['train'][:3]] == [['loss', 'acc'], ['loss'], ['loss']]
     assert [e['value']['loss'] for e in found['val']] == [float(s) for s in range(1000)]
     assert [e['value']['lr'] for e in found['lr']] == [s / 1000 for s in range(1000)]
+
+
+def test_a_failing_git_capture_is_reported_and_leaves_git_unknown(em_dirs, monkeypatch, capsys):
+    from t9k_em_core import environment
+
+    def broken(entrypoint=None):
+        raise PermissionError(13, 'Permission denied', '.git/config')
+
+    monkeypatch.setattr(environment, 'capture_git', broken)
+    run = em.create_run(name='no-git')
+    run.log('train', {'loss': 1.0}, step=1)
+    run.finish()
+    assert run.status == 'Complete'
+    assert run.git == environment.unknown_git()
+    assert layout.read_yaml(os.path.join(run.local, 'git.yaml')) == environment.unknown_git()
+    assert 'cannot record git.yaml' in capsys.readouterr().err
