@@ -156,8 +156,10 @@ def capture_git(entrypoint: Optional[str] = None) -> Dict[str, Any]:
     info = unknown_git(entrypoint)
     where = os.path.dirname(entrypoint) if entrypoint else os.getcwd()
     tree = _work_tree(where)
-    status = _status(where) if tree is not None else None  # no git process outside a repository
-    if status is None or tree is None:
+    if tree is None:  # no git process outside a repository
+        return info
+    status = _status(where)
+    if status is None:
         return info
     info['repo_path'], git_dir = tree
     info['remote_url'] = _first_remote_url(git_dir)
