@@ -4,7 +4,8 @@ Peers, each writing to a temporary directory:
 
 - ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
 - t9k-em ``Run.log('train', metrics, step)``, with the optional ``orjson`` float formatter (the
-  ``fast`` extra) and without it, and with ``train`` and ``val`` logged in turn;
+  ``fast`` extra) and without it, without the optional C extension ``t9k_em_core._interleave``,
+  and with ``train`` and ``val`` logged in turn;
 - Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
 - DVCLive ``log_metric`` × 10 + ``next_step()``;
 - MLflow ``log_metrics(metrics, step=...)`` with the local file store and with SQLite.
@@ -99,6 +100,15 @@ def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
         metrics._orjson_dumps = dumps
 
 
+def bench_t9k_em_without_c(root: str, calls: int, dicts):
+    from t9k_em_core import metrics
+    interleave, metrics._interleave = metrics._interleave, metrics._interleave_py  # as where the
+    try:                                                         # C extension was not built
+        return bench_t9k_em(root, calls, dicts)
+    finally:
+        metrics._interleave = interleave
+
+
 def bench_csvlogger(root: str, calls: int, dicts):
     from lightning.pytorch.loggers import CSVLogger
     logger = CSVLogger(root, name='bench')
@@ -138,6 +148,7 @@ PEERS = [  # (label, function, fraction of --calls it gets)
     ('list.append (floor)', bench_list_append, 1.0),
     ('t9k-em Run.log', bench_t9k_em, 1.0),
     ('t9k-em Run.log, without orjson', bench_t9k_em_without_orjson, 1.0),
+    ('t9k-em Run.log, without the C extension', bench_t9k_em_without_c, 1.0),
     ('t9k-em Run.log, train and val in turn', bench_t9k_em_in_turn, 1.0),
     ('Lightning CSVLogger.log_metrics', bench_csvlogger, 1.0),
     ('DVCLive log_metric x10 + next_step', bench_dvclive, 0.01),

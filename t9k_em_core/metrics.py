@@ -11,12 +11,14 @@ bounds memory). Files are only ever appended to, never rewritten.
 The text is spelled column by column, not entry by entry: the records of one template are one
 buffer of 8-byte fields, so each field (a metric, the epochs, the steps, the times) is one strided
 slice of it, spelled with one call (``orjson.dumps`` when the optional ``orjson`` is installed, the
-``fast`` extra; else one ``%r`` format), split into tokens, and interleaved with the template's
-constant text by slice assignment before one ``join``. Timestamps are spelled the same way: the
-digits of all times at once, each second's digits then replaced by its date-time text. Floats are
-spelled as PyYAML spells them: a column where orjson's or ``repr``'s spelling can differ from
-PyYAML's (an exponent, NaN, infinities, or orjson's ``0.0000…`` for magnitudes in [1e-5, 1e-4))
-is spelled value by value with PyYAML's rules.
+``fast`` extra; else one ``%r`` format) as comma-separated tokens, and the columns' tokens are
+interleaved with the template's constant text by ``_interleave`` (in C where the optional
+extension ``t9k_em_core._interleave`` was built at install: no object per token, and its copy
+runs without the GIL; else split into tokens, placed by slice assignment and joined once).
+Timestamps are spelled the same way: the digits of all times at once, each second's digits then
+replaced by its date-time text. Floats are spelled as PyYAML spells them: a column where orjson's
+or ``repr``'s spelling can differ from PyYAML's (an exponent, NaN, infinities, or orjson's
+``0.0000…`` for magnitudes in [1e-5, 1e-4)) is spelled value by value with PyYAML's rules.
 
 A flush first groups its records by template (a stable sort by metric type, so that ``train`` and
 ``val`` logged in turn are spelled as two sets of columns, not entry by entry), and appends each
@@ -145,19 +147,26 @@ class _Template:
         # YAML dumper's own template, so that keys are quoted exactly as PyYAML quotes them.
         text = layout.metric_entry_template(keys).replace(' %r\n', ' %s\n')
         text = text.replace(' %d\n', ' %s\n').replace("'%s.%06d%s'", "'%s'")
-        self.pieces = [p.encode() for p in (text % ((_SLOT,) * (len(keys) + 3))).split(_SLOT)]
+        self.pieces = tuple(p.encode() for p in (text % ((_SLOT,) * (len(keys) + 3))).split(_SLOT))
 
-    def spell(self, count: int, columns: List[List[bytes]]) -> bytes:
-        """The YAML text of ``count`` entries from the tokens of each of their fields, column by
-        column (values…, epoch, step, timestamp): pieces and tokens are interleaved by slice
-        assignment and joined once."""
-        stride = len(self.pieces) + len(columns)
-        out: List[bytes] = [b''] * (count * stride)
-        for i, piece in enumerate(self.pieces):
-            out[2 * i::stride] = [piece] * count
-        for i, column in enumerate(columns):
-            out[2 * i + 1::stride] = column
-        return b''.join(out)
+
+def _interleave_py(pieces: Tuple[bytes, ...], columns: Tuple[bytes, ...], count: int) -> bytes:
+    """For each of ``count`` entries in turn: ``pieces[0]``, its token of ``columns[0]``,
+    ``pieces[1]``, …, ``pieces[-1]`` (each column holds ``count`` comma-separated tokens).
+    Interleaved by slice assignment and joined once; ``_interleave.c`` does the same in C."""
+    stride = len(pieces) + len(columns)
+    out: List[bytes] = [b''] * (count * stride)
+    for i, piece in enumerate(pieces):
+        out[2 * i::stride] = [piece] * count
+    for i, column in enumerate(columns):
+        out[2 * i + 1::stride] = column.split(b',')
+    return b''.join(out)
+
+
+try:  # optional C accelerator (built at install where a C compiler is present)
+    from t9k_em_core._interleave import interleave as _interleave
+except ImportError:  # pragma: no cover - depends on the installation
+    _interleave = _interleave_py
 
 
 def _spell_ints(values: List[int]) -> bytes:
@@ -167,20 +176,20 @@ def _spell_ints(values: List[int]) -> bytes:
     return (b'%d,' * len(values) % tuple(values))[:-1]
 
 
-def _spell_floats(values: List[float]) -> List[bytes]:
-    """Each float as PyYAML spells it. orjson (or ``%r``) spells a whole column at once; a column
-    where the spellings can differ (an exponent, nan, inf, or orjson's ``0.0000…`` for
-    magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) is spelled value by
-    value."""
+def _spell_floats(values: List[float]) -> bytes:
+    """The floats as PyYAML spells them, comma-separated. orjson (or ``%r``) spells a whole
+    column at once; a column where the spellings can differ (an exponent, nan, inf, or orjson's
+    ``0.0000…`` for magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) is
+    spelled value by value."""
     if _orjson_dumps is not None:
         text = _orjson_dumps(values)[1:-1]
         if b'e' not in text and b'n' not in text and b'.0000' not in text:
-            return text.split(b',')
+            return text
     else:
         text = (b'%r,' * len(values) % tuple(values))[:-1]
         if b'e' not in text and b'n' not in text:
-            return text.split(b',')
-    return [layout.yaml_float(v).encode() for v in values]
+            return text
+    return ','.join(map(layout.yaml_float, values)).encode()
 
 
 def _runs(chunk: List[bytes], metric_type_of: Callable[[int], str]) -> Iterable[Tuple[int, bytes]]:
@@ -220,8 +229,8 @@ def _pack_checked(template: _Template, metrics: Any, step: int, epoch: int) -> b
     return template.pack(template.tid, step, epoch, _time_ns() // 1000, *values)
 
 
-def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> List[bytes]:
-    """Local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``) of times in
+def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> bytes:
+    """Comma-separated local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``) of times in
     microseconds since the epoch. The usual flush (under a minute, one UTC offset, seconds of one
     digit count) is spelled at once: the digits of all times, then each second's digits replaced
     by its date-time text; any other goes time by time."""
@@ -232,13 +241,13 @@ def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> List[by
         text = b',' + _spell_ints(micros) + b','
         for sec in range(first, last + 1):  # ',<digits of sec><6 of µs>' → ',<date-time>.<µs>'
             text = text.replace(b',%d' % sec, b',%s.' % stamps.parts(sec)[0].encode())
-        return text[1:].replace(b',', zone.encode() + b',')[:-1].split(b',')
+        return text[1:].replace(b',', zone.encode() + b',')[:-1]
     spelled = []
     for stamp in micros:
         sec, micro = divmod(stamp, 1_000_000)
         prefix, _, zone = stamps.parts(sec)
         spelled.append(b'%s.%06d%s' % (prefix.encode(), micro, zone.encode()))
-    return spelled
+    return b','.join(spelled)
 
 
 class _Discard(list):
@@ -384,11 +393,10 @@ class MetricWriter:
             ints, floats = part.cast('q'), part.cast('d')
             columns = [_spell_floats(floats[_HEAD + j::stride].tolist())
                        for j in range(tmpl.width)]
-            columns.append(
-                _spell_ints(ints[2::stride].tolist()).replace(b'-1', b'null').split(b','))
-            columns.append(_spell_ints(ints[1::stride].tolist()).split(b','))
+            columns.append(_spell_ints(ints[2::stride].tolist()).replace(b'-1', b'null'))
+            columns.append(_spell_ints(ints[1::stride].tolist()))
             columns.append(spell_times(self._stamps, ints[3::stride].tolist()))
-            yield tmpl.spell(len(ints) // stride, columns)
+            yield _interleave(tmpl.pieces, tuple(columns), len(ints) // stride)
 
     def _write(self, metric_type: str, parts: List[bytes]) -> None:
         """Appends ``parts`` to the type's file; keeps them in memory (for the next flush)

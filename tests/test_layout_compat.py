@@ -118,13 +118,18 @@ def _random_entries():
     return entries
 
 
+@pytest.mark.parametrize('interleave', ['c', 'python'])
 @pytest.mark.parametrize('formatter', ['orjson', 'repr'])
-def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, formatter):
+def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, formatter, interleave):
     from t9k_em_core import metrics
     if formatter == 'repr':  # the path taken where the optional orjson is not installed
         monkeypatch.setattr(metrics, '_orjson_dumps', None)
     else:
         pytest.importorskip('orjson')
+    if interleave == 'python':  # the path taken where the C extension could not be built
+        monkeypatch.setattr(metrics, '_interleave', metrics._interleave_py)
+    else:  # the development install builds it (test_c_accelerator_is_built)
+        assert metrics._interleave is not metrics._interleave_py
     storage = layout.RunStorage(str(tmp_path))
     storage.create()
     writer = MetricWriter(storage)
@@ -147,6 +152,20 @@ def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, form
                                 'sequence': {'epoch': epoch, 'step': step, 'timestamp': stamp}}],
                               sort_keys=False, width=1 << 30)
     assert text == expected
+
+
+@pytest.mark.parametrize('interleave', ['c', 'python'])
+def test_interleave_places_each_token_between_its_pieces(interleave):
+    from t9k_em_core import metrics
+    join = metrics._interleave_py if interleave == 'python' else metrics._interleave
+    pieces = (b'- value:\n    a: ', b'\n    b: ', b'\n  step: ', b'\n')
+    assert join(pieces, (b'0.5,1.0', b'2.0,-3.5', b'7,8'), 2) == (
+        b'- value:\n    a: 0.5\n    b: 2.0\n  step: 7\n'
+        b'- value:\n    a: 1.0\n    b: -3.5\n  step: 8\n')
+    assert join((b'x', b'y'), (b'1',), 1) == b'x1y'
+    for short_or_long in (b'1.0', b'1.0,2.0,3.0'):  # a column of 1 or 3 tokens for 2 entries
+        with pytest.raises(ValueError):
+            join((b'<', b'|', b'>'), (b'4,5', short_or_long), 2)
 
 
 def test_timestamps_are_local_iso_with_offset():
@@ -181,7 +200,7 @@ def test_timestamps_are_spelled_like_isoformat(berlin_time, start, step_us, coun
     micros = [start + i * step_us for i in range(count)]
     expected = [datetime.datetime.fromtimestamp(us // 10 ** 6).replace(microsecond=us % 10 ** 6)
                 .astimezone().isoformat(timespec='microseconds').encode() for us in micros]
-    assert spell_times(layout.TimestampFormatter(), micros) == expected
+    assert spell_times(layout.TimestampFormatter(), micros) == b','.join(expected)
 
 
 def test_truncated_last_metric_entry_is_dropped(tmp_path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -16,15 +18,19 @@ PACKAGES = {'t9k_em_core': 't9k_em_core', 'integrations': 't9k_em_integrations',
             't9k_em_server': 't9k_em_server', 't9k': 't9k'}
 
 
-@pytest.fixture(scope='module')
-def wheel_names(tmp_path_factory):
-    out = tmp_path_factory.mktemp('wheel')
+def _build_wheel(out: Path, **env: str) -> set:
+    """The file names in a wheel of this checkout, built with ``env`` added to the environment."""
     shutil.rmtree(ROOT / 'build', ignore_errors=True)  # no stale copies from an earlier build
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps',
                     '--no-build-isolation', '-q', '-w', str(out)], check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=300, env={**os.environ, **env})
     (wheel,) = out.glob('t9k_em-*.whl')
     return set(zipfile.ZipFile(wheel).namelist())
+
+
+@pytest.fixture(scope='module')
+def wheel_names(tmp_path_factory):
+    return _build_wheel(tmp_path_factory.mktemp('wheel'))
 
 
 @pytest.mark.timeout(300)
@@ -46,3 +52,21 @@ def test_every_module_and_server_asset_is_in_the_wheel(wheel_names):
             if wanted and f'{name}/{relative}' not in wheel_names:
                 missing.append(f'{name}/{relative}')
     assert not missing, f'not packaged: {missing}'
+
+
+@pytest.mark.timeout(300)
+def test_c_accelerator_is_built(wheel_names):
+    """The optional C extension of metric spelling is compiled into the wheel, and the
+    development install imports it (the setting the benchmarks measure)."""
+    assert {name for name in wheel_names if name.startswith('t9k_em_core/_interleave.')} == \
+        {f't9k_em_core/_interleave{sysconfig.get_config_var("EXT_SUFFIX")}'}  # not the .c
+    from t9k_em_core import metrics
+    assert metrics._interleave.__module__ == 't9k_em_core._interleave'
+
+
+@pytest.mark.timeout(300)
+def test_without_a_c_compiler_the_wheel_is_built_without_the_accelerator(tmp_path, wheel_names):
+    names = _build_wheel(tmp_path, CC='false')  # a compiler that always fails
+    assert not any(name.startswith('t9k_em_core/_interleave.') for name in names)
+    assert names == {n for n in wheel_names if not n.startswith('t9k_em_core/_interleave.')} | \
+        {n for n in names if '.dist-info/' in n}  # every other file is still there
