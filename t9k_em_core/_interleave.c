@@ -19,16 +19,6 @@ typedef struct {
     const char *start, *end;
 } span;
 
-/* The number of commas in s. */
-static Py_ssize_t
-commas(span s)
-{
-    Py_ssize_t found = 0;
-    for (const char *p = s.start; (p = memchr(p, ',', s.end - p)) != NULL; p++)
-        found++;
-    return found;
-}
-
 static PyObject *
 interleave(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -49,7 +39,7 @@ interleave(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (spans == NULL)
         return PyErr_NoMemory();
     PyObject *out = NULL;
-    Py_ssize_t total = 0;
+    Py_ssize_t total = 0; /* the size when every column holds `count` tokens */
     for (Py_ssize_t j = 0; j < 2 * n + 1; j++) {
         PyObject *item = j <= n ? PyTuple_GET_ITEM(pieces, j) : PyTuple_GET_ITEM(columns, j - n - 1);
         if (!PyBytes_Check(item)) {
@@ -60,36 +50,46 @@ interleave(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         spans[j].end = spans[j].start + PyBytes_GET_SIZE(item);
         total += j <= n ? PyBytes_GET_SIZE(item) * count : PyBytes_GET_SIZE(item) - (count - 1);
     }
-    span *piece = spans, *column = spans + n + 1;
-    Py_ssize_t bad = -1;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < n && bad < 0; j++)
-        if (commas(column[j]) != count - 1)
-            bad = j;
-    Py_END_ALLOW_THREADS
-    if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError, "interleave: column %zd does not hold %zd tokens", bad, count);
-        goto done;
-    }
     out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL)
         goto done;
-    char *w = PyBytes_AS_STRING(out);
+    const span *piece = spans;
+    span *column = spans + n + 1;
+    char *w = PyBytes_AS_STRING(out), *const w_end = w + total;
+    int fits = 1;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
+    for (Py_ssize_t i = 0; i < count && fits; i++) {
         for (Py_ssize_t j = 0; j <= n; j++) {
-            memcpy(w, piece[j].start, piece[j].end - piece[j].start);
-            w += piece[j].end - piece[j].start;
+            Py_ssize_t size = piece[j].end - piece[j].start;
+            if (w_end - w < size) {
+                fits = 0;
+                break;
+            }
+            memcpy(w, piece[j].start, size);
+            w += size;
             if (j == n)
                 break;
-            const char *start = column[j].start;
-            const char *stop = i == count - 1 ? column[j].end : memchr(start, ',', column[j].end - start);
-            memcpy(w, start, stop - start);
-            w += stop - start;
+            /* one token: up to the next comma, or the column's end (then the cursor passes it) */
+            const char *src = column[j].start, *end = column[j].end;
+            const char *stop = src > end ? NULL : memchr(src, ',', end - src);
+            if (stop == NULL)
+                stop = end;
+            if (src > end || w_end - w < stop - src) {
+                fits = 0; /* the column ran out of tokens, or holds too long a text */
+                break;
+            }
+            memcpy(w, src, stop - src);
+            w += stop - src;
             column[j].start = stop + 1;
         }
     }
     Py_END_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < n && fits; j++)
+        fits = column[j].start == column[j].end + 1; /* its last token ended the column */
+    if (!fits || w != w_end) {
+        PyErr_Format(PyExc_ValueError, "interleave: a column does not hold %zd tokens", count);
+        Py_CLEAR(out);
+    }
 done:
     PyMem_Free(spans);
     return out;
