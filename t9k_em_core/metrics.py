@@ -27,6 +27,7 @@ type's text as soon as :data:`_WRITE_AT` bytes of it are spelled (while still in
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import struct
@@ -194,10 +195,12 @@ def _spell_floats(values: List[float]) -> bytes:
 
 def _runs(chunk: List[bytes], metric_type_of: Callable[[int], str]) -> Iterable[Tuple[int, bytes]]:
     """Splits buffered records into runs of records of one template: ``(template id, joined
-    records)``, each metric type's records in logged order. A chunk of one template (the common
-    case at high logging rates) is recognised with a few C-level comparisons; others are first
-    grouped by metric type (a stable sort), so that types logged in turn (``train`` and ``val``
-    every step) give one run per template, not one per record."""
+    records)``, each metric type's records in logged order, types in the order they were first
+    logged (template ids grow), which index.yaml follows. A chunk of one template (the common
+    case at high logging rates) is recognised with a few C-level comparisons; a chunk with one
+    template per type (``train`` and ``val`` logged in turn every step) is split by C-level
+    filters; others are first grouped by metric type (a stable sort), then split record by
+    record where a type's key sets alternate."""
     first, count = chunk[0], len(chunk)
     size = len(first)
     blob = b''.join(chunk)
@@ -205,12 +208,17 @@ def _runs(chunk: List[bytes], metric_type_of: Callable[[int], str]) -> Iterable[
             blob[i::size] == first[i:i + 1] * count for i in range(_TID.size)):
         yield _TID.unpack_from(first)[0], blob
         return
-    # Types in the order they were first logged (template ids grow), which index.yaml follows.
-    tids = sorted(_TID.unpack(b)[0] for b in set(map(_tid_bytes, chunk)))
+    keys = list(map(_tid_bytes, chunk))
+    tids = sorted((_TID.unpack(key)[0], key) for key in set(keys))
+    types = [metric_type_of(tid) for tid, _ in tids]
+    if len(set(types)) == len(tids):
+        for tid, key in tids:
+            yield tid, b''.join(itertools.compress(chunk, map(key.__eq__, keys)))
+        return
     first_of_type: Dict[str, int] = {}
-    for tid in tids:
-        first_of_type.setdefault(metric_type_of(tid), tid)
-    rank = {_TID.pack(tid): first_of_type[metric_type_of(tid)] for tid in tids}
+    for (tid, _), metric_type in zip(tids, types):
+        first_of_type.setdefault(metric_type, tid)
+    rank = {key: first_of_type[metric_type] for (_, key), metric_type in zip(tids, types)}
     chunk = sorted(chunk, key=lambda record: rank[record[:_TID.size]])
     start, tid_bytes = 0, chunk[0][:_TID.size]
     for index, record in enumerate(chunk):

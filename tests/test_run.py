@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 import legacy_loader
 from t9k import em
@@ -412,15 +413,17 @@ def test_a_failing_disk_keeps_entries_in_memory_and_in_order(em_dirs, monkeypatc
     assert [e['sequence']['step'] for e in val] == list(range(0, 3 * metrics._SPELL_AT_ONCE, 100))
 
 
-def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch):
-    """One flush holds train and val entries logged in turn, and train entries of two key sets
-    in turn: each file gets its entries in logged order."""
+@pytest.mark.parametrize('train_key_sets', [1, 2])
+def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch, train_key_sets):
+    """One flush holds train, val and lr entries logged in turn (and, in the second case, train
+    entries of two key sets in turn): each file gets its entries in logged order, and index.yaml
+    lists the types in first-logged order."""
     from t9k_em_core import metrics
     monkeypatch.setattr(metrics, 'FLUSH_INTERVAL', 3600)
     monkeypatch.setattr(metrics, 'KICK_AT', 10 ** 9)
     run = em.create_run(name='in-turn')
     for step in range(1000):
-        if step % 3:
+        if train_key_sets == 2 and step % 3:
             run.log('train', {'loss': float(step)}, step=step)
         else:
             run.log('train', {'loss': float(step), 'acc': 0.5}, step=step)
@@ -429,9 +432,12 @@ def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch
     run.finish()
     found = run.metrics
     assert [e['sequence']['step'] for e in found['train']] == list(range(1000))
-    assert [list(e['value']) for e in found['train'][:3]] == [['loss', 'acc'], ['loss'], ['loss']]
+    assert [list(e['value']) for e in found['train'][:3]] == (
+        [['loss', 'acc'], ['loss'], ['loss']] if train_key_sets == 2 else [['loss', 'acc']] * 3)
     assert [e['value']['loss'] for e in found['val']] == [float(s) for s in range(1000)]
     assert [e['value']['lr'] for e in found['lr']] == [s / 1000 for s in range(1000)]
+    index = yaml.safe_load(open(os.path.join(run.local, 'index.yaml')))
+    assert list(index['metrics']) == ['train', 'val', 'lr']
 
 
 def test_a_failing_git_capture_is_reported_and_leaves_git_unknown(em_dirs, monkeypatch, capsys):
