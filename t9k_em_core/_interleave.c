@@ -50,6 +50,10 @@ interleave(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         spans[j].end = spans[j].start + PyBytes_GET_SIZE(item);
         total += j <= n ? PyBytes_GET_SIZE(item) * count : PyBytes_GET_SIZE(item) - (count - 1);
     }
+    if (total < 0) { /* a column shorter than its commas alone */
+        PyErr_Format(PyExc_ValueError, "interleave: a column does not hold %zd tokens", count);
+        goto done;
+    }
     out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL)
         goto done;

@@ -166,6 +166,29 @@ def test_interleave_places_each_token_between_its_pieces(interleave):
     for short_or_long in (b'1.0', b'1.0,2.0,3.0'):  # a column of 1 or 3 tokens for 2 entries
         with pytest.raises(ValueError):
             join((b'<', b'|', b'>'), (b'4,5', short_or_long), 2)
+    with pytest.raises(ValueError):
+        join((b'', b''), (b'',), 3)  # one (empty) token for 3 entries
+
+
+def test_c_and_python_interleave_agree_on_random_columns():
+    """Random pieces, token counts and token lengths (often the wrong count): the same text, or
+    ValueError from both."""
+    from t9k_em_core import metrics
+    assert metrics._interleave is not metrics._interleave_py  # built by the development install
+    rng = random.Random(7)
+    for _ in range(2000):
+        n, count = rng.randint(0, 4), rng.randint(1, 6)
+        pieces = tuple(bytes(rng.choices(b'ab: \n', k=rng.randint(0, 3))) for _ in range(n + 1))
+        columns = tuple(b','.join(bytes(rng.choices(b'0123456789.-', k=rng.randint(0, 4)))
+                                  for _ in range(max(1, count + rng.choice([-1, 0, 0, 0, 1]))))
+                        for _ in range(n))
+        outcomes = []
+        for join in (metrics._interleave, metrics._interleave_py):
+            try:
+                outcomes.append(join(pieces, columns, count))
+            except ValueError:
+                outcomes.append(ValueError)
+        assert outcomes[0] == outcomes[1], (pieces, columns, count)
 
 
 def test_timestamps_are_local_iso_with_offset():
