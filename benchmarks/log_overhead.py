@@ -4,7 +4,7 @@ Peers, each writing to a temporary directory:
 
 - ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
 - t9k-em ``Run.log('train', metrics, step)``, with the optional ``orjson`` float formatter (the
-  ``fast`` extra) and without it, without the optional C extension ``t9k_em_core._interleave``,
+  ``fast`` extra) and without it, without the optional C extension ``t9k_em_core._speedups``,
   and with ``train`` and ``val`` logged in turn;
 - Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
 - DVCLive ``log_metric`` × 10 + ``next_step()``;
@@ -102,11 +102,12 @@ def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
 
 def bench_t9k_em_without_c(root: str, calls: int, dicts):
     from t9k_em_core import metrics
-    interleave, metrics._interleave = metrics._interleave, metrics._interleave_py  # as where the
-    try:                                                         # C extension was not built
+    c_functions = metrics._interleave, metrics._pack  # as where the C extension was not built
+    metrics._interleave, metrics._pack = metrics._interleave_py, metrics._pack_py
+    try:
         return bench_t9k_em(root, calls, dicts)
     finally:
-        metrics._interleave = interleave
+        metrics._interleave, metrics._pack = c_functions
 
 
 def bench_csvlogger(root: str, calls: int, dicts):

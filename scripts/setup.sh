@@ -16,7 +16,7 @@ pip_install() {
   .venv/bin/python -m pip install "${flags[@]}" "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 }
 stamp=.venv/.t9k-em-installed
-hash=$(cat pyproject.toml setup.py t9k_em_core/_interleave.c scripts/setup.sh scripts/build_horovod.sh 2>/dev/null | sha256sum | cut -c1-16)
+hash=$(cat pyproject.toml setup.py t9k_em_core/_speedups.c scripts/setup.sh scripts/build_horovod.sh 2>/dev/null | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
   "${PIP[@]}" --upgrade pip setuptools wheel
   # torch first and pinned: anything unpinned would pull a multi-GB CUDA build.

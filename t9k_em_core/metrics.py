@@ -2,7 +2,10 @@
 
 The caller's thread validates and packs one entry into a small ``bytes`` record (``struct``
 does the float conversion and the type check in C, and a ``bytes`` object costs the garbage
-collector nothing), then appends it to a list. One daemon flusher thread per process formats
+collector nothing), then appends it to a list. Where the optional C extension
+``t9k_em_core._speedups`` was built at install (``setup.py``; a C compiler is needed), its ``pack``
+does the lookup, checks and packing of the usual call in one C call (``_pack_py`` is the same in
+Python); any other call takes the slow path, which names what is wrong. One daemon flusher thread per process formats
 buffered records as YAML text and appends them to ``metrics/<type>.yaml`` at least every
 :data:`FLUSH_INTERVAL` seconds, and sooner when a buffer holds :data:`KICK_AT` entries; a caller
 that outruns the flusher up to :data:`HARD_LIMIT` entries flushes its own buffer (back-pressure
@@ -12,9 +15,9 @@ The text is spelled column by column, not entry by entry: the records of one tem
 buffer of 8-byte fields, so each field (a metric, the epochs, the steps, the times) is one strided
 slice of it, spelled with one call (``orjson.dumps`` when the optional ``orjson`` is installed, the
 ``fast`` extra; else one ``%r`` format) as comma-separated tokens, and the columns' tokens are
-interleaved with the template's constant text by ``_interleave`` (in C where the optional
-extension ``t9k_em_core._interleave`` was built at install: no object per token, and its copy
-runs without the GIL; else split into tokens, placed by slice assignment and joined once).
+interleaved with the template's constant text by ``_interleave`` (in C where ``_speedups`` was
+built: no object per token, and its copy runs without the GIL; else split into tokens, placed by
+slice assignment and joined once).
 Timestamps are spelled the same way: the digits of all times at once, each second's digits then
 replaced by its date-time text. Floats are spelled as PyYAML spells them: a column where orjson's
 or ``repr``'s spelling can differ from PyYAML's (an exponent, NaN, infinities, or orjson's
@@ -154,7 +157,7 @@ class _Template:
 def _interleave_py(pieces: Tuple[bytes, ...], columns: Tuple[bytes, ...], count: int) -> bytes:
     """For each of ``count`` entries in turn: ``pieces[0]``, its token of ``columns[0]``,
     ``pieces[1]``, …, ``pieces[-1]`` (each column holds ``count`` comma-separated tokens).
-    Interleaved by slice assignment and joined once; ``_interleave.c`` does the same in C."""
+    Interleaved by slice assignment and joined once; ``_speedups.c`` does the same in C."""
     stride = len(pieces) + len(columns)
     out: List[bytes] = [b''] * (count * stride)
     for i, piece in enumerate(pieces):
@@ -162,12 +165,6 @@ def _interleave_py(pieces: Tuple[bytes, ...], columns: Tuple[bytes, ...], count:
     for i, column in enumerate(columns):
         out[2 * i + 1::stride] = column.split(b',')
     return b''.join(out)
-
-
-try:  # optional C accelerator (built at install where a C compiler is present)
-    from t9k_em_core._interleave import interleave as _interleave
-except ImportError:  # pragma: no cover - depends on the installation
-    _interleave = _interleave_py
 
 
 def _spell_ints(values: List[int]) -> bytes:
@@ -228,18 +225,37 @@ def _runs(chunk: List[bytes], metric_type_of: Callable[[int], str]) -> Iterable[
     yield _TID.unpack(tid_bytes)[0], b''.join(chunk[start:])
 
 
-def _pack_checked(template: _Template, metrics: Any, step: int, epoch: int) -> bytes:
-    """Packs a record after checking each part, so that an error names what is wrong."""
-    values = [to_float(k, v) for k, v in _metric_dict(metrics).items()]
-    to_index('step', step)
-    if epoch != _NO_EPOCH:
-        to_index('epoch', epoch)
-    return template.pack(template.tid, step, epoch, _time_ns() // 1000, *values)
+def _pack_py(templates: Dict[Tuple[Any, Tuple[str, ...]], _Template], type: Any, metrics: Any,
+             step: Any, epoch: Any) -> Optional[bytes]:
+    """The record of one ``log`` call on the fast path: a known template, a plain ``int`` step
+    and epoch (or no epoch), values ``struct`` converts; else ``None`` (then
+    :meth:`MetricWriter._pack_slow` names what is wrong, or makes the template). ``_speedups.c``
+    does the same in C."""
+    try:
+        template = templates[type, tuple(metrics)]
+    except (KeyError, TypeError):
+        return None
+    if step.__class__ is not int or step < 0:
+        return None
+    if epoch is None:
+        epoch = _NO_EPOCH
+    elif epoch.__class__ is not int or epoch < 0:
+        return None
+    try:
+        return template.pack(template.tid, step, epoch, _time_ns() // 1000, *metrics.values())
+    except Exception:  # noqa: BLE001 - the slow path names what failed
+        return None
+
+
+try:  # optional C accelerators (built at install where a C compiler is present)
+    from t9k_em_core._speedups import interleave as _interleave, pack as _pack
+except ImportError:  # pragma: no cover - depends on the installation
+    _interleave, _pack = _interleave_py, _pack_py
 
 
 def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> bytes:
-    """Comma-separated local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``) of times in
-    microseconds since the epoch. The usual flush (under a minute, one UTC offset, seconds of one
+    """Comma-separated local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``)
+    of times in microseconds since the epoch. The usual flush (under a minute, one UTC offset, seconds of one
     digit count) is spelled at once: the digits of all times, then each second's digits replaced
     by its date-time text; any other goes time by time."""
     first, last = min(micros) // 1_000_000, max(micros) // 1_000_000
@@ -300,25 +316,26 @@ class MetricWriter:
 
     def log(self, type: str, metrics: Dict[str, Any], step: int, epoch: Optional[int] = None) -> None:
         """Validates one set of metrics and buffers it; see ``Run.log``."""
-        try:
-            template = self._templates[type, tuple(metrics)]
-        except (KeyError, TypeError):
-            template = self._new_template(type, metrics)
-        if step.__class__ is not int or step < 0:
-            step = to_index('step', step)
-        if epoch is None:
-            epoch = _NO_EPOCH
-        elif epoch.__class__ is not int or epoch < 0:
-            epoch = to_index('epoch', epoch)
-        try:
-            record = template.pack(template.tid, step, epoch, _time_ns() // 1000,
-                                   *metrics.values())
-        except Exception:  # noqa: BLE001 - the slow path names what failed
-            record = _pack_checked(template, metrics, step, epoch)
+        record = _pack(self._templates, type, metrics, step, epoch)
+        if record is None:
+            record = self._pack_slow(type, metrics, step, epoch)
         buf = self._buf
         buf.append(record)
         if len(buf) >= self._kick_at:
             self._kick()
+
+    def _pack_slow(self, metric_type: Any, metrics: Any, step: Any, epoch: Any) -> bytes:
+        """The record of an entry the fast path declined: a new metric type or key set, a NumPy
+        step or epoch, or bad input, checked part by part so that the error names what is
+        wrong."""
+        try:
+            template = self._templates[metric_type, tuple(metrics)]
+        except (KeyError, TypeError):
+            template = self._new_template(metric_type, metrics)
+        step = to_index('step', step)
+        epoch = _NO_EPOCH if epoch is None else to_index('epoch', epoch)
+        values = [to_float(k, v) for k, v in _metric_dict(metrics).items()]
+        return template.pack(template.tid, step, epoch, _time_ns() // 1000, *values)
 
     def _new_template(self, metric_type: Any, metrics: Any) -> _Template:
         canonical = canonical_metric_type(metric_type)

@@ -61,7 +61,19 @@ def test_parent_dir_is_read_at_call_time(em_dirs, monkeypatch):
     run.finish()
 
 
-def test_log_aliases_and_custom_types(em_dirs):
+@pytest.fixture(params=['c', 'python'])
+def pack_path(request, monkeypatch):
+    """Runs a test with ``Run.log``'s fast path in C (``_speedups.pack``, which the development
+    install builds) and with its Python twin (``_pack_py``, where the extension is not built)."""
+    from t9k_em_core import metrics
+    if request.param == 'python':
+        monkeypatch.setattr(metrics, '_pack', metrics._pack_py)
+    else:
+        assert metrics._pack is not metrics._pack_py
+    return request.param
+
+
+def test_log_aliases_and_custom_types(em_dirs, pack_path):
     run = em.create_run(name='aliases')
     for i, t in enumerate(['train', 'training', 'val', 'validate', 'validation', 'test',
                            'testing', 'eval', 'evaluate', 'evaluation', 'lr-schedule']):
@@ -73,20 +85,63 @@ def test_log_aliases_and_custom_types(em_dirs):
         ['train', 'val', 'test', 'lr-schedule']
 
 
-def test_log_values_of_every_numeric_kind(em_dirs):
+def test_log_values_of_every_numeric_kind(em_dirs, pack_path):
     import torch
     run = em.create_run(name='values')
-    run.log('train', {'int': 3, 'float': 0.5, 'bool': True, 'np32': np.float32(0.25),
-                      'np64': np.float64(2.5), 'npint': np.int64(4), 'tensor': torch.tensor(1.5),
-                      'tensor1': torch.tensor([7.0]), 'nan': math.nan, 'inf': -math.inf},
-            step=np.int64(3), epoch=np.int32(1))
+    values = {'int': 3, 'float': 0.5, 'bool': True, 'np32': np.float32(0.25),
+              'np64': np.float64(2.5), 'npint': np.int64(4), 'tensor': torch.tensor(1.5),
+              'tensor1': torch.tensor([7.0]), 'nan': math.nan, 'inf': -math.inf, 'big': 2 ** 70}
+    run.log('train', values, step=np.int64(3), epoch=np.int32(1))  # a new key set: slow path
+    run.log('train', values, step=4, epoch=2)  # the same key set: fast path
     run.finish()
-    entry = run.metrics['train'][0]
-    assert entry['sequence']['step'] == 3 and entry['sequence']['epoch'] == 1
-    value = entry['value']
-    assert value['int'] == 3.0 and value['bool'] == 1.0 and value['np32'] == 0.25
-    assert value['npint'] == 4.0 and value['tensor'] == 1.5 and value['tensor1'] == 7.0
-    assert math.isnan(value['nan']) and value['inf'] == -math.inf
+    entries = run.metrics['train']
+    assert [(e['sequence']['step'], e['sequence']['epoch']) for e in entries] == [(3, 1), (4, 2)]
+    for entry in entries:
+        value = entry['value']
+        assert value['int'] == 3.0 and value['bool'] == 1.0 and value['np32'] == 0.25
+        assert value['npint'] == 4.0 and value['tensor'] == 1.5 and value['tensor1'] == 7.0
+        assert math.isnan(value['nan']) and value['inf'] == -math.inf and value['big'] == 2.0 ** 70
+
+
+def test_c_and_python_fast_paths_pack_the_same_records(tmp_path):
+    """``_speedups.pack`` and ``_pack_py`` accept and refuse the same calls, and give the same
+    bytes (the time field apart)."""
+    from t9k_em_core import layout as core_layout, metrics
+    assert metrics._pack is not metrics._pack_py  # built by the development install
+    storage = core_layout.RunStorage(str(tmp_path))
+    storage.create()
+    writer = metrics.MetricWriter(storage)
+    writer.log('train', {'a': 1.0, 'b': 2.0}, step=0)
+    writer.log('training', {'a': 1.0}, step=0, epoch=1)
+    templates = writer._templates
+    good = {'a': 0.5, 'b': np.float32(0.25)}
+
+    class Exploding:
+        def __float__(self):
+            raise RuntimeError('no')
+
+    calls = [('train', good, 3, None), ('train', good, 3, 7), ('training', {'a': 2}, 5, None),
+             ('train', {'b': 1.0, 'a': 2.0}, 1, None), ('val', good, 1, None),
+             ('train', good, -1, None), ('train', good, 2 ** 63, None), ('train', good, 2 ** 63 - 1, 0),
+             ('train', good, True, None), ('train', good, np.int64(1), None), ('train', good, 1, -1),
+             ('train', good, 1, 2.0), ('train', {'a': 'x', 'b': 1.0}, 1, None),
+             ('train', {'a': None, 'b': 1.0}, 1, None), (['train'], good, 1, None),
+             ('train', [('a', 1.0)], 1, None), ('train', {'a': Exploding(), 'b': 1.0}, 1, None),
+             ('train', {'a': math.nan, 'b': -math.inf}, 0, None), ('train', {}, 0, None)]
+    for call in calls:
+        try:
+            expected = metrics._pack_py(templates, *call)
+        except Exception as e:  # noqa: BLE001 - both must raise alike
+            with pytest.raises(type(e)):
+                metrics._pack(templates, *call)
+            continue
+        got = metrics._pack(templates, *call)
+        assert (got is None) == (expected is None), call
+        if got is not None:
+            assert got[:24] + got[32:] == expected[:24] + expected[32:], call
+            assert abs(int.from_bytes(got[24:32], sys.byteorder) -
+                       int.from_bytes(expected[24:32], sys.byteorder)) < 10 ** 6, call
+    writer.close()
 
 
 @pytest.mark.parametrize('kwargs, error, message', [
@@ -105,8 +160,12 @@ def test_log_values_of_every_numeric_kind(em_dirs):
     ({'step': '3'}, TypeError, 'step must be'),
     ({'epoch': -2}, ValueError, 'epoch must be'),
     ({'epoch': 2.5}, TypeError, 'epoch must be'),
+    ({'step': 2 ** 63}, ValueError, 'step must be below 2\\*\\*63'),
+    ({'epoch': 2 ** 64}, ValueError, 'epoch must be below'),
+    ({'type': ['train']}, TypeError, 'Metric type must be a str'),
+    ({'metrics': {'loss': 1.0, 'acc': 'x'}}, TypeError, "Metric 'acc' is not numeric"),
 ])
-def test_log_rejects_bad_input_and_keeps_what_was_logged(em_dirs, kwargs, error, message):
+def test_log_rejects_bad_input_and_keeps_what_was_logged(em_dirs, pack_path, kwargs, error, message):
     run = em.create_run(name='bad')
     run.log('train', {'loss': 1.0}, step=0)
     call = {'type': 'train', 'metrics': {'loss': 0.5}, 'step': 1, 'epoch': None}
@@ -348,7 +407,7 @@ def test_memory_does_not_grow_with_logged_points(tmp_path):
     assert growth_mb < 10, f'RSS grew by {growth_mb:.1f} MB over 200k log calls'
 
 
-def test_many_distinct_key_sets_are_all_written(em_dirs, monkeypatch):
+def test_many_distinct_key_sets_are_all_written(em_dirs, pack_path, monkeypatch):
     from t9k_em_core import metrics
     monkeypatch.setattr(metrics, 'MAX_TEMPLATES', 3)  # force the template cache to be cleared
     run = em.create_run(name='keys')
@@ -358,7 +417,7 @@ def test_many_distinct_key_sets_are_all_written(em_dirs, monkeypatch):
     assert [list(e['value']) for e in run.metrics['train']] == [[f'k{i}', 'loss'] for i in range(10)]
 
 
-def test_logging_from_several_threads_loses_nothing(em_dirs):
+def test_logging_from_several_threads_loses_nothing(em_dirs, pack_path):
     import threading
     run = em.create_run(name='threads')
 
