@@ -231,9 +231,23 @@ def write_yaml(path: str, data: Any) -> None:
 
 
 def append_bytes(path: str, data: bytes) -> None:
-    """Appends ``data`` (UTF-8 text) to ``path`` with a single write."""
-    with open(path, 'ab') as f:
-        f.write(data)
+    """Appends ``data`` (whole entries of UTF-8 text) to ``path``. If the disk fills up part way
+    (the kernel writes what fits, then refuses the rest), the file is cut back to its old length
+    before the error is raised, so that it never ends in part of an entry and the caller can
+    append the same text again later."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        rest = memoryview(data)
+        try:
+            while rest:
+                rest = rest[os.write(fd, rest):]
+        except OSError:
+            if len(rest) < len(data):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
 def metric_entry_template(keys: Iterable[str]) -> str:

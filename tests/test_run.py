@@ -472,6 +472,42 @@ def test_a_failing_disk_keeps_entries_in_memory_and_in_order(em_dirs, monkeypatc
     assert [e['sequence']['step'] for e in val] == list(range(0, 3 * metrics._SPELL_AT_ONCE, 100))
 
 
+@pytest.mark.timeout(120)
+def test_a_disk_that_fills_up_mid_write_never_leaves_part_of_an_entry(tmp_path):
+    """A real short write: the kernel's file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) lets
+    a flush write part of its text, then refuses the rest, as a full disk does. The file is cut
+    back to whole entries (0.6.0b0's reader loads it at that moment) and the text is kept; once
+    there is room, every entry is in the file exactly once, in order."""
+    code = textwrap.dedent(f"""
+        import os, resource, signal, sys
+        sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+        import legacy_loader
+        from t9k import em
+        from t9k_em_core import metrics
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        metrics.FLUSH_INTERVAL, metrics.KICK_AT = 3600, 10 ** 9  # only the explicit flushes
+        run = em.create_run(name='fills-up')
+        for step in range(100):
+            run.log('train', {{'loss': step / 7}}, step=step)
+        run._writer.flush()
+        path = os.path.join(run.local, 'metrics', 'train.yaml')
+        size = os.path.getsize(path)
+        for step in range(100, 1100):
+            run.log('train', {{'loss': step / 7}}, step=step)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1000, resource.RLIM_INFINITY))
+        run._writer.flush()  # 1000 bytes fit, then the kernel refuses the rest
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        print(os.path.getsize(path) - size, len(legacy_loader.load_run_dir(run.local)['metrics']['train']))
+        run.finish()
+        print([e['sequence']['step'] for e in run.metrics['train']] == list(range(1100)))
+    """)
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path)}, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['0', '100', 'True'], out.stdout
+    assert 'cannot write metrics' in out.stderr
+
+
 @pytest.mark.parametrize('train_key_sets', [1, 2])
 def test_types_and_key_sets_logged_in_turn_keep_their_order(em_dirs, monkeypatch, train_key_sets):
     """One flush holds train, val and lr entries logged in turn (and, in the second case, train
