@@ -5,11 +5,11 @@ does the float conversion and the type check in C, and a ``bytes`` object costs 
 collector nothing), then appends it to a list. Where the optional C extension
 ``t9k_em_core._speedups`` was built at install (``setup.py``; a C compiler is needed), its ``pack``
 does the lookup, checks and packing of the usual call in one C call (``_pack_py`` is the same in
-Python); any other call takes the slow path, which names what is wrong. One daemon flusher thread per process formats
-buffered records as YAML text and appends them to ``metrics/<type>.yaml`` at least every
-:data:`FLUSH_INTERVAL` seconds, and sooner when a buffer holds :data:`KICK_AT` entries; a caller
-that outruns the flusher up to :data:`HARD_LIMIT` entries flushes its own buffer (back-pressure
-bounds memory). Files are only ever appended to, never rewritten.
+Python); any other call takes the slow path, which names what is wrong. One daemon flusher
+thread per process formats buffered records as YAML text and appends them to
+``metrics/<type>.yaml`` at least every :data:`FLUSH_INTERVAL` seconds, and sooner when a buffer
+holds :data:`KICK_AT` entries; a caller that outruns the flusher up to :data:`HARD_LIMIT` entries
+flushes its own buffer (back-pressure bounds memory). Files are only ever appended to, never rewritten.
 
 The text is spelled column by column, not entry by entry: the records of one template are one
 buffer of 8-byte fields, so each field (a metric, the epochs, the steps, the times) is one strided
@@ -23,8 +23,8 @@ replaced by its date-time text. Floats are spelled as PyYAML spells them: a colu
 or ``repr``'s spelling can differ from PyYAML's (an exponent, NaN, infinities, or orjson's
 ``0.0000…`` for magnitudes in [1e-5, 1e-4)) is spelled value by value with PyYAML's rules.
 
-A flush first groups its records by template (a stable sort by metric type, so that ``train`` and
-``val`` logged in turn are spelled as two sets of columns, not entry by entry), and appends each
+A flush first groups its records by template (so that ``train`` and ``val`` logged in turn are
+spelled as two sets of columns, not entry by entry; see :func:`_runs`), and appends each
 type's text as soon as :data:`_WRITE_AT` bytes of it are spelled (while still in cache).
 """
 
@@ -255,9 +255,9 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> bytes:
     """Comma-separated local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``)
-    of times in microseconds since the epoch. The usual flush (under a minute, one UTC offset, seconds of one
-    digit count) is spelled at once: the digits of all times, then each second's digits replaced
-    by its date-time text; any other goes time by time."""
+    of times in microseconds since the epoch. The usual flush (under a minute, one UTC offset,
+    seconds of one digit count) is spelled at once: the digits of all times, then each second's
+    digits replaced by its date-time text; any other goes time by time."""
     first, last = min(micros) // 1_000_000, max(micros) // 1_000_000
     zone = stamps.parts(first)[2]
     if (last - first <= _MAX_SECONDS and len(str(first)) == len(str(last))
