@@ -95,6 +95,8 @@ def to_float(key: Any, value: Any) -> float:
         raise TypeError(f'Metric {key!r} is not numeric: {value!r}')
     try:
         return float(value)
+    except OverflowError:
+        raise ValueError(f'Metric {key!r} is too large for a float') from None
     except (TypeError, ValueError) as e:
         item = getattr(value, 'item', None)
         if item is not None:

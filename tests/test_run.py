@@ -164,6 +164,7 @@ def test_c_and_python_fast_paths_pack_the_same_records(tmp_path):
     ({'epoch': 2 ** 64}, ValueError, 'epoch must be below'),
     ({'type': ['train']}, TypeError, 'Metric type must be a str'),
     ({'metrics': {'loss': 1.0, 'acc': 'x'}}, TypeError, "Metric 'acc' is not numeric"),
+    ({'metrics': {'loss': 10 ** 400}}, ValueError, "Metric 'loss' is too large for a float"),
 ])
 def test_log_rejects_bad_input_and_keeps_what_was_logged(em_dirs, pack_path, kwargs, error, message):
     run = em.create_run(name='bad')
