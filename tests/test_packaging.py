@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -70,3 +71,32 @@ def test_without_a_c_compiler_the_wheel_is_built_without_the_accelerator(tmp_pat
     assert not any(name.startswith('t9k_em_core/_speedups.') for name in names)
     assert names == {n for n in wheel_names if not n.startswith('t9k_em_core/_speedups.')} | \
         {n for n in names if '.dist-info/' in n}  # every other file is still there
+
+
+@pytest.mark.timeout(120)
+def test_without_the_c_extension_run_log_works_in_python(tmp_path):
+    """A process where ``t9k_em_core._speedups`` cannot be imported (as where it was not built)
+    uses the Python twins, and its Run's metrics are all written."""
+    code = textwrap.dedent("""
+        import sys
+
+        class NotBuilt:
+            def find_spec(self, name, path=None, target=None):
+                if name == 't9k_em_core._speedups':
+                    raise ImportError('not built')
+
+        sys.meta_path.insert(0, NotBuilt())
+        from t9k import em
+        from t9k_em_core import metrics
+        assert metrics._pack is metrics._pack_py and metrics._interleave is metrics._interleave_py
+        run = em.create_run(name='pure-python')
+        for step in range(2000):
+            run.log('train', {'loss': step / 3}, step=step)
+        run.finish()
+        print([e['value']['loss'] for e in run.metrics['train']] == [s / 3 for s in range(2000)])
+    """)
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=100,
+                         env={**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['True']
