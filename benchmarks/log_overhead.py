@@ -32,6 +32,7 @@ import tempfile
 import time
 import warnings
 from typing import Callable, Dict, List, Tuple
+from unittest import mock
 
 NUM_METRICS = 10
 VARIANTS = 1000  # distinct metric dicts, cycled (built before timing)
@@ -93,21 +94,15 @@ def bench_t9k_em_in_turn(root: str, calls: int, dicts):
 
 def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
     from t9k_em_core import metrics
-    dumps, metrics._orjson_dumps = metrics._orjson_dumps, None  # as where orjson is not installed
-    try:
+    with mock.patch.multiple(metrics, _orjson_dumps=None):  # as where orjson is not installed
         return bench_t9k_em(root, calls, dicts)
-    finally:
-        metrics._orjson_dumps = dumps
 
 
 def bench_t9k_em_without_c(root: str, calls: int, dicts):
     from t9k_em_core import metrics
-    c_functions = metrics._interleave, metrics._pack  # as where the C extension was not built
-    metrics._interleave, metrics._pack = metrics._interleave_py, metrics._pack_py
-    try:
+    with mock.patch.multiple(metrics, _interleave=metrics._interleave_py,  # as where the C
+                             _pack=metrics._pack_py):                   # extension was not built
         return bench_t9k_em(root, calls, dicts)
-    finally:
-        metrics._interleave, metrics._pack = c_functions
 
 
 def bench_csvlogger(root: str, calls: int, dicts):
