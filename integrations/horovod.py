@@ -4,7 +4,8 @@ records, a rank-0 guard for user code, and metrics averaged over all ranks.
 Horovod event → core call:
 
 - ``hvd.init()`` done → ``t9k_em_core.distributed.get_rank()`` asks :func:`initialized_rank`
-  (``hvd.rank()``), so ``create_run`` writes on Horovod's rank 0 only;
+  (``hvd.rank()``), so ``create_run`` writes (and samples system metrics, if asked) on
+  Horovod's rank 0 only;
 - ``run.params.parse(dist_hvd=hvd)`` → :func:`describe` → ``params['distributed']['horovod']``;
 - metrics of one step or epoch → :func:`log_averaged` → ``Run.log`` of the mean over all ranks.
 

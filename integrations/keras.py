@@ -62,7 +62,8 @@ class EMCallback(keras.callbacks.Callback):
         monitor: the epoch metric that ``save_model='best'`` compares.
         mode: ``'min'`` or ``'max'``: whether a lower or a higher ``monitor`` value is better.
         **create_run_kwargs: arguments of ``create_run`` (``auto_upload``, ``folder``,
-            ``make_folder``, ``conflict_strategy``, ``name``, ``labels``, ...) for an owned run.
+            ``make_folder``, ``conflict_strategy``, ``name``, ``labels``, ``system_metrics``, ...)
+            for an owned run.
     """
 
     async_safe = True

@@ -180,7 +180,7 @@ class _EMLoggerMixin:
                 when it is saved.
             **run_kwargs: More arguments of ``create_run`` (``labels``, ``description``,
                 ``hparams``, ``auto_upload``, ``folder``, ``make_folder``, ``conflict_strategy``,
-                ``config_path``).
+                ``config_path``, ``system_metrics``).
 
         Raises:
             ValueError: ``name`` is not a valid Run name, ``log_model`` is not False, True or
@@ -337,7 +337,8 @@ class _EMLoggerMixin:
         else:
             run = _OPEN_RUNS.get(self._run_dir)
             if run is None or (run.status != 'Running' and self._owns_run):
-                run = load_run(self._run_dir)
+                run = load_run(self._run_dir,
+                               system_metrics=self._run_kwargs.get('system_metrics'))
                 self._owns_run = True
         _OPEN_RUNS[run.local] = run
         self._run_name, self._version = run.name, _version_of(run)

@@ -6,15 +6,16 @@ import importlib
 import os
 import sys
 import threading
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from t9k_em_core import distributed, environment, layout, lifecycle
+from t9k_em_core import system_metrics as sampler
 from t9k_em_core.artifact import Artifact, Reference
 from t9k_em_core.metrics import MetricWriter
 from t9k_em_core.params import Params
 
 CONFIG_FILE_KEYS = ('name', 'hparams', 'labels', 'description', 'auto_upload', 'folder',
-                    'make_folder', 'conflict_strategy')
+                    'make_folder', 'conflict_strategy', 'system_metrics')
 
 
 def _core_module(name: str) -> Any:
@@ -43,7 +44,8 @@ class Run:
         git: Ignored: git information is captured afresh (as in 0.6.0b0).
         local_dir: Local directory (default ``$EM_RUN_PARENT_DIR/<alternativeName>``).
         inert: Accept every call but write and upload nothing (non-zero ranks).
-        auto_upload, folder, make_folder, conflict_strategy: see :func:`create_run`.
+        auto_upload, folder, make_folder, conflict_strategy, system_metrics: see
+            :func:`create_run`.
 
     Attributes:
         name, labels, description, start_timestamp, end_timestamp, status, alternative_name,
@@ -55,7 +57,7 @@ class Run:
                  platform: Optional[Dict[str, Any]] = None, git: Optional[Dict[str, Any]] = None,
                  *, local_dir: Optional[str] = None, inert: bool = False,
                  auto_upload: bool = False, folder: str = 'default', make_folder: bool = False,
-                 conflict_strategy: str = 'new') -> None:
+                 conflict_strategy: str = 'new', system_metrics: Any = None) -> None:
         self.name: str = metadata['name']
         self.labels: List[str] = list(metadata.get('labels') or [])
         self.description: str = metadata.get('description') or ''
@@ -73,6 +75,7 @@ class Run:
         self.local: str = local_dir or os.path.join(layout.run_parent_dir(), self.alternative_name)
         self._storage = layout.NullRunStorage(self.local) if inert else layout.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
+        sample_every = None if inert else sampler.interval_of(system_metrics)
         sync = _core_module('sync') if auto_upload and not inert else None
         self._end_lock = threading.RLock()  # re-entrant: the SIGTERM handler may end this Run
         self._ended = False
@@ -110,6 +113,8 @@ class Run:
             lifecycle.register(self)
         if sync is not None:
             self._syncer = sync.Syncer(self.local, folder, make_folder, conflict_strategy)
+        self._sampling = (None if sample_every is None
+                          else sampler.start(self._writer.log, sample_every, self.local))
 
     # --- attributes -----------------------------------------------------------------------------
 
@@ -323,6 +328,8 @@ class Run:
                 if self._ended:
                     return
                 self._ended = True
+            if self._sampling is not None:
+                sampler.stop(self._sampling)  # its last sample, before the writer closes
             self._writer.close()
             self._await_git()
             self.status = status
@@ -350,7 +357,8 @@ def _read_config_file(config_path: str) -> Dict[str, Any]:
 def create_run(config_path: Optional[str] = None, name: str = 'default',
                hparams: Optional[Dict[str, Any]] = None, labels: Optional[Sequence[str]] = None,
                description: str = '', auto_upload: bool = False, folder: str = 'default',
-               make_folder: bool = False, conflict_strategy: str = 'new') -> Run:
+               make_folder: bool = False, conflict_strategy: str = 'new', *,
+               system_metrics: Union[bool, float, None] = None) -> Run:
     """Creates and initializes a new Run.
 
     Its directory is ``$EM_RUN_PARENT_DIR/<alternativeName>`` (default parent ``.em/runs``;
@@ -371,13 +379,17 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
         make_folder: Create the Folder and its parents when missing.
         conflict_strategy: ``'skip'``, ``'error'``, ``'new'`` or ``'replace'``, applied when
             the Folder holds a Run of the same name.
+        system_metrics: Sample the GPUs, CPU, memory, disk and network into the metric type
+            ``system``: ``True`` every second, a number of seconds (at least 0.1), ``False``
+            off. By default what ``$EM_SYSTEM_METRICS`` says (``0`` is off), else every second.
+            Inert Runs (non-zero ranks) never sample. See docs/system-metrics.md.
 
     Returns:
         The Run, status ``Running``.
     """
     args = {'name': name, 'hparams': hparams, 'labels': labels, 'description': description,
             'auto_upload': auto_upload, 'folder': folder, 'make_folder': make_folder,
-            'conflict_strategy': conflict_strategy}
+            'conflict_strategy': conflict_strategy, 'system_metrics': system_metrics}
     if config_path is not None:
         args.update(_read_config_file(config_path))
     if args['auto_upload']:
@@ -397,11 +409,13 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
     inert = rank != 0 and not all_ranks
     return Run(metadata, args['hparams'], inert=inert,
                auto_upload=bool(args['auto_upload']) and not inert, folder=args['folder'],
-               make_folder=bool(args['make_folder']), conflict_strategy=args['conflict_strategy'])
+               make_folder=bool(args['make_folder']), conflict_strategy=args['conflict_strategy'],
+               system_metrics=args['system_metrics'])
 
 
 def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
-             make_folder: bool = False, conflict_strategy: str = 'new') -> Run:
+             make_folder: bool = False, conflict_strategy: str = 'new', *,
+             system_metrics: Union[bool, float, None] = None) -> Run:
     """Loads a Run from a local directory (in place) or from the server, and resumes it.
 
     A local directory is used where it is, from any path; its status becomes ``Running`` again and
@@ -411,7 +425,8 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
 
     Args:
         path: Local directory of the Run, or path of the Run on the server.
-        auto_upload, folder, make_folder, conflict_strategy: see :func:`create_run`.
+        auto_upload, folder, make_folder, conflict_strategy, system_metrics: see
+            :func:`create_run`; the samples' steps go on after those already recorded.
 
     Returns:
         The Run, status ``Running``.
@@ -430,4 +445,5 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
     metadata['status'] = 'Running'
     return Run(metadata, data['hparams'], platform=data['platform'], git=data['git'],
                local_dir=path, inert=inert, auto_upload=auto_upload and not inert, folder=folder,
-               make_folder=make_folder, conflict_strategy=conflict_strategy)
+               make_folder=make_folder, conflict_strategy=conflict_strategy,
+               system_metrics=system_metrics)

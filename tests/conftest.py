@@ -13,6 +13,8 @@ Tracking server (``t9k_em_server``), for any test that needs a real server over 
 - For a server of your own (other db/blob store, kill/restart), use
   ``ServerProcess(data_dir, db=..., blob_store=...)`` from ``tests/em_server_process.py``.
 
+Every Run samples no system metrics unless its test asks (``EM_SYSTEM_METRICS=0`` is set here).
+
 Local runs: ``em_dirs`` puts Runs and Artifacts under ``tmp_path`` (also the working directory),
 outside any distributed job; it returns ``tmp_path``.
 
@@ -22,6 +24,7 @@ the bucket ``em-team``. Mark tests that need PostgreSQL with ``team_services.nee
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -29,6 +32,10 @@ import pytest
 
 from em_server_process import ServerProcess
 from team_services import fresh_pg_database, moto_s3
+
+# Runs of the tests (and of the jobs they start) sample no system metrics unless a test asks:
+# most tests assert the exact metric types a Run holds. tests/test_system_metrics.py turns it on.
+os.environ.setdefault('EM_SYSTEM_METRICS', '0')
 
 
 @pytest.fixture(scope='module')

@@ -73,6 +73,10 @@ def _assert_example_run(tmp_path: Path, api: str, epochs: int) -> None:
     assert job['api'] == api
     assert (job['size'], job['local_size'], job['cross_size'], job['rank']) == (2, 2, 1, 0)
     assert job['controller'] == 'gloo' and job['built']['gloo'] is True
+    # System metrics are on by default (_env drops EM_SYSTEM_METRICS), from rank 0's one Run.
+    samples = run['metrics']['system']
+    assert [entry['sequence']['step'] for entry in samples] == list(range(len(samples)))
+    assert samples[-1]['value']['process_rss_bytes'] > 0
     raw = _raw_metrics(tmp_path / 'raw')
     for metric_type in ('train', 'val'):
         logged = run['metrics'][metric_type]

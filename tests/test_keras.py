@@ -263,6 +263,19 @@ def test_create_run_arguments_pass_through():
     assert run['hparams']['seed'] == 1 and run['hparams']['batch_size'] == 32  # Keras' default
 
 
+def test_system_metrics_option_reaches_the_run(monkeypatch):
+    monkeypatch.delenv('EM_SYSTEM_METRICS')  # sampling at its default (on): False must stop it
+    x, y = data()
+    sampled = EMCallback(system_metrics=0.1)
+    mlp().fit(x, y, epochs=2, verbose=0, callbacks=[sampled])
+    quiet = EMCallback(system_metrics=False)
+    mlp().fit(x, y, epochs=1, verbose=0, callbacks=[quiet])
+    samples = read_run(sampled.run.local)['metrics']['system']
+    assert steps(samples) == list(range(len(samples))) and len(samples) >= 2
+    assert all(e['sequence']['epoch'] is None for e in samples)
+    assert set(read_run(quiet.run.local)['metrics']) == {'train'}
+
+
 def test_user_hyperparameters_win_over_captured_ones():
     x, y = data()
     run = create_run(name='mine', hparams={'batch_size': 'as in the paper'})

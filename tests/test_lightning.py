@@ -261,6 +261,18 @@ def test_given_run_is_used_and_left_open(em_dirs):
     assert only_run(em_dirs)['metadata']['status'] == 'Complete'
 
 
+def test_system_metrics_option_reaches_the_run(em_dirs, monkeypatch):
+    monkeypatch.delenv('EM_SYSTEM_METRICS')  # sampling at its default (on): False must stop it
+    sampled, quiet = EMLogger(name='sampled', system_metrics=0.1), EMLogger(name='quiet',
+                                                                           system_metrics=False)
+    fit_and_test(sampled)
+    fit_and_test(quiet)
+    samples = read_run(sampled.experiment.local)['metrics']['system']
+    assert [e['sequence']['step'] for e in samples] == list(range(len(samples)))
+    assert len(samples) >= 2 and 'process_rss_bytes' in samples[-1]['value']
+    assert 'system' not in read_run(quiet.experiment.local)['metrics']
+
+
 def test_bad_arguments_are_refused_at_construction():
     with pytest.raises(ValueError, match='Invalid name of Run'):
         EMLogger(name='bad name')
