@@ -162,31 +162,32 @@ _yaml_lock = threading.RLock()
 _yaml_cache: Dict[str, Any] = {}
 
 
-def _yaml() -> Tuple[Any, Any, Any]:
-    """``(yaml module, Loader, Dumper)``: imported on first use, C implementations when present."""
+def _yaml() -> Tuple[Any, Any]:
+    """``(yaml module, Dumper)``: imported on first use, the C dumper when present. (Loading
+    goes through ``bounded_yaml``.)"""
     if not _yaml_cache:
         with _yaml_lock:
             if not _yaml_cache:
                 import yaml
-                _yaml_cache['loader'] = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
                 _yaml_cache['dumper'] = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)
                 _yaml_cache['yaml'] = yaml
-    return _yaml_cache['yaml'], _yaml_cache['loader'], _yaml_cache['dumper']
+    return _yaml_cache['yaml'], _yaml_cache['dumper']
 
 
 def dump_yaml(data: Any) -> str:
     """YAML text of ``data`` the way 0.6.0b0 writes it: block style, keys in insertion order,
     non-ASCII characters escaped (so the files read the same under any locale encoding), but
     long strings not folded."""
-    yaml, _, dumper = _yaml()
+    yaml, dumper = _yaml()
     return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=False, width=1 << 30)
 
 
-def load_yaml_text(text: str) -> Any:
-    """Parses YAML text with the safe loader."""
-    yaml, loader, _ = _yaml()
-    return yaml.load(text, Loader=loader)
+def load_yaml_text(text: str, limits: Any = None) -> Any:
+    """Parses YAML text with the safe loader, bounded (``bounded_yaml.load``: size, nesting and
+    alias expansion within ``limits``, default ``bounded_yaml.DOCUMENT``)."""
+    from . import bounded_yaml
+    return bounded_yaml.load(text, limits)
 
 
 def yaml_error_types() -> Tuple[type, ...]:
@@ -373,9 +374,10 @@ def read_metric_file(path: str) -> List[Dict[str, Any]]:
     if entries is not None:
         return entries
     errors = yaml_error_types()
+    from .bounded_yaml import DOCUMENT
     while text:
         try:
-            entries = list(load_yaml_text(text) or [])
+            entries = list(load_yaml_text(text, DOCUMENT.scaled_to(len(text))) or [])
         except errors:
             text = _trim_partial_entry(text)
             continue

@@ -5,10 +5,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t9k_em_core.bounded_yaml import YamlLimits
+
 DEFAULT_DATA_DIR = Path(os.environ.get("EM_SERVER_DATA_DIR", "~/.t9k/em-server")).expanduser()
 
 MiB = 1 << 20
 GiB = 1 << 30
+
+#: YAML the server parses (metadata, hyperparameters, platform, git, references; metric entries
+#: the fast parser does not recognise): characters, nodes after alias expansion, nesting depth.
+YAML_LIMITS = YamlLimits(max_bytes=16 * MiB, max_nodes=500_000, max_depth=64)
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Limits:
     max_label_chars: int = 256
     max_description_chars: int = 64 * 1024
     max_extra_chars: int = 64 * 1024
-    max_parse_bytes: int = 16 * MiB        #: largest metadata/hyperparameters YAML indexed for the UI
+    yaml: YamlLimits = YAML_LIMITS         #: YAML documents the server parses
 
 
 @dataclass(frozen=True)

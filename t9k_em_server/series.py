@@ -14,7 +14,7 @@ It may hold a million entries and is re-uploaded whole after each append, so ind
 incremental: when the new content starts with the bytes already indexed (same MD5 of that prefix),
 only the bytes past the indexed offset are parsed, into one more segment. Entries in the exact
 shape above (what both SDKs write) are parsed with regular expressions; anything else falls back
-to PyYAML's C loader (``layout.load_yaml_text``).
+to the bounded YAML loader (``layout.load_yaml_text`` within ``config.YAML_LIMITS``).
 A trailing entry cut off mid-write is left for the next upload.
 
 A segment is ``EMS1`` + a JSON header (count, names) + float64 columns: step, epoch, time
@@ -40,6 +40,7 @@ import numpy as np
 from t9k_em_core import layout
 
 from .blob_store import BlobStore
+from .config import YAML_LIMITS
 from .metadata_store import MetadataStore, ObjectView, SeriesIndexView
 
 METRIC_KEY = re.compile(r"metrics/([^/]+)\.yaml")
@@ -319,7 +320,8 @@ def _parse_entrywise(data: bytes, final: bool) -> tuple[Series, int]:
         next_item = data.find(b"\n- ", pos + 1)
         region_end = end if next_item < 0 else next_item + 1
         try:
-            loaded = layout.load_yaml_text(data[pos:region_end].decode("utf-8", "replace"))
+            loaded = layout.load_yaml_text(data[pos:region_end].decode("utf-8", "replace"),
+                                           YAML_LIMITS)
         except layout.yaml_error_types():
             loaded = None
         entries = loaded if isinstance(loaded, list) else []

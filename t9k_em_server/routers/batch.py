@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ApiError, node_not_found
-from ..indexing import index_stored_object
+from ..indexing import index_stored_object, parse_document
 from ..metadata_store import NodeView, NotFound, UserView
 from ..paths import normalise_key
 from ..stores import Stores, get_stores
@@ -88,6 +88,8 @@ def store_batch(stores: Stores, user: UserView, path: str, body: bytes) -> dict:
     """Verify and store every member, then commit them all at once (see the module doc)."""
     node = batch_node(stores, user, path)
     members = parse_members(body)
+    documents = [parse_document(stores, node, m.key, len(m.data), lambda m=m: m.data)
+                 for m in members]
     pending: list[PendingBlob] = []
     received: list[Received] = []
     try:
@@ -111,8 +113,8 @@ def store_batch(stores: Stores, user: UserView, path: str, body: bytes) -> dict:
             raise node_not_found(node.path) from None
         raise
     drop_blobs(stores, [old for _, old in stored if old])
-    for (obj, _), r in zip(stored, received):
-        index_stored_object(stores, node, obj, r.prefix)
+    for (obj, _), r, document in zip(stored, received, documents):
+        index_stored_object(stores, node, obj, r.prefix, document)
     return {"path": node.path, "node": node.id,
             "objects": [object_json(node, obj) for obj, _ in stored]}
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..blob_store import PartsChanged
 from ..errors import ApiError, node_not_found
-from ..indexing import index_stored_object, needs_prefix_hint
+from ..indexing import index_stored_object, needs_prefix_hint, parse_document
 from ..metadata_store import NodeView, NotFound, ObjectView, UserView
 from ..paths import normalise_key, object_path_candidates
 from ..stores import Stores, get_stores
@@ -70,16 +70,22 @@ def _upload_target(stores: Stores, user: UserView, path: str) -> tuple[NodeView,
 
 
 def _store(stores: Stores, node: NodeView, key: str, received: Received) -> ObjectView:
-    """Make a verified blob the object's content; drop the blob it replaced; index it."""
+    """Check a verified blob (a YAML document the server parses must be within limits), make it
+    the object's content, drop the blob it replaced, index it."""
     try:
+        document = parse_document(stores, node, key, received.size,
+                                  lambda: stores.blobs.read_bytes(received.blob_key))
         obj, old = stores.meta.put_object(node.id, key, received.blob_key, received.size,
                                           received.md5)
+    except ApiError:
+        drop_blobs(stores, [received.blob_key])
+        raise
     except NotFound:
         drop_blobs(stores, [received.blob_key])
         raise node_not_found(node.path) from None
     if old:
         drop_blobs(stores, [old])
-    index_stored_object(stores, node, obj, received.prefix)
+    index_stored_object(stores, node, obj, received.prefix, document)
     return obj
 
 

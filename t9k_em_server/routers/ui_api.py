@@ -61,11 +61,14 @@ def _summary(node: NodeView) -> dict[str, Any]:
 
 
 def _read_document(stores: Stores, node: NodeView, key: str) -> Any:
+    """A YAML document of the node, parsed within the YAML limits (None when absent, larger
+    than ``MAX_DOCUMENT_BYTES``, invalid or over the limits: never expanded into a page)."""
     obj = stores.meta.get_object(node.id, key)
     if obj is None or obj.size > MAX_DOCUMENT_BYTES:
         return None
     try:
-        return layout.load_yaml_text(stores.blobs.read_bytes(obj.blob_key).decode("utf-8", "replace"))
+        return layout.load_yaml_text(stores.blobs.read_bytes(obj.blob_key).decode("utf-8", "replace"),
+                                     stores.limits.yaml)
     except layout.yaml_error_types():
         return None
 

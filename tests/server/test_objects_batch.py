@@ -8,26 +8,9 @@ import io
 import tarfile
 
 import pytest
-from server_api import Api
+from server_api import Api, post_batch, tar_of
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def tar_of(members: dict[str, bytes], md5s: dict[str, str] | None = None) -> bytes:
-    """A PAX tar as our client sends it; ``md5s`` overrides a member's announced MD5."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.pax_headers = {"T9K.md5": (md5s or {}).get(name, hashlib.md5(data).hexdigest())}
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def post_batch(api: Api, node: str, body: bytes):
-    return api.request("POST", "/apis/v1/objects/batch", params={"path": node}, data=body,
-                       headers={"Content-Type": "application/x-tar"})
 
 
 def objects_of(api: Api, node: str) -> dict[str, str]:
