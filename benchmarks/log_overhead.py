@@ -5,7 +5,8 @@ Peers, each writing to a temporary directory:
 - ``list.append`` of ``(metrics, step)``: the floor of any in-process logger;
 - t9k-em ``Run.log('train', metrics, step)``, with the optional ``orjson`` float formatter (the
   ``fast`` extra) and without it, without the optional C extension ``t9k_em_core._speedups``,
-  and with ``train`` and ``val`` logged in turn;
+  with ``train`` and ``val`` logged in turn, and with system metrics sampled every 1 s (the
+  default of ``create_run``) and 0.1 s (the other rows sample none);
 - Lightning ``CSVLogger.log_metrics(metrics, step)`` (buffers, writes a CSV every 100 steps);
 - DVCLive ``log_metric`` × 10 + ``next_step()``;
 - MLflow ``log_metrics(metrics, step=...)`` with the local file store and with SQLite.
@@ -74,19 +75,29 @@ def bench_timer(root: str, calls: int, dicts):
     return _measure(lambda m, s: None, lambda: None, calls, dicts)
 
 
-def bench_t9k_em(root: str, calls: int, dicts):
+def bench_t9k_em(root: str, calls: int, dicts, system_metrics=False):
     os.environ['EM_RUN_PARENT_DIR'] = os.path.join(root, 'runs')
     from t9k import em
-    run = em.create_run(name='bench')
+    run = em.create_run(name='bench', system_metrics=system_metrics)
     log = run.log
     return _measure(lambda m, s: log('train', m, s), run.finish, calls, dicts)
+
+
+def bench_t9k_em_sampled(root: str, calls: int, dicts):
+    """With system metrics sampled every second (the default of ``create_run``)."""
+    return bench_t9k_em(root, calls, dicts, system_metrics=1.0)
+
+
+def bench_t9k_em_sampled_fast(root: str, calls: int, dicts):
+    """With system metrics sampled every 0.1 s (the shortest interval)."""
+    return bench_t9k_em(root, calls, dicts, system_metrics=0.1)
 
 
 def bench_t9k_em_in_turn(root: str, calls: int, dicts):
     """Two metric types logged in turn (``train`` and ``val`` every step)."""
     os.environ['EM_RUN_PARENT_DIR'] = os.path.join(root, 'runs')
     from t9k import em
-    run = em.create_run(name='bench')
+    run = em.create_run(name='bench', system_metrics=False)
     log = run.log
     return _measure(lambda m, s: log('val' if s & 1 else 'train', m, s >> 1), run.finish, calls,
                     dicts)
@@ -146,6 +157,8 @@ PEERS = [  # (label, function, fraction of --calls it gets)
     ('t9k-em Run.log, without orjson', bench_t9k_em_without_orjson, 1.0),
     ('t9k-em Run.log, without the C extension', bench_t9k_em_without_c, 1.0),
     ('t9k-em Run.log, train and val in turn', bench_t9k_em_in_turn, 1.0),
+    ('t9k-em Run.log, system metrics every 1 s', bench_t9k_em_sampled, 1.0),
+    ('t9k-em Run.log, system metrics every 0.1 s', bench_t9k_em_sampled_fast, 1.0),
     ('Lightning CSVLogger.log_metrics', bench_csvlogger, 1.0),
     ('DVCLive log_metric x10 + next_step', bench_dvclive, 0.01),
     ('MLflow log_metrics (file store)', bench_mlflow_file, 0.01),

@@ -37,7 +37,7 @@ DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL = 0.1
 """The shortest interval accepted."""
 
-TREE_REFRESH = 5.0
+TREE_REFRESH = 10.0
 """Seconds between two searches for the processes of the training's tree: listing a process's
 descendants reads every process of the host (ms), reading known ones costs µs."""
 
@@ -141,11 +141,13 @@ class HostProbe:
         total = sum(times)
         counters['cpu_busy_seconds'] = total - idle
         counters['cpu_all_seconds'] = total
-        disk = ps.disk_io_counters(perdisk=False)
+        # nowrap=False: psutil's bookkeeping of counters that wrap costs a third of the call; a
+        # wrapped counter makes one rate 0 instead (see sample_fields).
+        disk = ps.disk_io_counters(perdisk=False, nowrap=False)
         if disk is not None:  # None where the host has no disk statistics (some containers)
             counters['disk_read_bytes'] = float(disk.read_bytes)
             counters['disk_write_bytes'] = float(disk.write_bytes)
-        nics = ps.net_io_counters(pernic=True)
+        nics = ps.net_io_counters(pernic=True, nowrap=False)
         counters['net_recv_bytes'] = float(sum(n.bytes_recv for name, n in nics.items() if name != 'lo'))
         counters['net_sent_bytes'] = float(sum(n.bytes_sent for name, n in nics.items() if name != 'lo'))
 
@@ -159,9 +161,8 @@ class HostProbe:
         alive = []
         for process in self._tree:
             try:
-                with process.oneshot():
-                    times = process.cpu_times()
-                    rss += process.memory_info().rss
+                times = process.cpu_times()
+                rss += process.memory_info().rss
             except (ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess):
                 self._tree_cpu.pop(process.pid, None)
                 continue
@@ -220,13 +221,15 @@ class GpuProbe:
         nvml.nvmlInit()
         self._throttle = getattr(nvml, 'nvmlDeviceGetCurrentClocksEventReasons', None) or getattr(
             nvml, 'nvmlDeviceGetCurrentClocksThrottleReasons')
-        self._fields: List[tuple] = []  # (name, reader of the handle) of every supported field
+        self._fields: List[tuple] = []  # (name, handle, reader of the handle) of each field
         for k, handle in enumerate(visible_gpus(nvml, cuda_visible_devices)):
             for name, reader in self._readers(k):
                 try:
-                    reader(handle)
+                    value = reader(handle)
                 except nvml.NVMLError:
                     continue  # not supported by this device
+                if name.endswith('_memory_total_bytes'):  # the same all along: read once
+                    reader = lambda h, value=value: value  # noqa: E731
                 self._fields.append((name, handle, reader))
 
     def _readers(self, k: int) -> List[tuple]:
