@@ -4,8 +4,10 @@ For each peer, a run is opened with its system monitor at an interval (1 s and 0
 a warm-up the CPU time spent on sampling during a window is measured:
 
 - t9k-em: the CPU clocks of the threads ``t9k-em-system-metrics`` (reading the probes, logging
-  the sample) and ``t9k-em-flusher`` (writing it to ``metrics/system.yaml``), per sample taken
-  in the window (counted from the file). Host only (psutil), and host + 8 GPUs: this machine has
+  the sample) and ``t9k-em-flusher`` (writing it to ``metrics/system.yaml``), minus the
+  flusher's clock over the same window in a Run that samples nothing (it wakes every 0.5 s
+  anyway), per sample taken in the window (counted from the file). Host only (psutil), and
+  host + 8 GPUs: this machine has
   no GPU, so the 8 GPUs are simulated by ``tests/recorded_nvml.py``, a stand-in for ``pynvml``
   that answers with written-down values: the Python side of the GPU probe is measured, the
   NVML driver calls (a few µs each on a real GPU) are not.
@@ -96,6 +98,10 @@ def t9k_em(root: str, interval: float, seconds: float, gpus: int) -> Tuple[float
         run.finish()
     finally:
         del sys.modules['pynvml']
+    idle = em.create_run(name='idle', system_metrics=False)  # the flusher's wake-ups alone
+    idle_cpu, _, _ = _window(seconds, lambda: _thread_clocks(('t9k-em-flusher',)))
+    idle.finish()
+    cpu = max(0.0, cpu - idle_cpu)
     stamps = [datetime.datetime.fromisoformat(e['sequence']['timestamp']).timestamp()
               for e in run.metrics['system']]
     return cpu, _in_window(stamps, start, end)

@@ -21,6 +21,7 @@ sees an exception. The fields, their units and the measured cost are in docs/sys
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -40,6 +41,15 @@ MIN_INTERVAL = 0.1
 TREE_REFRESH = 10.0
 """Seconds between two searches for the processes of the training's tree: listing a process's
 descendants reads every process of the host (ms), reading known ones costs µs."""
+
+GPU_FIELD = re.compile(r'gpu(\d+)_(\w+)')
+"""A per-GPU field of a sample, ``gpu<k>_<quantity>`` (e.g. ``gpu0_util_percent``)."""
+
+GPU_UTIL = 'util_percent'
+"""The quantity of the GPU utilisation fields."""
+
+GPU_MEMORY_USED = 'memory_used_bytes'
+"""The quantity of the GPU memory fields."""
 
 FINAL_SAMPLE_WAIT = 2.0
 """Seconds ``Run.finish`` waits for the probes (busy on the sampler thread) for its last sample."""
@@ -235,8 +245,8 @@ class GpuProbe:
     def _readers(self, k: int) -> List[tuple]:
         nvml = self._nvml
         return [
-            (f'gpu{k}_util_percent', lambda h: float(nvml.nvmlDeviceGetUtilizationRates(h).gpu)),
-            (f'gpu{k}_memory_used_bytes', lambda h: float(nvml.nvmlDeviceGetMemoryInfo(h).used)),
+            (f'gpu{k}_{GPU_UTIL}', lambda h: float(nvml.nvmlDeviceGetUtilizationRates(h).gpu)),
+            (f'gpu{k}_{GPU_MEMORY_USED}', lambda h: float(nvml.nvmlDeviceGetMemoryInfo(h).used)),
             (f'gpu{k}_memory_total_bytes', lambda h: float(nvml.nvmlDeviceGetMemoryInfo(h).total)),
             (f'gpu{k}_power_watts', lambda h: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0),
             (f'gpu{k}_temperature_c', lambda h: float(

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import psutil
 import pytest
+import requests
 
 from legacy_loader import load_run_dir
 from recorded_nvml import GIB, RecordedNvml
@@ -333,3 +335,35 @@ def test_forked_child_does_not_sample_its_parents_runs():
     _, status = os.waitpid(pid, 0)
     run.finish()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- server: the folder listing's GPU columns ---------------------------------------------------
+
+def test_uploaded_runs_show_mean_gpu_util_and_peak_gpu_memory(em_server, em_dirs, monkeypatch):
+    """Two Runs sampled by the SDK (one with 2 recorded GPUs, one host only), uploaded to a real
+    server; its folder listing summarises their GPU samples."""
+    from t9k_em_core import client
+
+    monkeypatch.setenv('T9K_CONFIG', str(em_dirs / 't9k-config.yaml'))
+    monkeypatch.setenv('EM_UPLOAD_STATE_DIR', str(em_dirs / 'upload-state'))
+    monkeypatch.setitem(sys.modules, 'pynvml', RecordedNvml(count=2))
+    gpu_run = em.create_run(name='gpu', system_metrics=0.1)
+    time.sleep(0.3)
+    gpu_run.finish()
+    monkeypatch.setitem(sys.modules, 'pynvml', None)
+    host_run = em.create_run(name='host', system_metrics=0.1)
+    host_run.finish()
+    folder = f'system-{uuid.uuid4().hex[:8]}'
+    client.login(em_server.url, em_server.api_key)
+    try:
+        gpu_run.upload(folder=folder, make_folder=True)
+        host_run.upload(folder=folder)
+    finally:
+        client.logout()
+    listing = requests.get(f'{em_server.url}/api/ui/v1/folders',
+                           params={'path': f'/{em_server.user}/{folder}'},
+                           headers={'Authorization': f'Bearer {em_server.api_key}'}, timeout=30)
+    listing.raise_for_status()
+    gpu = {child['name']: child['gpu'] for child in listing.json()['children']}
+    # RecordedNvml: GPU k is always 90 + k % busy and uses 10 + k GiB.
+    assert gpu == {'gpu': {'util_mean': 90.5, 'memory_peak': 11 * GIB}, 'host': None}

@@ -182,6 +182,62 @@ def test_folder_table_sorts_filters_and_shows_columns(alice_page, seeded):
     expect(page.locator("#runs thead th.sortable").filter(has_text="optimizer.betas")).to_be_visible()
 
 
+SYSTEM_SAMPLES = 40
+
+
+def system_samples(t0: float, gpus: int) -> str:
+    """A ``metrics/system.yaml`` as the SDK's sampler writes it (docs/system-metrics.md): one
+    sample a second; GPU k is 80 + k % busy and uses (k + 1) GiB; the first sample has no rates."""
+    def sample(i: int) -> dict:
+        values = {}
+        for k in range(gpus):
+            values[f"gpu{k}_util_percent"] = 80.0 + k
+            values[f"gpu{k}_memory_used_bytes"] = float((k + 1) << 30)
+        values.update(memory_used_bytes=8e9, memory_percent=25.0, process_rss_bytes=2e9 + i * 1e6)
+        if i:
+            values.update(cpu_percent=50.0, process_cpu_percent=120.0, disk_read_bytes_per_s=1e6,
+                          disk_write_bytes_per_s=2e6, net_recv_bytes_per_s=3e6, net_sent_bytes_per_s=4e6)
+        return values
+    return metric_text((i, None, sample(i), t0 + i) for i in range(SYSTEM_SAMPLES))
+
+
+def test_system_section_and_gpu_columns(alice_page, seeded):
+    page = alice_page
+    folder = f"/{seeded['user']}/gpus"
+    t0 = seeded["t0"]
+    gpu_run, _ = seeded["alice"].run(folder, "gpu-run", start=t0, end=t0 + 60, metrics={
+        "train": curve(10, 1, 1.0, t0), "system": system_samples(t0, gpus=2)})
+    seeded["alice"].run(folder, "cpu-run", start=t0, end=t0 + 60, metrics={"system": system_samples(t0, gpus=0)})
+    page.goto(f"/ui/folders{folder}")
+    gpu_row = page.locator("tr", has=page.locator("a", has_text="gpu-run"))
+    expect(gpu_row).to_contain_text("80.5%")  # the mean of 80 and 81
+    expect(gpu_row).to_contain_text("2.00 GiB")  # GPU 1's memory
+    expect(page.locator("#runs thead th", has_text="Mean GPU util")).to_be_visible()
+    expect(page.locator("#runs thead th", has_text="Peak GPU memory")).to_be_visible()
+    expect(page.locator("#runs thead th", has_text="system/")).to_have_count(0)
+    page.goto(f"/ui/runs/{gpu_run}")
+    system = page.locator("#system")
+    expect(system).to_be_visible()
+    expect(system.locator('.segmented button[data-x="time"]')).to_have_class("on")
+    titles = system.locator(".chart-title > span:first-child").all_inner_texts()
+    assert titles == ["GPU utilisation (%)", "GPU memory used (GiB)", "CPU (%)", "Memory (GiB)",
+                      "Disk (MiB/s)", "Network (MiB/s)"]
+    gpu_chart = system.locator('.chart[data-metric="GPU utilisation (%)"]')
+    expect(gpu_chart).to_have_attribute("data-points", re.compile(r"\{.+\}"))
+    assert eval(gpu_chart.get_attribute("data-points")) == {  # noqa: S307 - our page's JSON of ints
+        "gpu0_util_percent": SYSTEM_SAMPLES, "gpu1_util_percent": SYSTEM_SAMPLES}
+    expect(gpu_chart.locator(".u-legend")).to_contain_text("GPU 1")
+    expect(gpu_chart.locator("canvas")).to_have_count(1)
+    cpu_chart = system.locator('.chart[data-metric="CPU (%)"]')
+    expect(cpu_chart).to_have_attribute("data-points", re.compile(r"\{.+\}"))
+    assert eval(cpu_chart.get_attribute("data-points")) == {  # noqa: S307
+        "cpu_percent": SYSTEM_SAMPLES - 1, "process_cpu_percent": SYSTEM_SAMPLES - 1}
+    # The Charts section and the last-metrics table show the logged metrics only.
+    assert chart_points(page, "loss") == {"train": 10}
+    expect(page.locator('#charts .chart[data-metric="cpu_percent"]')).to_have_count(0)
+    expect(page.locator("#summary")).not_to_contain_text("gpu0_util_percent")
+
+
 def test_run_page_charts_hold_every_point(alice_page, seeded):
     page = alice_page
     page.goto(f"/ui/runs/{seeded['run_a']}")
@@ -367,7 +423,8 @@ def test_sdk_auto_upload_run_updates_live(alice_page, seeded, tmp_path):
     """A real SDK process with ``auto_upload=True`` trains while the page watches it."""
     folder = f"/{seeded['user']}/sdk-live"
     go = tmp_path / "go"
-    env = {**os.environ, "EM_SYNC_INTERVAL": "0.5", "EM_RUN_PARENT_DIR": str(tmp_path / "runs")}
+    env = {**os.environ, "EM_SYNC_INTERVAL": "0.5", "EM_RUN_PARENT_DIR": str(tmp_path / "runs"),
+           "EM_SYSTEM_METRICS": "0.2"}
     job = subprocess.Popen([sys.executable, "-c", TRAINING_JOB, seeded["base"], seeded["keys"]["alice"], folder, str(go)],
                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -386,6 +443,13 @@ def test_sdk_auto_upload_run_updates_live(alice_page, seeded, tmp_path):
         page.goto(f"/ui/runs/{r.json()['id']}")
         expect(page.locator("#head-status")).to_have_text("Running")
         assert chart_points(page, "loss") == {"train": 10}
+        # The System section grows while the job waits: its sampler goes on, the syncer uploads.
+        memory = page.locator('#system .chart[data-metric="Memory (GiB)"]')
+        expect(memory).to_have_attribute("data-points", re.compile(r"\{.+\}"))
+        first = eval(memory.get_attribute("data-points"))["process_rss_bytes"]  # noqa: S307
+        page.wait_for_function(
+            "n => JSON.parse(document.querySelector('#system .chart[data-metric=\"Memory (GiB)\"]')"
+            ".dataset.points).process_rss_bytes > n", arg=first, timeout=30_000)
         go.touch()
         expect(page.locator('#charts .chart[data-metric="loss"]')).to_have_attribute(
             "data-points", '{"train":25}', timeout=30_000)

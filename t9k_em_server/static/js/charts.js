@@ -110,14 +110,14 @@ export class MetricChart {
 
 /** The toolbar plus a grid of charts. `charts` is a list of MetricChart. */
 export class ChartPanel {
-  constructor(container, { maxPoints = 1500 } = {}) {
+  constructor(container, { maxPoints = 1500, x = "step" } = {}) {
     this.container = container;
     this.maxPoints = maxPoints;
-    this.opts = { x: "step", smoothing: 0, log: false };
+    this.opts = { x, smoothing: 0, log: false };
     this.charts = [];
     this.grid = el("div", { class: "charts" });
     const seg = el("div", { class: "segmented", role: "group", "aria-label": "x-axis" },
-      ["step", "epoch", "time"].map((x) => el("button", { type: "button", class: x === "step" ? "on" : "", dataset: { x },
+      ["step", "epoch", "time"].map((x) => el("button", { type: "button", class: x === this.opts.x ? "on" : "", dataset: { x },
         onclick: (e) => this.setX(x, e.target) }, x)));
     this.smoothLabel = el("span", { class: "mono" }, "0.00");
     const slider = el("input", { type: "range", min: "0", max: "0.99", step: "0.01", value: "0", "aria-label": "smoothing",

@@ -1,17 +1,21 @@
 // The folder page: the folder tree (sidebar), breadcrumbs, sub-folders, and the runs/artifacts
-// table with status, start, duration, labels and the chosen hparams and last-metric columns.
+// table with status, start, duration, labels, mean GPU utilisation and peak GPU memory (when a run
+// sampled GPUs), and the chosen hparams and last-metric columns.
 import { getJSON, el, mount, showError, links, fmtTime, fmtShortTime, fmtDuration, durationSeconds, parseTime, statusBadge,
-  labelChips, breadcrumbs, flatten, Table } from "./common.js";
+  labelChips, breadcrumbs, flatten, fmtBytes, Table } from "./common.js";
 import { renderTree } from "./tree.js";
+import { SYSTEM_TYPE } from "./system.js";
 
 const root = document.getElementById("page");
 const folderPath = root.dataset.path;
 const MAX_DEFAULT_HP = 3, MAX_DEFAULT_METRICS = 3;
 
-/** Flat {"train/loss": value} from the server's last metrics ({type: {metric: value}}). */
+/** Flat {"train/loss": value} from the server's last metrics ({type: {metric: value}}), system
+ * metrics left out (their last values say little; the GPU columns summarise them). */
 function lastMetrics(item) {
   const out = {};
   for (const [type, values] of Object.entries(item.last_metrics || {})) {
+    if (type === SYSTEM_TYPE) continue;
     if (values && typeof values === "object") for (const [k, v] of Object.entries(values)) out[`${type}/${k}`] = v;
     else out[type] = values;
   }
@@ -49,13 +53,21 @@ function columnPicker(hpKeys, metricKeys, chosen, onChange) {
       el("h3", {}, "Metrics (last value)"), metricKeys.length ? metricKeys.map((k) => box("metrics", k)) : el("div", { class: "muted" }, "none")));
 }
 
-function columns(chosen) {
+const GPU_COLUMNS = [
+  { key: "gpu_util", title: "Mean GPU util", num: true, value: (r) => r.gpu?.util_mean ?? undefined,
+    render: (r) => (r.gpu?.util_mean ?? null) === null ? "" : `${r.gpu.util_mean.toFixed(1)}%` },
+  { key: "gpu_memory", title: "Peak GPU memory", num: true, value: (r) => r.gpu?.memory_peak ?? undefined,
+    render: (r) => fmtBytes(r.gpu?.memory_peak ?? null) },
+];
+
+function columns(chosen, withGpu) {
   const cols = [
     { key: "name", title: "Name", value: (r) => r.name, render: (r) => el("a", { href: links.node(r), class: "name" }, r.name) },
     { key: "status", title: "Status", value: (r) => r.status || "", render: (r) => statusBadge(r.status) },
     { key: "start", title: "Start", value: (r) => parseTime(r.start), render: (r) => el("span", { title: fmtTime(r.start) }, fmtShortTime(r.start)) },
     { key: "duration", title: "Duration", num: true, value: (r) => durationSeconds(r), render: (r) => fmtDuration(durationSeconds(r)) },
     { key: "labels", title: "Labels", value: (r) => (r.labels || []).join(" "), render: (r) => labelChips(r.labels) },
+    ...(withGpu ? GPU_COLUMNS : []),
   ];
   for (const k of chosen.hparams) {
     cols.push({ key: `hp:${k}`, title: k, group: "Hyperparameters", num: true, value: (r) => r.hp[k] });
@@ -93,14 +105,15 @@ async function main() {
 
   const compareBtn = el("button", { class: "primary", id: "compare", disabled: true,
     onclick: () => { location.href = links.compare([...table.checked]); } }, "Compare");
-  const table = new Table(columns(chosen), runs, {
+  const withGpu = runs.some((r) => r.gpu);
+  const table = new Table(columns(chosen, withGpu), runs, {
     sortKey: "start", sortDir: -1, checkable: true, emptyText: "No runs in this folder yet.",
     onCheck: (set) => { compareBtn.disabled = set.size < 2; compareBtn.textContent = set.size ? `Compare (${set.size})` : "Compare"; },
   });
   table.node.id = "runs";
   const artTable = new Table(ARTIFACT_COLUMNS, artifacts, { sortKey: "start", sortDir: -1 });
   artTable.node.id = "artifacts";
-  const picker = columnPicker(hpKeys, metricKeys, chosen, () => { table.columns = columns(chosen); table.render(); });
+  const picker = columnPicker(hpKeys, metricKeys, chosen, () => { table.columns = columns(chosen, withGpu); table.render(); });
   const filter = el("input", { type: "search", id: "filter", placeholder: "Filter, e.g. resnet  status:complete  lr:0.01", style: "width:320px",
     oninput: (e) => { table.setQuery(e.target.value); artTable.setQuery(e.target.value); } });
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;

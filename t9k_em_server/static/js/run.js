@@ -1,9 +1,11 @@
-// The run page: overview, environment, charts (live while Running), hparams, inputs/outputs, log.
+// The run page: overview, environment, charts and system metrics (live while Running), hparams,
+// inputs/outputs, log.
 import { getJSON, el, mount, showError, links, fmtTime, fmtAgo, fmtDuration, durationSeconds, statusBadge,
   labelChips, breadcrumbs, kindBadge, fmtBytes, fmtValue } from "./common.js";
 import { ChartPanel, MetricChart, typeColor } from "./charts.js";
 import { renderHparams } from "./hparams.js";
 import { seriesLoader, metricNames } from "./series.js";
+import { SYSTEM_TYPE, systemCharts, systemFields } from "./system.js";
 
 const POLL_MS = 3000;
 const root = document.getElementById("page");
@@ -46,9 +48,15 @@ function nodeList(items, empty) {
       : el("span", { class: "mono", title: "not on this server" }, a.path || a.name || a.id || "unknown"))));
 }
 
+/** The metric types the Charts section and the last-metrics table show: all but system metrics. */
+function loggedMetrics(metrics) {
+  const { [SYSTEM_TYPE]: _, ...logged } = metrics || {};
+  return logged;
+}
+
 /** The last value of every metric, one row per metric name and a column per type. */
 function summary(run) {
-  const last = run.last_metrics || {};
+  const last = loggedMetrics(run.last_metrics);
   const types = Object.keys(last).sort((a, b) => ({ train: 0, val: 1, test: 2 }[a] ?? 3) - ({ train: 0, val: 1, test: 2 }[b] ?? 3));
   const names = [...new Set(types.flatMap((t) => Object.keys(last[t])))].sort();
   if (!names.length) return el("div", { class: "muted" }, "No metrics logged yet.");
@@ -59,7 +67,7 @@ function summary(run) {
 }
 
 function buildCharts(run) {
-  const byMetric = metricNames(run.metrics);
+  const byMetric = metricNames(loggedMetrics(run.metrics));
   return [...byMetric.entries()].map(([metric, types]) => new MetricChart(metric, types.map((type, i) => ({
     key: type, label: type, color: typeColor(type, i), dash: null,
     load: seriesLoader(run.id, type, metric),
@@ -71,6 +79,7 @@ async function main() {
   try { run = await getJSON(`/runs/${encodeURIComponent(runId)}`); } catch (e) { showError(root, e); return; }
   document.title = `${run.name} · t9k EM`;
   const chartsBox = el("div", { class: "card flush", id: "charts" });
+  const systemBox = el("div", { class: "card flush", id: "system", hidden: true });
   const hpBox = el("div", { class: "card flush", id: "hparams" });
   const logBox = el("pre", { class: "log", id: "stdout" }, "Loading…");
   const logNote = el("span", { class: "muted" }, "stdout.log");
@@ -84,6 +93,7 @@ async function main() {
       el("div", { class: "card", id: "overview" }, el("h2", {}, "Overview"), overview(run)),
       el("div", { class: "card", id: "environment" }, el("h2", {}, "Environment"), environment(run))),
     chartsBox,
+    systemBox,
     el("div", { class: "grid-2" },
       hpBox,
       el("div", { class: "card", id: "io" },
@@ -98,10 +108,12 @@ async function main() {
   const panelBox = el("div");
   mount(chartsBox, head, panelBox);
   const panel = new ChartPanel(panelBox);
-  let chartKey = JSON.stringify([...metricNames(run.metrics)]);
+  let chartKey = JSON.stringify([...metricNames(loggedMetrics(run.metrics))]);
   let counts = run.metric_counts;
   panel.setCharts(buildCharts(run));
   await panel.reload(true);
+  const system = { panel: null, key: "" };
+  await showSystem(systemBox, system, run);
   await loadLog(run, logBox, logNote);
 
   // Live: while the run is Running, poll its detail and series and redraw what changed.
@@ -112,15 +124,18 @@ async function main() {
       mount(root.querySelector("#run-status"), statusBadge(fresh.status));
       mount(root.querySelector("#run-end"), fresh.end ? fmtTime(fresh.end) : el("span", { class: "muted" }, "—"));
       mount(root.querySelector("#run-duration"), fmtDuration(durationSeconds(fresh)));
-      const key = JSON.stringify([...metricNames(fresh.metrics)]);
+      const key = JSON.stringify([...metricNames(loggedMetrics(fresh.metrics))]);
       // Refetch only the series of metric types that got new entries since the last poll.
       const grown = (type) => (fresh.metric_counts || {})[type] !== (counts || {})[type];
+      const grownLogged = Object.keys(loggedMetrics(fresh.metric_counts)).filter(grown);
       if (key !== chartKey) { chartKey = key; panel.setCharts(buildCharts(fresh)); await panel.reload(true); }
-      else if (Object.keys(fresh.metric_counts || {}).some(grown)) await panel.reload(false, grown);
+      else if (grownLogged.length) await panel.reload(false, (type) => grownLogged.includes(type));
+      if (grown(SYSTEM_TYPE)) await showSystem(systemBox, system, fresh);
       counts = fresh.metric_counts;
       mount(root.querySelector("#summary-box"), summary(fresh));
       await loadLog(fresh, logBox, logNote);
       panel.status.textContent = fresh.status === "Running" ? `Live · updated ${new Date().toLocaleTimeString()}` : "";
+      if (system.panel) system.panel.status.textContent = panel.status.textContent;
       if (fresh.status === "Running") setTimeout(tick, POLL_MS);
     } catch (e) {
       panel.status.textContent = `Live update failed: ${e.message}`;
@@ -128,6 +143,25 @@ async function main() {
     }
   };
   if (run.status === "Running") { panel.status.textContent = "Live"; setTimeout(tick, POLL_MS); }
+}
+
+/**
+ * Shows (or refreshes) the System section: a chart panel over time of the run's system metrics,
+ * built afresh when the set of fields changed (a GPU appeared), else only reloaded.
+ */
+async function showSystem(box, system, run) {
+  const fields = systemFields(run.metrics);
+  if (!fields.length) return;
+  const key = JSON.stringify(fields);
+  if (!system.panel) {
+    const body = el("div");
+    mount(box, el("div", { class: "card-head" }, el("h2", {}, "System"),
+      el("span", { class: "muted" }, "GPUs, CPU, memory, disk and network of the training")), body);
+    box.hidden = false;
+    system.panel = new ChartPanel(body, { x: "time" });
+  }
+  if (key !== system.key) { system.key = key; system.panel.setCharts(systemCharts(run.id, fields)); await system.panel.reload(true); }
+  else await system.panel.reload(false);
 }
 
 async function loadLog(run, box, note) {
