@@ -1,6 +1,7 @@
 """The application factory: stores + routers + error handlers.
 
-``create_app(config)`` opens the stores (running migrations) and mounts every router. Another
+``create_app(config)`` opens the stores (running migrations), mounts every router and wraps them
+in ``guards.RequestGuard`` (checks every request and headers every response gets). Another
 router (e.g. the web UI pages) is added with ``app.include_router(...)``; it reaches the stores
 through the ``get_stores`` dependency and the caller through ``routers.auth.current_user``.
 ``EM_SERVER_BATCH_UPLOAD=0`` leaves out our batch-upload extension (``routers/batch.py``), so the
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
+from .guards import RequestGuard
 from .routers import auth, batch, graphs, nodes, objects, ui_api
 from .stores import Stores
 
@@ -33,6 +35,7 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
                   description="AIStore API of t9k 0.6.0b0 `em` plus the web UI's JSON API.")
     app.state.stores = stores
     install_error_handlers(app)
+    app.add_middleware(RequestGuard)  # encodings, cross-origin writes, slow bodies, headers
 
     @app.get("/healthz", tags=["health"], summary="Liveness check (no auth)")
     def healthz() -> dict:

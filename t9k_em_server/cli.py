@@ -172,6 +172,7 @@ def serve(argv: list[str]) -> int:
 
     from . import logredact
     from .app import create_app
+    from .guards import HEADER_SECONDS, TimedH11Protocol
 
     args = _serve_parser().parse_args(argv)
     stores = _open_stores(args)
@@ -180,7 +181,9 @@ def serve(argv: list[str]) -> int:
     stores.drop_abandoned_uploads()
     app = create_app(stores=stores)
     uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                               timeout_keep_alive=30, server_header=False)
+                               http=TimedH11Protocol, timeout_keep_alive=HEADER_SECONDS,
+                               server_header=False,
+                               h11_max_incomplete_event_size=64 * 1024)
     logredact.install()  # after uvicorn configured logging
     logging.getLogger("t9k_em_server").setLevel(args.log_level.upper())
     print(f"em server: metadata {_safe_url(stores.meta.url)}, blobs "

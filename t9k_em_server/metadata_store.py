@@ -36,6 +36,14 @@ class NotFound(Exception):
     """The referenced row does not exist (any more)."""
 
 
+class NotAFolder(Exception):
+    """A node was to be created under a node that is not a Folder (``type``: what it is)."""
+
+    def __init__(self, type_: str):
+        super().__init__(type_)
+        self.type = type_
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -363,10 +371,16 @@ class MetadataStore:
                             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
             return UserView(user.id, user.name, _aware(user.created_at)) if user else None
 
-    def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
+    def create_session(self, token_hash: str, user_id: int, expires_at: datetime,
+                       max_per_user: int) -> None:
+        """Add a session; the user's oldest ones beyond ``max_per_user`` (and expired ones) go."""
         with self.writing() as s:
             s.execute(delete(UiSession).where(UiSession.expires_at < utcnow()))
             s.add(UiSession(token_hash=token_hash, user_id=user_id, expires_at=expires_at))
+            s.flush()
+            evicted = select(UiSession.token_hash).where(UiSession.user_id == user_id).order_by(
+                UiSession.expires_at.desc()).offset(max_per_user)
+            s.execute(delete(UiSession).where(UiSession.token_hash.in_(evicted.scalar_subquery())))
 
     def user_by_session(self, token_hash: str) -> UserView | None:
         with self.reading() as s:
@@ -415,7 +429,7 @@ class MetadataStore:
                 if parent is None:
                     raise NotFound(parent_path)
                 if parent.type != "Folder":
-                    raise NotFound(parent_path)
+                    raise NotAFolder(parent.type)
                 if s.scalar(select(Node.id).where(Node.path == path)) is not None:
                     raise Conflict(name)
                 row = Node(owner_id=parent.owner_id, parent_id=parent.id, path=path, name=name,

@@ -53,26 +53,44 @@ def join_path(names: list[str]) -> str:
     return "/" + "/".join(names)
 
 
-def normalise_key(key: str) -> str:
-    """Normalise an object key (``a//b/./c`` → ``a/b/c``); refuse ``..``, absolute keys, backslashes.
+#: characters that reorder displayed text (bidi embeddings, overrides, isolates, marks): a key
+#: holding one can show as another name ("gpj.exe" shown as "exe.jpg")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
 
-    Raises a 400 ``ApiError`` naming the problem for a key that could escape its node.
+
+def normalise_key(key: str) -> str:
+    """Normalise an object key (``a//b/./c`` → ``a/b/c``); refuse ``..``, absolute keys,
+    backslashes, control and bidi characters, text that is not valid Unicode (a lone surrogate,
+    as an undecodable tar member name becomes), and names of only spaces.
+
+    The one check of object keys: single uploads, multipart and batch members all call it.
+    Raises a 400 ``ApiError`` naming the problem.
     """
     if not key:
         raise ApiError(400, "invalid object key: empty")
     if len(key) > MAX_KEY_CHARS:
         raise ApiError(400, f"invalid object key: longer than {MAX_KEY_CHARS} characters")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"invalid object key {key!r}: not valid UTF-8") from None
     if "\\" in key:
         raise ApiError(400, f"invalid object key {key!r}: backslash not allowed")
     if key.startswith("/"):
         raise ApiError(400, f"invalid object key {key!r}: absolute keys not allowed")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise ApiError(400, f"invalid object key {key!r}: control characters not allowed")
+    if not BIDI_CONTROLS.isdisjoint(key):
+        raise ApiError(400, f"invalid object key {key!r}: bidirectional control characters "
+                            "(e.g. right-to-left override) not allowed")
     parts = [p for p in key.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ApiError(400, f"invalid object key {key!r}: '..' not allowed")
     if not parts:
         raise ApiError(400, f"invalid object key {key!r}: empty")
+    if any(not p.strip() for p in parts):
+        raise ApiError(400, f"invalid object key {key!r}: a name of only spaces")
     return "/".join(parts)
 
 

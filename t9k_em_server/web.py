@@ -3,17 +3,32 @@
 Each page is a small server-rendered shell (``templates/page.html``) whose script
 (``static/js/<page>.js``) fills it from the UI JSON API (``/api/ui/v1``). Every script and
 stylesheet is served from the package's ``static/`` folder (uPlot is vendored there), so the UI
-works without any CDN. The session cookie set here is what authenticates the browser on the UI
-JSON API and on object downloads: ``routers/auth.py`` accepts it next to API keys.
+works without any CDN. The session cookie set here authenticates the browser on the UI JSON API
+only (``routers/auth.py``); object downloads go through ``/api/ui/v1/objects``.
 
 A session is a random token in an HttpOnly, SameSite=Lax cookie; the metadata store keeps only
-its SHA-256 and expiry, so signing out (or revoking the user's keys) ends it server-side.
+its SHA-256 and expiry, so signing out (or revoking the user's keys) ends it server-side. A user
+has at most ``MAX_SESSIONS`` sessions: signing in again evicts the oldest.
+
+Forms are CSRF-safe on top of ``guards.RequestGuard``'s refusal of cross-origin writes:
+
+- sign-in (login CSRF: a foreign form signing the victim in as the attacker): the form carries a
+  random token that must equal the ``em_signin`` cookie set with the form;
+- sign-out is a POST carrying the session's CSRF token (``auth.csrf_token``), never a GET.
+
+Failed sign-ins are rate limited per client address (``SigninThrottle``: 10 a minute, then
+``429``). No URL the server builds carries an API key: the ``next`` of the sign-in redirect
+drops ``apikey`` parameters (``logredact.without_key_params``).
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
+import threading
+import time
+from collections import deque
 from datetime import timedelta
 from os import PathLike
 from pathlib import Path
@@ -25,8 +40,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
+from .logredact import without_key_params
 from .metadata_store import UserView, utcnow
-from .routers.auth import SESSION_COOKIE
+from .routers.auth import SESSION_COOKIE, csrf_token
 from .stores import Stores, get_stores
 from .users import authenticate, hash_key
 
@@ -35,6 +51,8 @@ API = "/api/ui/v1"
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SESSION_TTL = timedelta(days=7)
+MAX_SESSIONS = 10            #: sessions per user; the oldest is evicted
+SIGNIN_COOKIE = "em_signin"  #: the sign-in form's anti-CSRF token
 
 
 def _static_version() -> str:
@@ -83,11 +101,47 @@ def session_user(request: Request, stores: Stores) -> UserView | None:
     return stores.meta.user_by_session(hash_key(token)) if token else None
 
 
+class SigninThrottle:
+    """At most ``limit`` failed sign-ins per client address in ``window`` seconds (in-process: with
+    several server processes, each counts its own)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, max_clients: int = 10_000):
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client, deque())
+        while times and times[0] < now - self.window:
+            times.popleft()
+        return times
+
+    def wait_seconds(self, client: str) -> int:
+        """0 if ``client`` may try now, else how long until it may."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(client, now)
+            return 0 if len(times) < self.limit else int(times[0] + self.window - now) + 1
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) >= self.max_clients:
+                self._failures.clear()
+            times = self._recent(client, now)
+            times.append(now)
+            self._failures[client] = times
+
+
+SIGNIN_THROTTLE = SigninThrottle()
+
+
 def _start_session(request: Request, response: Response, stores: Stores, user: UserView) -> None:
     token = secrets.token_urlsafe(32)
-    stores.meta.create_session(hash_key(token), user.id, utcnow() + SESSION_TTL)
+    stores.meta.create_session(hash_key(token), user.id, utcnow() + SESSION_TTL, MAX_SESSIONS)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), path="/",
                         httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    response.delete_cookie(SIGNIN_COOKIE, path=f"{UI}/signin")
 
 
 def _end_session(request: Request, response: Response, stores: Stores) -> None:
@@ -98,15 +152,27 @@ def _end_session(request: Request, response: Response, stores: Stores) -> None:
 
 
 def _signin_redirect(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = without_key_params(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return RedirectResponse(f"{UI}/signin?next={quote(target, safe='')}", status_code=303)
 
 
 def _safe_next(target: str | None, user: str) -> str:
     """Only a local UI path may be a redirect target (no open redirect to other sites)."""
     if target and target.startswith(f"{UI}/") and not target.startswith("//") and "\\" not in target:
-        return target
+        return without_key_params(target)
     return f"{UI}/folders/{quote(user)}"
+
+
+def _signin_page(request: Request, next_: str, error: str | None = None,
+                 status_code: int = 200) -> Response:
+    """The sign-in form with a fresh anti-CSRF token (also set as the ``em_signin`` cookie)."""
+    token = secrets.token_urlsafe(32)
+    response = TEMPLATES.TemplateResponse(request, "signin.html", {
+        "next": without_key_params(next_), "error": error, "csrf": token},
+        status_code=status_code, headers={"Cache-Control": "no-store"})
+    response.set_cookie(SIGNIN_COOKIE, token, max_age=3600, path=f"{UI}/signin", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
 
 
 def _page(request: Request, stores: Stores, script: str, *, sidebar: bool = False, nav: str = "",
@@ -119,6 +185,7 @@ def _page(request: Request, stores: Stores, script: str, *, sidebar: bool = Fals
     return TEMPLATES.TemplateResponse(request, "page.html", {
         "user": user.name, "script": script, "sidebar": sidebar, "nav": nav, "data": data,
         "preload": f"{API}{preload}" if preload else None,
+        "csrf": csrf_token(request.cookies[SESSION_COOKIE]),
     }, headers={"Cache-Control": "no-store"})
 
 
@@ -142,23 +209,35 @@ def signin_form(request: Request, next: str = "",  # noqa: A002 - the query name
     user = session_user(request, stores)
     if user is not None:
         return RedirectResponse(_safe_next(next, user.name), status_code=303)
-    return TEMPLATES.TemplateResponse(request, "signin.html", {"next": next, "error": None})
+    return _signin_page(request, next)
 
 
 @router.post(f"{UI}/signin")
 def signin(request: Request, apikey: str = Form(""), next: str = Form(""),  # noqa: A002
-           stores: Stores = Depends(get_stores)) -> Response:
+           csrf: str = Form(""), stores: Stores = Depends(get_stores)) -> Response:
+    expected = request.cookies.get(SIGNIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
+        return _signin_page(request, next, "The sign-in form expired. Please try again.", 403)
+    client = request.client.host if request.client else "?"
+    wait = SIGNIN_THROTTLE.wait_seconds(client)
+    if wait:
+        response = _signin_page(request, next, f"Too many failed sign-ins: try again in {wait} s.", 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = authenticate(stores.meta, apikey.strip())
     if user is None:
-        return TEMPLATES.TemplateResponse(request, "signin.html", {
-            "next": next, "error": "That API key is not valid (unknown or revoked)."}, status_code=401)
+        SIGNIN_THROTTLE.failed(client)
+        return _signin_page(request, next, "That API key is not valid (unknown or revoked).", 401)
     response = RedirectResponse(_safe_next(next, user.name), status_code=303)
     _start_session(request, response, stores, user)
     return response
 
 
 @router.post(f"{UI}/signout")
-def signout(request: Request, stores: Stores = Depends(get_stores)) -> Response:
+def signout(request: Request, csrf: str = Form(""), stores: Stores = Depends(get_stores)) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and not hmac.compare_digest(csrf.encode(), csrf_token(token).encode()):
+        return HTMLResponse("sign-out needs the page's CSRF token", status_code=403)
     response = RedirectResponse(f"{UI}/signin", status_code=303)
     _end_session(request, response, stores)
     return response

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -251,14 +252,14 @@ def test_run_page_charts_hold_every_point(alice_page, seeded):
     expect(page.locator('#charts .chart[data-metric="loss"] canvas')).to_have_count(1)
     page.click('.segmented button[data-x="epoch"]')
     expect(page.locator("#charts .charts")).to_have_attribute("data-ready", "1")
-    page.wait_for_function("!document.querySelector('#charts .charts').dataset.loading")
+    expect(page.locator("#charts .charts")).not_to_have_attribute("data-loading", "1")
     assert chart_points(page, "loss") == {"train": TRAIN_POINTS, "val": VAL_POINTS}
     page.click('.segmented button[data-x="time"]')
-    page.wait_for_function("!document.querySelector('#charts .charts').dataset.loading")
+    expect(page.locator("#charts .charts")).not_to_have_attribute("data-loading", "1")
     assert chart_points(page, "loss") == {"train": TRAIN_POINTS, "val": VAL_POINTS}
     # Smoothing adds a smoothed curve per series (raw ones stay, faded, out of the legend); log scale redraws.
     page.click('.segmented button[data-x="step"]')
-    page.wait_for_function("!document.querySelector('#charts .charts').dataset.loading")
+    expect(page.locator("#charts .charts")).not_to_have_attribute("data-loading", "1")
     page.locator('input[aria-label="smoothing"]').fill("0.9")
     legend = page.locator('#charts .chart[data-metric="loss"] .u-legend .u-series')
     expect(legend).to_have_count(1 + 2 * 2)
@@ -350,10 +351,12 @@ def test_other_users_runs_are_not_visible(browser, seeded):
     page.goto(f"/ui/folders/{seeded['user']}/cifar10")
     expect(page.locator(".error-box")).to_be_visible()
     expect(page.locator("table.data")).to_have_count(0)
-    # Object download with bob's cookie: alice's file stays hers.
-    status = page.evaluate("p => fetch('/apis/v1/objects?path=' + encodeURIComponent(p)).then(r => r.status)",
-                           seeded["model_path"] + "/weights/model.pt")
-    assert status in (403, 404)
+    # Object download with bob's cookie: alice's file stays hers. (The API-key endpoints do not
+    # take the cookie at all.)
+    fetch = "u => fetch(u).then(r => r.status)"
+    path = quote(seeded["model_path"] + "/weights/model.pt", safe="")
+    assert page.evaluate(fetch, f"/api/ui/v1/objects?path={path}") in (403, 404)
+    assert page.evaluate(fetch, f"/apis/v1/objects?path={path}") == 401
     page.context.close()
 
 
@@ -378,14 +381,18 @@ def test_running_run_updates_live(alice_page, seeded):
 
 
 def test_pages_load_nothing_from_other_origins(alice_page, seeded):
+    """...and run under the server's Content-Security-Policy without one violation."""
     page = alice_page
-    origins = set()
+    origins, violations = set(), []
     page.on("request", lambda r: origins.add(re.match(r"^(\w+://[^/]+)", r.url).group(1)))
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     for url in (f"/ui/folders/{seeded['user']}/cifar10", f"/ui/runs/{seeded['run_a']}",
-                f"/ui/artifacts/{seeded['model']}", f"/ui/lineage/{seeded['run_a']}"):
+                f"/ui/artifacts/{seeded['model']}", f"/ui/lineage/{seeded['run_a']}",
+                f"/ui/compare?runs={seeded['run_a']}"):
         page.goto(url)
         page.wait_for_load_state("networkidle")
     assert origins == {seeded["base"]}
+    assert violations == []
     assert page.evaluate("typeof uPlot") == "function"
 
 

@@ -65,6 +65,7 @@ def parse_members(body: bytes) -> list[Member]:
             for info in tar:
                 if not info.isreg():
                     raise ApiError(400, f"batch member {info.name!r} is not a regular file")
+                _check_raw_name(body, info)
                 key = normalise_key(info.name)
                 if key in seen:
                     raise ApiError(400, f"batch member {key!r} appears twice")
@@ -82,6 +83,22 @@ def parse_members(body: bytes) -> list[Member]:
     except tarfile.TarError as exc:
         raise ApiError(400, f"malformed tar body: {exc}") from None
     return members
+
+
+def _check_raw_name(body: bytes, info: tarfile.TarInfo) -> None:
+    """400 for a member name that ``tarfile`` would silently shorten: a NUL inside the header's
+    name (or ustar prefix) field, which ``tarfile`` cuts at (``a\\x00b`` would be stored as
+    ``a``), or a GNU long name (cut the same way; our client sends PAX). A PAX ``path`` keeps a
+    NUL, and ``normalise_key`` refuses it like any control character."""
+    if body[info.offset + 156:info.offset + 157] in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+        raise ApiError(400, f"batch member {info.name!r}: GNU long names are not supported (use PAX)")
+    if "path" in info.pax_headers:
+        return
+    header = body[info.offset_data - tarfile.BLOCKSIZE:info.offset_data]
+    fields = [header[:100]] + ([header[345:500]] if header[257:263] == b"ustar\0" else [])
+    if any(b"\0" in field.rstrip(b"\0") for field in fields):
+        raise ApiError(400, f"invalid object key {info.name!r}: control characters not allowed "
+                            "(a NUL in the member's name)")
 
 
 def store_batch(stores: Stores, user: UserView, path: str, body: bytes) -> dict:

@@ -55,24 +55,63 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 64  #: nesting of a JSON body (or of a JSON string field such as ``extra``)
+
+
+def parse_json(text: str | bytes, what: str = "request body") -> Any:
+    """``text`` as JSON, at most ``MAX_JSON_DEPTH`` levels deep and with valid Unicode strings
+    (no lone surrogates, which no database takes); 400 naming the problem otherwise. The text is
+    size-bounded by the caller; Python's parser itself stops at ~1000 levels (RecursionError)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ApiError(400, f"{what} nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, f"{what} is not valid JSON") from None
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_unicode(item, what)
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ApiError(400, f"{what} nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_unicode(key, what)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+    return data
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        code = next(ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+        raise ApiError(400, f"{what} holds a lone surrogate (U+{code:04X}), which is not valid "
+                            "Unicode") from None
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing bodies over ``limit`` bytes (413)."""
+    """The request body as a JSON object (``parse_json``), refusing bodies over ``limit`` bytes
+    (413) before parsing."""
     body = await read_body(request, limit)
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "request body is not valid JSON") from None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
 
 
+MAX_PAGE = 1_000_000_000  #: keeps offsets inside a 64-bit database integer
+
+
 def page_args(page: int, size: int, max_size: int) -> tuple[int, int, int]:
-    """(page, applied size, offset) with page >= 1 and 1 <= size <= max_size."""
-    if page < 1:
-        raise ApiError(400, "page must be >= 1")
+    """(page, applied size, offset) with 1 <= page <= MAX_PAGE and 1 <= size <= max_size."""
+    if not 1 <= page <= MAX_PAGE:
+        raise ApiError(400, f"page must be between 1 and {MAX_PAGE}")
     if size < 1:
         raise ApiError(400, "size must be >= 1")
     size = min(size, max_size)

@@ -1,21 +1,20 @@
 """``/apis/v1/nodes``: list, create, inspect, update and delete Folders, Runs and Artifacts."""
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ApiError, conflict, node_not_found
-from ..metadata_store import Conflict, NodeView, NotFound, UserView
+from ..metadata_store import Conflict, NodeView, NotAFolder, NotFound, UserView
 from ..paths import check_name
 from ..stores import Stores, get_stores
 from .auth import current_user
 from .common import (body_schema, check_path_access, drop_blobs, node_json, page_args,
-                     pagination, parse_body, read_json, visible_node)
+                     pagination, parse_body, parse_json, read_json, visible_node)
 
-NODE_TYPES = {"Folder": 0, "Run": 2, "Artifact": 2, "Model": 3, "Dataset": 3}
+NODE_TYPES = {"Folder": 0, "Run": 2, "Artifact": 2, "Model": 3, "Dataset": 3}  #: default storageType
+STORAGE_TYPES = (0, 1, 2, 3)  #: what AIStore clients send (spec server-api §5.3)
 
 router = APIRouter(prefix="/apis/v1", tags=["nodes"])
 
@@ -49,11 +48,15 @@ class NodeRef(BaseModel):
 
 
 def alt_name_of(extra: str) -> str | None:
-    """``alternativeName`` from an ``extra`` JSON string, if it has one."""
+    """``alternativeName`` from an ``extra`` JSON string, if it has one. ``extra`` is stored
+    verbatim and need not be JSON, but JSON in it is held to the body's rules (depth, Unicode)."""
     try:
-        value = json.loads(extra).get("alternativeName") if extra else None
-    except (ValueError, AttributeError):
-        return None
+        data = parse_json(extra, "extra") if extra else None
+    except ApiError as exc:
+        if exc.text.endswith("is not valid JSON"):
+            return None
+        raise
+    value = data.get("alternativeName") if isinstance(data, dict) else None
     return value if isinstance(value, str) and len(value) <= 128 else None
 
 
@@ -101,12 +104,18 @@ async def create_node(request: Request, user: UserView = Depends(current_user),
         raise ApiError(400, f"invalid node type {body.type!r}: use one of {', '.join(NODE_TYPES)}")
     _check_fields(stores, body.labels, body.description, body.extra)
     storage_type = NODE_TYPES[body.type] if body.storageType is None else body.storageType
+    if storage_type not in STORAGE_TYPES:
+        raise ApiError(400, f"invalid storageType {storage_type}: use one of "
+                            f"{', '.join(map(str, STORAGE_TYPES))}")
     try:
         node = await run_in_threadpool(
             stores.meta.create_node, parent, body.name, body.type, storage_type, body.labels,
             body.description, body.extra, alt_name_of(body.extra))
     except NotFound:
         raise node_not_found(parent) from None
+    except NotAFolder as exc:
+        raise ApiError(400, f"cannot create {body.name!r} in {parent}: it is a {exc.type}, and "
+                            "nodes are created in Folders") from None
     except Conflict:
         raise conflict(body.name) from None
     return node_json(node)

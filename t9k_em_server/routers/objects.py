@@ -134,6 +134,11 @@ def _open_download(stores: Stores, user: UserView, path: str) -> tuple[ObjectVie
             response_class=StreamingResponse)
 async def download_object(path: str = Query(...), user: UserView = Depends(current_user),
                           stores: Stores = Depends(get_stores)) -> StreamingResponse:
+    return await object_download(stores, user, path)
+
+
+async def object_download(stores: Stores, user: UserView, path: str) -> StreamingResponse:
+    """The streamed download of the object at ``path`` (also the web UI's download links)."""
     obj, chunks, first = await run_in_threadpool(_open_download, stores, user, path)
     name = quote(obj.key.rsplit("/", 1)[-1], safe="")
     return StreamingResponse(

@@ -8,6 +8,7 @@
 | ``GET /runs/{id}/log?tail_bytes=`` | ``{text, size, truncated}``: the end of ``stdout.log`` (from a line start) |
 | ``GET /artifacts/{id}`` | an Artifact: metadata, ``objects`` (path, size, md5), ``references`` (path, uri) |
 | ``GET /lineage/{id}?depth=`` | ``{nodes, edges}`` around a node (unknown ids appear with ``known: false``) |
+| ``GET /objects?path=`` | one object's bytes, streamed (the pages' download links) |
 
 Everything comes from the metadata store and the series cache (``metadata.yaml`` and
 ``hyperparameters.yaml`` are parsed at upload), so a folder listing reads no blobs.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
 from t9k_em_core import layout, system_metrics
 
@@ -27,6 +29,7 @@ from ..series import (X_AXES, gpu_usage, index_metric_object, load_series, metri
 from ..stores import Stores, get_stores
 from .auth import current_user
 from .common import check_path_access, visible_node
+from .objects import object_download
 
 router = APIRouter(prefix="/api/ui/v1", tags=["ui"])
 
@@ -242,3 +245,10 @@ def lineage(node_id: str, depth: int = Query(3, ge=1, le=10),
     return {"root": start.id, "nodes": nodes,
             "edges": [{"from": a, "to": b} for a, b in sorted(edges)]}
 
+
+
+@router.get("/objects", summary="Download one object, streamed (the pages' links)",
+            response_class=StreamingResponse)
+async def download(path: str = Query(...), user: UserView = Depends(current_user),
+                   stores: Stores = Depends(get_stores)) -> StreamingResponse:
+    return await object_download(stores, user, path)

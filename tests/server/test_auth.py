@@ -122,8 +122,14 @@ def test_users_are_isolated(em_server, em_add_user):
              bob.request("DELETE", "/apis/v1/nodes", json={"node": run_id})]
     for reply in by_id:
         assert reply.status_code == 404
-    assert bob.request("GET", "/apis/v1/graphs", params={"current": run_id}).status_code == 403
-    assert bob.request("POST", "/apis/v1/graphs", json={"graphs": [{"from": run_id, "to": "x"}]}).status_code == 403
+    # graphs: alice's id answers exactly like an id nobody has; an edge bob draws to it is his
+    # own opaque id, and shows alice's node to no one
+    unknown = "00000000-0000-4000-8000-000000000000"
+    for ref in (run_id, unknown):
+        reply = bob.request("GET", "/apis/v1/graphs", params={"current": ref})
+        assert (reply.status_code, reply.text) == (404, f"node not found [{ref}]")
+    assert bob.request("POST", "/apis/v1/graphs", json={"graphs": [{"from": run_id, "to": "x"}]}).status_code == 200
+    assert bob.request("GET", "/apis/v1/graphs", params={"current": "x"}).json() == {"in": [{"id": run_id}], "out": []}
     # nothing was written
     assert alice.get(f"{folder}/secret/w.txt").content == b"alice's"
     assert [i["path"] for i in alice.ls(f"{folder}/secret")] == ["/w.txt"]

@@ -66,7 +66,7 @@ export const links = {
   compare: (ids) => `${UI}/compare?runs=${ids.map(encodeURIComponent).join(",")}`,
   node: (item) => item.type === "Run" ? links.run(item.id)
     : item.type === "Artifact" ? links.artifact(item.id) : links.folder(item.path),
-  object: (path) => `/apis/v1/objects?path=${encodeURIComponent(path)}`,
+  object: (path) => `${API}/objects?path=${encodeURIComponent(path)}`,
 };
 
 // ---- formatting --------------------------------------------------------------------------

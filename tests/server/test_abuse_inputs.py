@@ -1,0 +1,273 @@
+"""Malformed input to every endpoint of a real server: each case gets a 4xx whose text names the
+problem, never a 500; no traceback is logged; the data already there stays byte-equal; other
+clients are served meanwhile and the server's peak RSS stays bounded. A property-based part
+(Hypothesis) throws generated JSON bodies and query values at the write endpoints."""
+from __future__ import annotations
+
+import io
+import json
+import socket
+import tarfile
+import time
+
+import pytest
+import requests
+from abuse import RSS_BOUND_MB, peak_rss_mb, served_meanwhile, snapshot
+from em_server_process import ServerProcess
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from server_api import Api, post_batch, tar_of
+
+pytestmark = pytest.mark.timeout(300)
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.fixture(scope="module")
+def world(em_server, em_add_user):
+    """A user with a folder, a Run holding an object, and an Artifact; their bytes are checked
+    after every case."""
+    name, key = em_add_user()
+    api = Api(em_server.base_url, key, name)
+    folder = api.folder()
+    run_id = api.node(folder, "run", "Run")
+    run = f"{folder}/run"
+    assert api.put(f"{run}/keep.txt", b"keep me\n").status_code == 200
+    return api, folder, run, run_id
+
+
+@pytest.fixture
+def unchanged(em_server, world):
+    """Asserts after the test: the world's objects and listing are byte-equal, no traceback was
+    logged, peak RSS under the bound."""
+    api, folder, run, _ = world
+    log_before = len(em_server.process.log_text())
+    before = (snapshot(api, run), api.request("GET", "/apis/v1/nodes", params={"parent": folder}).content)
+    yield
+    after = (snapshot(api, run), api.request("GET", "/apis/v1/nodes", params={"parent": folder}).content)
+    assert after == before
+    new_log = em_server.process.log_text()[log_before:]
+    assert "Traceback" not in new_log and " 500 " not in new_log, new_log[-3000:]
+    assert peak_rss_mb(em_server.process.pid) < RSS_BOUND_MB
+
+
+def expect_4xx(reply: requests.Response, *words: str, status: int | None = None) -> None:
+    assert 400 <= reply.status_code < 500, (reply.status_code, reply.text[:500])
+    if status is not None:
+        assert reply.status_code == status, reply.text[:500]
+    for word in words:
+        assert word in reply.text, (word, reply.text[:500])
+
+
+def json_endpoints(world):
+    """(method, path, params) of every endpoint that reads a JSON body."""
+    api, folder, run, _ = world
+    upload, _ = api.start_multipart(f"{run}/mp.bin", [b"x"])
+    return [("POST", "/apis/v1/nodes", {}), ("PUT", "/apis/v1/nodes", {}), ("DELETE", "/apis/v1/nodes", {}),
+            ("POST", "/apis/v1/graphs", {}), ("POST", f"/apis/v1/objects/multipart/{upload}", {"path": f"{run}/mp.bin"})]
+
+
+@pytest.mark.parametrize("body, words, status", [
+    (DEEP, ["nested deeper than 64"], 400),
+    (b'{"a":' * 65 + b"1" + b"}" * 65, ["nested deeper than 64"], 400),
+    (b'{"node": "\\ud800", "parent": "\\udfff"}', ["lone surrogate"], 400),
+    (b"\xff\xfe{}", ["not valid JSON"], 400),
+    (b"[1, 2]", ["must be a JSON object"], 400),
+    (b"{" * 10, ["not valid JSON"], 400),
+    (b"{\"x\": \"" + b"a" * (1 << 20) + b"\"}", ["larger than"], 413),
+], ids=["deep-100k", "deep-65", "surrogate", "bad-utf8", "array", "truncated", "over-1MiB"])
+def test_every_json_endpoint_refuses_bad_bodies(em_server, world, unchanged, body, words, status):
+    api = world[0]
+    for method, path, params in json_endpoints(world):
+        reply = served_meanwhile(em_server.url, lambda: api.request(
+            method, path, params=params, data=body, headers={"Content-Type": "application/json"}))
+        expect_4xx(reply, *words, status=status)
+
+
+def node_body(world, **fields):
+    api, folder, _, _ = world
+    body = {"parent": folder, "name": "n" + str(time.monotonic_ns())[-9:], "type": "Folder",
+            "storageType": 0, "labels": [], "description": "", "extra": "{}"}
+    return {**body, **fields}
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"description": "\ud800"}, ["lone surrogate"]),
+    ({"labels": ["ok", "\udfff"]}, ["lone surrogate"]),
+    ({"storageType": 2 ** 70}, ["invalid storageType"]),
+    ({"storageType": -5}, ["invalid storageType"]),
+    ({"storageType": "zero"}, ["storageType"]),
+    ({"extra": "[" * 30_000 + "]" * 30_000}, ["extra nested deeper than 64"]),
+    ({"extra": json.dumps({"a": "\ud800"})}, ["extra holds a lone surrogate"]),
+    ({"type": "Pipeline"}, ["invalid node type"]),
+    ({"name": "a" * 41}, ["invalid node name"]),
+    ({"name": "\u202eexe.jpg"}, ["invalid node name"]),
+    ({"labels": "notalist"}, ["labels"]),
+    ({"parent": "relative"}, ["invalid node path"]),
+    ({"description": "x" * (64 * 1024 + 1)}, ["description longer than"]),
+], ids=lambda v: str(v)[:40])
+def test_node_fields_are_checked(world, unchanged, fields, words):
+    api = world[0]
+    body = json.dumps(node_body(world, **fields), ensure_ascii=True)
+    reply = api.request("POST", "/apis/v1/nodes", data=body, headers={"Content-Type": "application/json"})
+    expect_4xx(reply, *words, status=400)
+
+
+def test_nodes_go_into_folders_only(world, unchanged):
+    api, _, run, _ = world
+    reply = api.create(run, "child", "Run")
+    expect_4xx(reply, "it is a Run", "Folders", status=400)
+
+
+@pytest.mark.parametrize("method, path, params, words", [
+    ("GET", "/apis/v1/nodes", {"parent": "{folder}", "page": 10 ** 17}, ["page must be between"]),
+    ("GET", "/apis/v1/nodes", {"parent": "{folder}", "page": 0}, ["page must be between"]),
+    ("GET", "/apis/v1/nodes", {"parent": "{folder}", "size": "x"}, ["size"]),
+    ("GET", "/apis/v1/objects/ls", {"path": "{run}", "page": 10 ** 17}, ["page must be between"]),
+    ("GET", "/apis/v1/objects/ls", {"path": "{run}", "size": -1}, ["size must be"]),
+    ("PUT", "/apis/v1/objects/multipart/x", {"path": "{run}/a", "partNumber": 10 ** 30}, ["partNumber"]),
+    ("GET", "/api/ui/v1/runs/{run_id}/series", {"type": "train", "metric": "loss", "max_points": 10 ** 20}, ["max_points"]),
+    ("GET", "/api/ui/v1/runs/{run_id}/log", {"tail_bytes": -1}, ["tail_bytes"]),
+    ("GET", "/api/ui/v1/lineage/{run_id}", {"depth": 10 ** 9}, ["depth"]),
+    ("GET", "/apis/v1/graphs", {"current": "no-such-id"}, ["node not found"]),
+], ids=lambda v: str(v)[:30])
+def test_query_values_are_checked(world, unchanged, method, path, params, words):
+    api, folder, run, run_id = world
+    fill = {"folder": folder, "run": run, "run_id": run_id}
+    params = {k: v.format(**fill) if isinstance(v, str) else v for k, v in params.items()}
+    reply = api.request(method, path.format(**fill), params=params)
+    expect_4xx(reply, *words)
+
+
+def raw_request(api: Api, method: str, target: str, body: bytes = b"") -> requests.Response:
+    """A request whose target is sent exactly as written (``requests`` would re-encode it)."""
+    http = requests.Session()
+    prepared = http.prepare_request(requests.Request(method, api.base + target, data=body or None))
+    prepared.url = api.base + target
+    return http.send(prepared, timeout=60)
+
+
+@pytest.mark.parametrize("target", [
+    "/apis/v1/objects?path={run}/%ff&apikey={key}",
+    "/apis/v1/objects?path={run}/a%c3&apikey={key}",
+    "/apis/v1/nodes?parent={folder}%ed%a0%80&apikey={key}",
+    "/apis/v1/objects/ls?path={run}&%ff=1&apikey={key}",
+    "/api/ui/v1/runs/%ff?apikey={key}",
+    "/ui/folders/%ff",
+])
+def test_undecodable_urls_are_refused(world, unchanged, target):
+    api, folder, run, _ = world
+    reply = raw_request(api, "GET", target.format(run=run, folder=folder, key=api.key))
+    expect_4xx(reply, "not valid UTF-8", status=400)
+    reply = raw_request(api, "POST", target.format(run=run, folder=folder, key=api.key), b"x")
+    expect_4xx(reply, "not valid UTF-8", status=400)
+
+
+@pytest.mark.parametrize("key, words", [
+    ("a\u202egpj.exe", ["bidirectional"]),
+    ("a\u2066b", ["bidirectional"]),
+    ("   ", ["only spaces"]),
+    ("dir/ /f", ["only spaces"]),
+    ("a\x00b", ["control characters"]),
+    ("../x", ["'..' not allowed"]),
+])
+def test_bad_object_keys_single_and_batch(world, unchanged, key, words):
+    """One validator for single uploads and batch members: the same refusal either way."""
+    api, _, run, _ = world
+    expect_4xx(api.put(f"{run}/{key}", b"x"), *words, status=400)
+    expect_4xx(post_batch(api, run, tar_of({key: b"x", "fine.txt": b"y"})), *words, status=400)
+
+
+def test_batch_member_names_that_tar_would_mangle(world, unchanged):
+    api, _, run, _ = world
+    invalid_utf8 = io.BytesIO()
+    with tarfile.open(fileobj=invalid_utf8, mode="w", format=tarfile.PAX_FORMAT,
+                      encoding="utf-8", errors="surrogateescape") as tar:
+        info = tarfile.TarInfo("bad\udcffname.txt")
+        info.size, info.pax_headers = 1, {"T9K.md5": "9dd4e461268c8034f5c8564e155c67a6"}
+        tar.addfile(info, io.BytesIO(b"x"))
+    expect_4xx(post_batch(api, run, invalid_utf8.getvalue()), "not valid UTF-8", status=400)
+    gnu = io.BytesIO()
+    with tarfile.open(fileobj=gnu, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("d/" * 60 + "f.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    expect_4xx(post_batch(api, run, gnu.getvalue()), "GNU long names", status=400)
+
+
+def test_oversized_and_truncated_uploads(world, unchanged):
+    api, _, run, _ = world
+    expect_4xx(api.put(f"{run}/s.bin", b"abc", size=2 ** 70), "size", status=400)
+    expect_4xx(api.put(f"{run}/s.bin", b"abc", md5="zz"), status=400)
+    expect_4xx(post_batch(api, run, b"\0" * 100 + b"garbage"), "tar", status=400)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(fields=st.dictionaries(st.sampled_from(["parent", "name", "type", "storageType", "labels",
+                                               "description", "extra", "node"]), JSON_VALUES))
+def test_generated_node_bodies_never_crash(world, fields):
+    api, folder, _, _ = world
+    for method in ("POST", "PUT"):
+        reply = api.request(method, "/apis/v1/nodes", json={"parent": folder, **fields})
+        assert reply.status_code < 500, reply.text
+        if reply.status_code >= 400:
+            assert reply.text.strip()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=st.text(max_size=60), page=st.integers(), size=st.integers())
+def test_generated_queries_never_crash(world, path, page, size):
+    api, _, run, _ = world
+    for endpoint, params in (("/apis/v1/objects/ls", {"path": run + "/" + path, "page": page, "size": size}),
+                             ("/apis/v1/objects", {"path": run + "/" + path}),
+                             ("/apis/v1/nodes", {"parent": path, "page": page, "size": size})):
+        reply = api.request("GET", endpoint, params=params)
+        assert reply.status_code < 500, reply.text
+
+
+@pytest.fixture(scope="module")
+def quick_timeouts(tmp_path_factory):
+    """A server of its own whose header and body timeouts are 1 s."""
+    server = ServerProcess(tmp_path_factory.mktemp("timeouts"),
+                           env={"EM_SERVER_HEADER_TIMEOUT": "1", "EM_SERVER_BODY_TIMEOUT": "1"})
+    name, key = server.add_user("alice")
+    server.start()
+    yield server, Api(server.base_url, key, name)
+    server.stop()
+
+
+def connect(server: ServerProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sends before closing ``sock``; fails if it stays open ``seconds``."""
+    sock.settimeout(seconds)
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_slow_headers_idle_connections_and_slow_bodies_time_out(quick_timeouts):
+    server, api = quick_timeouts
+    idle = connect(server)                       # connects, says nothing
+    trickle = connect(server)                    # sends a head byte by byte, never finishes it
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":
+        trickle.send(bytes([byte]))
+    start = time.monotonic()
+    assert closed_within(idle, 5) == b"" and closed_within(trickle, 5) == b""
+    assert time.monotonic() - start < 4
+    slow_body = connect(server)
+    slow_body.send(f"POST /apis/v1/nodes?apikey={api.key} HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+    reply = closed_within(slow_body, 5)
+    assert reply.startswith(b"HTTP/1.1 408") and b"request body stalled" in reply
+    assert requests.get(server.base_url + "/healthz", timeout=5).status_code == 200
+    assert "Traceback" not in server.log_text()
