@@ -7,16 +7,22 @@ The browser is played with raw requests carrying the headers a browser sends (``
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 import uuid
 
 import pytest
 import requests
+import uvicorn
 from abuse import snapshot
-from em_server_process import ServerProcess
+from em_server_process import ServerProcess, free_port
 from server_api import Api
 
 pytestmark = pytest.mark.timeout(240)
+
+CHROMIUM = os.environ.get("EM_TEST_CHROMIUM", "/usr/bin/chromium")
 
 ENCODINGS = {
     "urlencoded": dict(data={"parent": "/x", "name": "pwned"}),
@@ -108,22 +114,78 @@ def test_api_keys_write_only_outside_browsers_cross_origin(em_server, victim, or
         assert api.get(f"{run}/k.txt").content == origin.encode()
 
 
-def test_ui_api_writes_need_the_csrf_header(em_server, victim):
-    """On the UI JSON API (the only place the cookie authenticates) an unsafe method needs
-    X-EM-CSRF = the page's token; reads do not. (No UI write route exists yet, so the check is
-    seen on a route that then answers 405/404: a missing token never gets that far.)"""
-    api, _, browser = victim
-    base = em_server.base_url
-    token = page_token(browser, base, api.user)
-    assert browser.get(f"{base}/api/ui/v1/folders", timeout=30).status_code == 200
-    for headers, status, text in [({}, 403, "X-EM-CSRF"), ({"X-EM-CSRF": "0" * 64}, 403, "X-EM-CSRF"),
-                                  ({"X-EM-CSRF": "é"}, 403, "X-EM-CSRF")]:
-        reply = browser.post(f"{base}/api/ui/v1/objects?path=/{api.user}/x", headers=headers, timeout=30)
-        assert reply.status_code in (status, 405) and (reply.status_code == 405 or text in reply.text)
-    # the right token gets past authentication
-    reply = browser.post(f"{base}/api/ui/v1/objects?path=/{api.user}/x",
-                         headers={"X-EM-CSRF": token}, timeout=30)
-    assert reply.status_code == 405
+@pytest.fixture(scope="module")
+def probe_server(tmp_path_factory):
+    """The real app, served by uvicorn in a thread, plus one UI JSON API write route
+    (``POST /api/ui/v1/_probe``, which the app does not have yet): what any future UI write
+    route gets from ``current_user``. Yields (base URL, user name, key)."""
+    from fastapi import APIRouter, Depends
+    from t9k_em_server import users
+    from t9k_em_server.app import create_app
+    from t9k_em_server.config import ServerConfig
+    from t9k_em_server.routers.auth import current_user
+
+    app = create_app(ServerConfig(data_dir=tmp_path_factory.mktemp("probe")))
+    probe = APIRouter()
+
+    @probe.post("/api/ui/v1/_probe")
+    def _probe(user=Depends(current_user)) -> dict:
+        return {"user": user.name}
+
+    app.include_router(probe)
+    key = users.add_user(app.state.stores.meta, "carol")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield base, "carol", key
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_ui_api_writes_need_the_csrf_header(probe_server):
+    """On the UI JSON API (the only place the cookie authenticates) a write needs X-EM-CSRF =
+    the page's token, and still no cross-origin request gets through; API keys need no token."""
+    base, user, key = probe_server
+    browser = signed_in(base, key)
+    token = page_token(browser, base, user)
+    url = f"{base}/api/ui/v1/_probe"
+    for headers in ({}, {"X-EM-CSRF": "0" * 64}, {"X-EM-CSRF": "é"}, {"X-EM-CSRF": token.upper()}):
+        reply = browser.post(url, headers=headers, timeout=30)
+        assert reply.status_code == 403 and "X-EM-CSRF" in reply.text
+    assert browser.post(url, headers={"X-EM-CSRF": token}, timeout=30).json() == {"user": user}
+    reply = browser.post(url, headers={"X-EM-CSRF": token, **browser_headers(base, "same-site")}, timeout=30)
+    assert reply.status_code == 403 and "cross-origin" in reply.text
+    assert requests.post(url, headers={"Authorization": f"Bearer {key}"}, timeout=30).json() == {"user": user}
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+def test_page_scripts_write_with_the_token(probe_server):
+    """In Chromium: ``common.js``'s ``sendJSON`` carries the page's token; a plain ``fetch`` with
+    the same cookie is refused."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base, user, key = probe_server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_context(base_url=base).new_page()
+            page.goto("/ui/signin")
+            page.fill("#apikey", key)
+            page.click("#signin")
+            page.wait_for_url(re.compile(r".*/ui/folders/.*"))
+            sent = page.evaluate("""async () => {
+                const common = await import("/ui/static/js/common.js");
+                return common.sendJSON("POST", "/_probe", {});
+            }""")
+            assert sent == {"user": user}
+            plain = page.evaluate("() => fetch('/api/ui/v1/_probe', {method: 'POST'}).then(r => r.status)")
+            assert plain == 403
+        finally:
+            browser.close()
 
 
 def test_login_csrf_is_refused(em_server, em_add_user):

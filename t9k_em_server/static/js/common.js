@@ -4,13 +4,29 @@
 export const API = document.documentElement.dataset.api || "/api/ui/v1";
 export const UI = document.documentElement.dataset.ui || "/ui";
 
+// The page's CSRF token: the server requires it as X-EM-CSRF on every cookie-authenticated write.
+const CSRF = document.documentElement.dataset.csrf || "";
+
 /** GET a UI JSON API path (relative to API) with query params; the session cookie authenticates. */
 export async function getJSON(path, params = {}) {
   const url = new URL(API + path, location.origin);
   for (const [k, v] of Object.entries(params)) {
     if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
   }
-  const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  return request(url, { headers: { Accept: "application/json" } });
+}
+
+/** Send a JSON body to a UI JSON API path with a writing method (POST, PUT, DELETE …),
+ *  carrying the page's CSRF token; resolves to the reply's JSON. */
+export async function sendJSON(method, path, body) {
+  return request(new URL(API + path, location.origin), {
+    method, body: JSON.stringify(body),
+    headers: { Accept: "application/json", "Content-Type": "application/json", "X-EM-CSRF": CSRF },
+  });
+}
+
+async function request(url, init) {
+  const resp = await fetch(url, { credentials: "same-origin", ...init });
   if (resp.status === 401) {
     location.href = `${UI}/signin?next=${encodeURIComponent(location.pathname + location.search)}`;
     throw new Error("signed out");
