@@ -365,7 +365,8 @@ class Sampler:
     def __init__(self, probes: Callable[[], List[Any]] = default_probes) -> None:
         self._make_probes = probes
         self._probes: Optional[List[Any]] = None
-        self._lock = threading.Lock()  # the subscriptions and the thread
+        # Re-entrant: the SIGTERM handler ends Runs on the main thread, maybe inside subscribe().
+        self._lock = threading.RLock()  # the subscriptions and the thread
         self._probe_lock = threading.Lock()  # the probes
         self._subscriptions: List[Subscription] = []
         self._event = threading.Event()
@@ -469,7 +470,7 @@ class Sampler:
         """A forked child samples for none of its parent's Runs (NVML handles do not survive a
         fork either)."""
         self._probes = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._probe_lock = threading.Lock()
         self._subscriptions = []
         self._event = threading.Event()
