@@ -30,7 +30,7 @@ import tempfile
 import time
 from typing import Callable, Dict
 
-from t9k_em_core import cli, layout
+from t9k_em_core import cli, fileio, layout
 
 RUN_FILES = {
     'index.yaml': 'hyperparameters: hyperparameters.yaml\nmetrics:\n  train: metrics/train.yaml\n'
@@ -57,7 +57,7 @@ def build_runs(parent: str, runs: int, entries: int) -> None:
     for r in range(runs):
         run_dir = os.path.join(parent, f'bench{r}_261126_190121_{r:06d}')
         os.makedirs(os.path.join(run_dir, 'metrics'))
-        layout.write_yaml(os.path.join(run_dir, 'metadata.yaml'), {
+        fileio.write_yaml(os.path.join(run_dir, 'metadata.yaml'), {
             'kind': 'Run', 'name': f'bench{r}', 'labels': [], 'description': '',
             'startTimestamp': '2026-11-26T19:01:21.646034+08:00',
             'endTimestamp': '2026-11-26T19:11:21.646034+08:00', 'status': 'Complete',

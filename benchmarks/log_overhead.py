@@ -104,15 +104,15 @@ def bench_t9k_em_in_turn(root: str, calls: int, dicts):
 
 
 def bench_t9k_em_without_orjson(root: str, calls: int, dicts):
-    from t9k_em_core import metrics
-    with mock.patch.multiple(metrics, _orjson_dumps=None):  # as where orjson is not installed
+    from t9k_em_core import metric_file
+    with mock.patch.multiple(metric_file, _orjson_dumps=None):  # as where orjson is not installed
         return bench_t9k_em(root, calls, dicts)
 
 
 def bench_t9k_em_without_c(root: str, calls: int, dicts):
-    from t9k_em_core import metrics
-    with mock.patch.multiple(metrics, _interleave=metrics._interleave_py,  # as where the C
-                             _pack=metrics._pack_py):                   # extension was not built
+    from t9k_em_core import metric_file, metrics
+    with mock.patch.multiple(metric_file, _interleave=metric_file._interleave_py), \
+            mock.patch.multiple(metrics, _pack=metrics._pack_py):  # as where the C extension was not built
         return bench_t9k_em(root, calls, dicts)
 
 

@@ -1,7 +1,7 @@
 """Metric series on the tracking server: indexing at upload, incremental re-upload, serving.
 
 Starts a real ``python -m t9k_em_server`` (SQLite + blob folder in a temp dir) and measures, over
-HTTP, with the SDK's exact entry format (``layout.metric_entry_template``):
+HTTP, with the SDK's exact entry format (``metric_file.entry_template``):
 
 - upload + index of a metrics/<type>.yaml of N entries (the request returns after indexing);
 - re-upload of the same file with 100 more entries (incremental: only the new bytes are parsed);
@@ -28,11 +28,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from em_server_process import ServerProcess  # noqa: E402
 
-from t9k_em_core import layout  # noqa: E402
+from t9k_em_core import metric_file  # noqa: E402
 
 
 def metric_text(start: int, stop: int) -> bytes:
-    template, fmt = layout.metric_entry_template(("loss", "accuracy")), layout.TimestampFormatter()
+    template, fmt = metric_file.entry_template(("loss", "accuracy")), metric_file.TimestampFormatter()
     t0 = time.time()
     block = [template % (1.0 / (i + 1), 0.5 + i * 1e-7, "null" if i % 100 else i // 100, i, *fmt.parts(t0 + i))
              for i in range(start, stop)]

@@ -36,7 +36,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from t9k_em_core import client as em_client  # noqa: E402
-from t9k_em_core import layout, transfer  # noqa: E402
+from t9k_em_core import fileio, layout, transfer  # noqa: E402
 
 MiB = 1 << 20
 
@@ -79,7 +79,7 @@ def make_artifact(parent: str, name: str, files: dict[str, int]) -> str:
     alt = layout.alternative_name(name)
     root = os.path.join(parent, alt)
     os.makedirs(root)
-    layout.write_yaml(os.path.join(root, layout.METADATA_FILE),
+    fileio.write_yaml(os.path.join(root, layout.METADATA_FILE),
                       layout.new_artifact_metadata(name, [], '', alt))
     for rel, size in files.items():
         full = os.path.join(root, rel)

@@ -16,7 +16,7 @@ not write goes through ``load``, which
 
 Anything wrong is a ``yaml.YAMLError``: ``YamlLimitError`` for the limits, ``YamlContentError`` for
 values the constructor cannot build (e.g. an integer of more than 4300 digits), PyYAML's own
-errors for bad syntax. Callers catch ``yaml.YAMLError`` (``layout.yaml_error_types()``).
+errors for bad syntax. Callers catch ``yaml.YAMLError`` (``fileio.yaml_error_types()``).
 """
 from __future__ import annotations
 

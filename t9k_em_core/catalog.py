@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout, metric_file
 
 # 0.6.0b0's `em ls` glob for the children of a parent directory.
 CHILD_GLOB = '*_' + '[0-9]' * 6 + '_' + '[0-9]' * 6 + '_*'
@@ -78,7 +78,7 @@ def summarize(node_dir: str) -> Summary:
             status=str(metadata.get('status')), labels=labels,
             start=parse_timestamp(metadata.get('startTimestamp')),
             end=parse_timestamp(metadata.get('endTimestamp')),
-            metric_counts={t: layout.count_metric_entries(layout.metric_file(node_dir, t))
+            metric_counts={t: metric_file.count_entries(layout.metric_path(node_dir, t))
                            for t in layout.list_metric_types(node_dir)})
     if kind == 'Artifact':
         return ArtifactSummary(
@@ -94,8 +94,8 @@ def run_details(run_dir: str) -> Dict[str, Any]:
     return {
         'metadata': _metadata(run_dir),
         'hparams': _optional_yaml(run_dir, layout.HPARAMS_FILE),
-        'metrics': {t: {'count': layout.count_metric_entries(layout.metric_file(run_dir, t)),
-                        'last': layout.last_metric_entry(layout.metric_file(run_dir, t))}
+        'metrics': {t: {'count': metric_file.count_entries(layout.metric_path(run_dir, t)),
+                        'last': metric_file.last_entry(layout.metric_path(run_dir, t))}
                     for t in layout.list_metric_types(run_dir)},
         'platform': _optional_yaml(run_dir, layout.PLATFORM_FILE),
         'git': _optional_yaml(run_dir, layout.GIT_FILE),
@@ -126,7 +126,7 @@ def _metadata(node_dir: str) -> Dict[str, Any]:
         metadata = layout.read_metadata(node_dir)
     except FileNotFoundError:
         raise ValueError(f'{path!r} does not exist') from None
-    except layout.yaml_error_types() as e:
+    except fileio.yaml_error_types() as e:
         raise ValueError(f'{path!r} is not valid YAML: {e}') from None
     if not isinstance(metadata, dict):
         raise ValueError(f'{path!r} does not hold a mapping')
@@ -135,6 +135,6 @@ def _metadata(node_dir: str) -> Dict[str, Any]:
 
 def _optional_yaml(node_dir: str, name: str) -> Any:
     try:
-        return layout.read_yaml(os.path.join(node_dir, name), {})
+        return fileio.read_yaml(os.path.join(node_dir, name), {})
     except FileNotFoundError:
         return {}

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from t9k_em_core import catalog, layout, remote_cli
+from t9k_em_core import catalog, fileio, layout, remote_cli
 
 # --- output helpers ---------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def _number(value: Any) -> str:
 def _indented_yaml(data: Any) -> str:
     if not data:
         return '  (none)'
-    return '\n'.join('  ' + line for line in layout.dump_yaml(data).rstrip('\n').split('\n'))
+    return '\n'.join('  ' + line for line in fileio.dump_yaml(data).rstrip('\n').split('\n'))
 
 
 def _warn(message: str) -> None:

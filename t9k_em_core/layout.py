@@ -11,14 +11,16 @@ Readers accept the output of both 0.6.0b0 and this package.
 from __future__ import annotations
 
 import datetime
-import functools
 import os
 import random
 import re
 import string
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
+
+from t9k_em_core import metric_file
+from t9k_em_core.fileio import append_bytes, dump_yaml, is_temporary_file, read_yaml, write_yaml, yaml_error_types
 
 # --- file names -------------------------------------------------------------------------------
 
@@ -53,7 +55,7 @@ def artifact_parent_dir() -> str:
     return os.environ.get('EM_ARTIFACT_PARENT_DIR') or DEFAULT_ARTIFACT_PARENT_DIR
 
 
-def metric_file(run_dir: str, metric_type: str) -> str:
+def metric_path(run_dir: str, metric_type: str) -> str:
     """Path of the metric file of ``metric_type`` inside ``run_dir``."""
     return os.path.join(run_dir, METRICS_DIR, metric_type + '.yaml')
 
@@ -134,305 +136,6 @@ def now_iso() -> str:
     """Current local time, ISO 8601 with microseconds and the local UTC offset."""
     return datetime.datetime.now().astimezone().isoformat()
 
-
-class TimestampFormatter:
-    """Formats ``time.time()`` values like :func:`now_iso`, caching the work per second."""
-
-    __slots__ = ('_sec', '_prefix', '_offset')
-
-    def __init__(self) -> None:
-        self._sec = -1
-        self._prefix = ''
-        self._offset = ''
-
-    def parts(self, t: float) -> Tuple[str, int, str]:
-        """Returns ``(date-time up to seconds, microseconds, offset)`` of ``t``."""
-        sec = int(t)
-        if sec != self._sec:
-            local = datetime.datetime.fromtimestamp(sec).astimezone()
-            text = local.isoformat()  # no fraction: sec is whole
-            self._prefix, self._offset = text[:19], text[19:]
-            self._sec = sec
-        return self._prefix, int((t - sec) * 1e6), self._offset
-
-
-# --- YAML -------------------------------------------------------------------------------------
-
-_yaml_lock = threading.RLock()
-_yaml_cache: Dict[str, Any] = {}
-
-
-def _yaml() -> Tuple[Any, Any]:
-    """``(yaml module, Dumper)``: imported on first use, the C dumper when present. (Loading
-    goes through ``bounded_yaml``.)"""
-    if not _yaml_cache:
-        with _yaml_lock:
-            if not _yaml_cache:
-                import yaml
-                _yaml_cache['dumper'] = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)
-                _yaml_cache['yaml'] = yaml
-    return _yaml_cache['yaml'], _yaml_cache['dumper']
-
-
-def dump_yaml(data: Any) -> str:
-    """YAML text of ``data`` the way 0.6.0b0 writes it: block style, keys in insertion order,
-    non-ASCII characters escaped (so the files read the same under any locale encoding), but
-    long strings not folded."""
-    yaml, dumper = _yaml()
-    return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=False, width=1 << 30)
-
-
-def load_yaml_text(text: str, limits: Any = None) -> Any:
-    """Parses YAML text with the safe loader, bounded (``bounded_yaml.load``: size, nesting and
-    alias expansion within ``limits``, default ``bounded_yaml.DOCUMENT``)."""
-    from . import bounded_yaml
-    return bounded_yaml.load(text, limits)
-
-
-def yaml_error_types() -> Tuple[type, ...]:
-    """Exception types a YAML parse may raise."""
-    return (_yaml()[0].YAMLError,)
-
-
-def read_yaml(path: str, default: Any = None) -> Any:
-    """Loads a YAML file; an empty file gives ``default``."""
-    with open(path, encoding='utf-8') as f:
-        data = load_yaml_text(f.read())
-    return default if data is None else data
-
-
-_TMP_RE = re.compile(r'^\..+\.t9ktmp[0-9]+_[0-9]+$')
-
-
-def is_temporary_file(name: str) -> bool:
-    """Whether a file name is a temporary file of :func:`write_text_atomic` (never uploaded)."""
-    return _TMP_RE.match(name) is not None
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Replaces ``path`` with ``text`` atomically (temporary file in the same folder + rename)."""
-    head, base = os.path.split(path)
-    tmp = os.path.join(head, f'.{base}.t9ktmp{os.getpid()}_{threading.get_ident()}')
-    try:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def write_yaml(path: str, data: Any) -> None:
-    """Dumps ``data`` to ``path`` atomically."""
-    write_text_atomic(path, dump_yaml(data))
-
-
-def append_bytes(path: str, data: bytes) -> None:
-    """Appends ``data`` (whole entries of UTF-8 text) to ``path``. If the disk fills up part way
-    (the kernel writes what fits, then refuses the rest), the file is cut back to its old length
-    before the error is raised, so that it never ends in part of an entry and the caller can
-    append the same text again later."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        rest = memoryview(data)
-        try:
-            while rest:
-                rest = rest[os.write(fd, rest):]
-        except OSError:
-            if len(rest) < len(data):
-                os.ftruncate(fd, start)
-            raise
-    finally:
-        os.close(fd)
-
-
-def metric_entry_template(keys: Iterable[str]) -> str:
-    """A ``%``-template of one metric entry (a one-element YAML block sequence) for ``keys``.
-
-    The template is produced by the YAML dumper itself, so keys are quoted exactly as PyYAML
-    quotes them. Its arguments are: one float per key (``%r``), then the epoch text, the step,
-    and the three parts of :meth:`TimestampFormatter.parts`. Templates are cached per key tuple
-    (every Run of a process that logs the same metrics shares them).
-    """
-    return _entry_template(tuple(keys))
-
-
-@functools.lru_cache(maxsize=1024)
-def _entry_template(keys: Tuple[str, ...]) -> str:
-    marks = [f'T9KPH{i}X' for i in range(len(keys))]
-    epoch, step, stamp = 'T9KPHEPOCHX', 'T9KPHSTEPX', 'T9KPHSTAMPX'
-    entry = {'value': dict(zip(keys, marks)),
-             'sequence': {'epoch': epoch, 'step': step, 'timestamp': stamp}}
-    text = dump_yaml([entry]).replace('%', '%%')
-    for mark in marks:
-        text = text.replace(f' {mark}\n', ' %r\n', 1)
-    text = text.replace(f' {epoch}\n', ' %s\n', 1).replace(f' {step}\n', ' %d\n', 1)
-    text = text.replace(f' {stamp}\n', " '%s.%06d%s'\n", 1)
-    probe = text % (*[0.5] * len(keys), 'null', 7, '2000-01-01T00:00:00', 1, '+00:00')
-    expected = [{'value': dict.fromkeys(keys, 0.5), 'sequence': {
-        'epoch': None, 'step': 7, 'timestamp': '2000-01-01T00:00:00.000001+00:00'}}]
-    if load_yaml_text(probe) != expected:  # pragma: no cover - a dumper that quotes differently
-        raise AssertionError(f'metric entry template for keys {keys!r} could not be built')
-    return text
-
-
-def yaml_float(value: float) -> str:
-    """A float as PyYAML's safe dumper writes it (``.nan``, ``.inf``, ``1.0e-05``, ``0.5``)."""
-    if value != value:
-        return '.nan'
-    if value == _INF:
-        return '.inf'
-    if value == -_INF:
-        return '-.inf'
-    text = repr(value).lower()
-    if '.' not in text and 'e' in text:
-        text = text.replace('e', '.0e', 1)
-    return text
-
-
-_INF = float('inf')
-
-
-def _trim_partial_entry(text: str) -> str:
-    """Drops an incomplete last entry (a writer killed mid-append) from a metric file's text."""
-    cut = text.rfind('\n- ')
-    return text[:cut + 1] if cut >= 0 else ''
-
-
-def _complete_entry(entry: Any) -> bool:
-    sequence = entry.get('sequence') if isinstance(entry, dict) else None
-    return isinstance(sequence, dict) and 'timestamp' in sequence and 'value' in entry
-
-
-# The canonical shape of metric entries, as both SDKs' YAML dumper writes them. Keys are
-# accepted only when PyYAML would read them as plain strings; anything else goes to YAML.
-_PLAIN_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_./-]*\Z')
-_YAML_WORDS = frozenset(('yes', 'no', 'true', 'false', 'on', 'off', 'null'))
-_YAML_FLOAT = re.compile(r'-?[0-9]+\.[0-9]*(?:e[-+][0-9]+)?\Z')
-_YAML_INT = re.compile(r'(?:0|-?[1-9][0-9]*)\Z')
-_SPECIAL_FLOATS = {'.nan': float('nan'), '.inf': float('inf'), '-.inf': float('-inf')}
-
-
-def _parse_canonical_metrics(text: str) -> Optional[List[Dict[str, Any]]]:
-    """Parses a metric file written in the canonical shape without YAML (several times faster);
-    None when any line differs from that shape (the caller then uses the YAML loader)."""
-    lines = text.split('\n')
-    if lines[-1] == '':
-        lines.pop()
-    entries: List[Dict[str, Any]] = []
-    i, n = 0, len(lines)
-    try:
-        while i < n:
-            line = lines[i]
-            i += 1
-            if line == '- value: {}':
-                value: Dict[str, float] = {}
-            elif line == '- value:':
-                value = {}
-                while lines[i].startswith('    '):
-                    key, sep, raw = lines[i][4:].partition(': ')
-                    if not sep or not _PLAIN_KEY.match(key) or key.lower() in _YAML_WORDS:
-                        return None
-                    if _YAML_FLOAT.match(raw):
-                        value[key] = float(raw)
-                    elif raw in _SPECIAL_FLOATS:
-                        value[key] = _SPECIAL_FLOATS[raw]
-                    else:
-                        return None
-                    i += 1
-            else:
-                return None
-            sequence, epoch, step, stamp = lines[i:i + 4]
-            i += 4
-            if sequence != '  sequence:' or not (epoch.startswith('    epoch: ') and
-                                                  step.startswith('    step: ') and
-                                                  stamp.startswith("    timestamp: '") and
-                                                  stamp.endswith("'")):
-                return None
-            epoch, step, stamp = epoch[11:], step[10:], stamp[16:-1]
-            if (epoch != 'null' and not _YAML_INT.match(epoch)) or not _YAML_INT.match(step) \
-                    or "'" in stamp or not stamp:
-                return None
-            entries.append({'value': value, 'sequence': {
-                'epoch': None if epoch == 'null' else int(epoch), 'step': int(step),
-                'timestamp': stamp}})
-    except (IndexError, ValueError):
-        return None
-    return entries
-
-
-def read_metric_file(path: str) -> List[Dict[str, Any]]:
-    """Entries of a metric file; drops a last entry cut short by a writer killed mid-append."""
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    entries = _parse_canonical_metrics(text)
-    if entries is not None:
-        return entries
-    errors = yaml_error_types()
-    from .bounded_yaml import DOCUMENT
-    while text:
-        try:
-            entries = list(load_yaml_text(text, DOCUMENT.scaled_to(len(text))) or [])
-        except errors:
-            text = _trim_partial_entry(text)
-            continue
-        if entries and not _complete_entry(entries[-1]):
-            entries.pop()
-        return entries
-    return []
-
-
-
-# Cheap summaries of a metric file for `em ls`/`em describe` (added by the CLI's author).
-_ENTRY_START = b'\n- '
-
-
-def count_metric_entries(path: str, chunk_size: int = 1 << 20) -> int:
-    """Number of entries of a metric file, counted without parsing YAML.
-
-    Each entry starts with ``- `` at column 0 (a top-level block sequence) and nothing else in
-    the file does, so counting those lines is exact for files of either SDK (a last entry cut
-    short by a killed writer is counted too).
-    """
-    with open(path, 'rb') as f:
-        head = f.read(2)
-        count = int(head == b'- ')
-        tail = head[-1:]
-        for chunk in iter(lambda: f.read(chunk_size), b''):
-            data = tail + chunk
-            count += data.count(_ENTRY_START)
-            tail = data[-2:]
-    return count
-
-
-def last_metric_entry(path: str, tail_size: int = 1 << 13) -> Optional[Dict[str, Any]]:
-    """The last complete entry of a metric file, parsed from the file's tail only."""
-    size = os.path.getsize(path)
-    errors = yaml_error_types()
-    while True:
-        start = max(size - tail_size, 0)
-        with open(path, 'rb') as f:
-            f.seek(start)
-            data = f.read()
-        cut = data.find(_ENTRY_START) + 1 if start else 0
-        text = data[cut:].decode('utf-8') if cut or not start else ''
-        while text:
-            try:
-                entries = [e for e in load_yaml_text(text) or [] if _complete_entry(e)]
-            except errors:
-                text = _trim_partial_entry(text)
-                continue
-            if entries:
-                return entries[-1]
-            break
-        if not start:
-            return None
-        tail_size *= 4  # no complete entry in the tail: read more
 
 # --- directories ------------------------------------------------------------------------------
 
@@ -567,12 +270,12 @@ class RunStorage:
 
     def append_metrics(self, metric_type: str, text: bytes) -> None:
         """Appends formatted entries (UTF-8) to ``metrics/<type>.yaml``."""
-        append_bytes(metric_file(self.run_dir, metric_type), text)
+        append_bytes(metric_path(self.run_dir, metric_type), text)
 
     def write_metric_entries(self, metric_type: str, entries: List[Dict[str, Any]]) -> None:
         """Writes ``metrics/<type>.yaml`` from entries (used only for a new Run given metrics)."""
         if entries:
-            with open(metric_file(self.run_dir, metric_type), 'w', encoding='utf-8') as f:
+            with open(metric_path(self.run_dir, metric_type), 'w', encoding='utf-8') as f:
                 f.write(dump_yaml(list(entries)))
 
     def open_stdout_log(self):
@@ -657,7 +360,7 @@ def _mtime(path: str) -> float:
 
 def read_metrics(run_dir: str) -> Dict[str, List[Dict[str, Any]]]:
     """All metric entries of a Run directory, keyed by type."""
-    return {t: read_metric_file(metric_file(run_dir, t)) for t in list_metric_types(run_dir)}
+    return {t: metric_file.read_entries(metric_path(run_dir, t)) for t in list_metric_types(run_dir)}
 
 
 def check_run_dir(run_dir: str) -> None:

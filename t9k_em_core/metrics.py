@@ -13,15 +13,9 @@ flushes its own buffer (back-pressure bounds memory). Files are only ever append
 
 The text is spelled column by column, not entry by entry: the records of one template are one
 buffer of 8-byte fields, so each field (a metric, the epochs, the steps, the times) is one strided
-slice of it, spelled with one call (``orjson.dumps`` when the optional ``orjson`` is installed, the
-``fast`` extra; else one ``%r`` format) as comma-separated tokens, and the columns' tokens are
-interleaved with the template's constant text by ``_interleave`` (in C where ``_speedups`` was
-built: no object per token, and its copy runs without the GIL; else split into tokens, placed by
-slice assignment and joined once).
-Timestamps are spelled the same way: the digits of all times at once, each second's digits then
-replaced by its date-time text. Floats are spelled as PyYAML spells them: a column where orjson's
-or ``repr``'s spelling can differ from PyYAML's (an exponent, NaN, infinities, or orjson's
-``0.0000…`` for magnitudes in [1e-5, 1e-4)) is spelled value by value with PyYAML's rules.
+slice of it, handed to :func:`t9k_em_core.metric_file.format_entries` (the owner of the file
+format), which spells each column with one call and interleaves the tokens with the entry's
+constant text.
 
 A flush first groups its records by template (so that ``train`` and ``val`` logged in turn are
 spelled as two sets of columns, not entry by entry; see :func:`_runs`), and appends each
@@ -39,12 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from t9k_em_core import layout, lifecycle
-
-try:  # optional accelerator, see the module docstring
-    from orjson import dumps as _orjson_dumps
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson_dumps = None
+from t9k_em_core import layout, lifecycle, metric_file
 
 FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of every open writer."""
@@ -70,10 +59,8 @@ _type = type
 _time_ns = time.time_ns
 _TID = struct.Struct('=q')  # records start with their template's id; native order, as memoryview reads
 _tid_bytes = operator.itemgetter(slice(0, _TID.size))
-_NO_EPOCH = -1  # an epoch of None in a record
+_NO_EPOCH = metric_file.NO_EPOCH  # an epoch of None in a record
 _HEAD = 4  # record fields before the values: template id, step, epoch, time (µs since the epoch)
-_SLOT = '\x00'  # marks where an entry's variable text goes in its template
-_MAX_SECONDS = 64  # seconds one flush may span and still have its timestamps spelled per second
 _SPELL_AT_ONCE = 512  # records spelled in one go (bounds the memory a flush takes)
 _WRITE_AT = 1 << 18  # bytes of one metric type's text appended at once
 
@@ -149,47 +136,7 @@ class _Template:
         self.metric_type = metric_type
         self.width = len(keys)
         self.pack = struct.Struct(f'=qqqq{len(keys)}d').pack  # _HEAD, then the values; native order
-        # The constant text around an entry's tokens (values…, epoch, step, timestamp), from the
-        # YAML dumper's own template, so that keys are quoted exactly as PyYAML quotes them.
-        text = layout.metric_entry_template(keys).replace(' %r\n', ' %s\n')
-        text = text.replace(' %d\n', ' %s\n').replace("'%s.%06d%s'", "'%s'")
-        self.pieces = tuple(p.encode() for p in (text % ((_SLOT,) * (len(keys) + 3))).split(_SLOT))
-
-
-def _interleave_py(pieces: Tuple[bytes, ...], columns: Tuple[bytes, ...], count: int) -> bytes:
-    """For each of ``count`` entries in turn: ``pieces[0]``, its token of ``columns[0]``,
-    ``pieces[1]``, …, ``pieces[-1]`` (each column holds ``count`` comma-separated tokens).
-    Interleaved by slice assignment and joined once; ``_speedups.c`` does the same in C."""
-    stride = len(pieces) + len(columns)
-    out: List[bytes] = [b''] * (count * stride)
-    for i, piece in enumerate(pieces):
-        out[2 * i::stride] = [piece] * count
-    for i, column in enumerate(columns):
-        out[2 * i + 1::stride] = column.split(b',')
-    return b''.join(out)
-
-
-def _spell_ints(values: List[int]) -> bytes:
-    """``b'1,2,3'``."""
-    if _orjson_dumps is not None:
-        return _orjson_dumps(values)[1:-1]
-    return (b'%d,' * len(values) % tuple(values))[:-1]
-
-
-def _spell_floats(values: List[float]) -> bytes:
-    """The floats as PyYAML spells them, comma-separated. orjson (or ``%r``) spells a whole
-    column at once; a column where the spellings can differ (an exponent, nan, inf, or orjson's
-    ``0.0000…`` for magnitudes in [1e-5, 1e-4), which ``repr`` writes with an exponent) is
-    spelled value by value."""
-    if _orjson_dumps is not None:
-        text = _orjson_dumps(values)[1:-1]
-        if b'e' not in text and b'n' not in text and b'.0000' not in text:
-            return text
-    else:
-        text = (b'%r,' * len(values) % tuple(values))[:-1]
-        if b'e' not in text and b'n' not in text:
-            return text
-    return ','.join(map(layout.yaml_float, values)).encode()
+        self.pieces = metric_file.entry_pieces(keys)
 
 
 def _runs(chunk: List[bytes], metric_type_of: Callable[[int], str]) -> Iterable[Tuple[int, bytes]]:
@@ -249,31 +196,10 @@ def _pack_py(templates: Dict[Tuple[Any, Tuple[str, ...]], _Template], type: Any,
         return None
 
 
-try:  # optional C accelerators (built at install where a C compiler is present)
-    from t9k_em_core._speedups import interleave as _interleave, pack as _pack
+try:  # optional C accelerator (built at install where a C compiler is present)
+    from t9k_em_core._speedups import pack as _pack
 except ImportError:  # pragma: no cover - depends on the installation
-    _interleave, _pack = _interleave_py, _pack_py
-
-
-def spell_times(stamps: layout.TimestampFormatter, micros: List[int]) -> bytes:
-    """Comma-separated local ISO timestamps with offset (``2026-11-26T16:57:10.460383+08:00``)
-    of times in microseconds since the epoch. The usual flush (under a minute, one UTC offset,
-    seconds of one digit count) is spelled at once: the digits of all times, then each second's
-    digits replaced by its date-time text; any other goes time by time."""
-    first, last = min(micros) // 1_000_000, max(micros) // 1_000_000
-    zone = stamps.parts(first)[2]
-    if (last - first <= _MAX_SECONDS and len(str(first)) == len(str(last))
-            and stamps.parts(last)[2] == zone):
-        text = b',' + _spell_ints(micros) + b','
-        for sec in range(first, last + 1):  # ',<digits of sec><6 of µs>' → ',<date-time>.<µs>'
-            text = text.replace(b',%d' % sec, b',%s.' % stamps.parts(sec)[0].encode())
-        return text[1:].replace(b',', zone.encode() + b',')[:-1]
-    spelled = []
-    for stamp in micros:
-        sec, micro = divmod(stamp, 1_000_000)
-        prefix, _, zone = stamps.parts(sec)
-        spelled.append(b'%s.%06d%s' % (prefix.encode(), micro, zone.encode()))
-    return b','.join(spelled)
+    _pack = _pack_py
 
 
 class _Discard(list):
@@ -306,7 +232,7 @@ class MetricWriter:
         self._on_written = on_written
         self._io_lock = threading.RLock()
         self._template_lock = threading.Lock()
-        self._stamps = layout.TimestampFormatter()
+        self._stamps = metric_file.TimestampFormatter()
         self._pending: Dict[str, List[bytes]] = {}
         self._warned = False
         self._kick_at = KICK_AT
@@ -418,12 +344,9 @@ class MetricWriter:
         for start in range(0, len(blob), _SPELL_AT_ONCE * size):  # bounded working set
             part = memoryview(blob)[start:start + _SPELL_AT_ONCE * size]
             ints, floats = part.cast('q'), part.cast('d')
-            columns = [_spell_floats(floats[_HEAD + j::stride].tolist())
-                       for j in range(tmpl.width)]
-            columns.append(_spell_ints(ints[2::stride].tolist()).replace(b'-1', b'null'))
-            columns.append(_spell_ints(ints[1::stride].tolist()))
-            columns.append(spell_times(self._stamps, ints[3::stride].tolist()))
-            yield _interleave(tmpl.pieces, tuple(columns), len(ints) // stride)
+            yield metric_file.format_entries(
+                tmpl.pieces, self._stamps, [floats[_HEAD + j::stride].tolist() for j in range(tmpl.width)],
+                ints[2::stride].tolist(), ints[1::stride].tolist(), ints[3::stride].tolist())
 
     def _write(self, metric_type: str, parts: List[bytes]) -> None:
         """Appends ``parts`` to the type's file; keeps them in memory (for the next flush)

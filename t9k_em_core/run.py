@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from t9k_em_core import distributed, environment, layout, lifecycle
+from t9k_em_core import distributed, environment, fileio, layout, lifecycle
 from t9k_em_core import system_metrics as sampler
 from t9k_em_core.artifact import Artifact, Reference
 from t9k_em_core.metrics import MetricWriter
@@ -344,7 +344,7 @@ class Run:
 # --- module functions ---------------------------------------------------------------------------
 
 def _read_config_file(config_path: str) -> Dict[str, Any]:
-    data = layout.read_yaml(config_path, {})
+    data = fileio.read_yaml(config_path, {})
     if not isinstance(data, dict):
         raise ValueError(f'Run config file {config_path!r} must hold a mapping')
     for key in data:

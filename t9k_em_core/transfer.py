@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple, Optional
 
 from t9k_em_core import client as _client
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def part_size(size: int) -> int:
 def _local_files(local_dir: str) -> list[str]:
     """Relative paths of the files to upload (temporary files of atomic writes left out)."""
     return [rel for rel in layout.walk_files(local_dir)
-            if not layout.is_temporary_file(rel.rsplit('/', 1)[-1])]
+            if not fileio.is_temporary_file(rel.rsplit('/', 1)[-1])]
 
 
 def send_files(client: _client.AISClient, local_dir: str, node_path: str, state: UploadState,

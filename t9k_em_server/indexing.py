@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout
 from t9k_em_core.bounded_yaml import YamlLimitError
 
 from .errors import ApiError
@@ -52,10 +52,10 @@ def parse_document(stores: Stores, node: NodeView, key: str, size: int,
     try:
         if size > limits.max_bytes:
             raise YamlLimitError(f"YAML document larger than {limits.max_bytes} bytes")
-        return layout.load_yaml_text(read().decode("utf-8", "replace"), limits)
+        return fileio.load_yaml_text(read().decode("utf-8", "replace"), limits)
     except YamlLimitError as exc:
         raise ApiError(400, f"{key} refused: {exc}") from None
-    except layout.yaml_error_types():
+    except fileio.yaml_error_types():
         log.info("%s/%s is not valid YAML; not indexed", node.path, key)
         return None
 

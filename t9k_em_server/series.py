@@ -1,21 +1,12 @@
-"""Metric series: parse ``metrics/<type>.yaml`` objects into a compact columnar cache, serve them
+"""Metric series: ``metrics/<type>.yaml`` objects parsed into a compact columnar cache, served
 downsampled.
 
-A metric object is an append-only YAML sequence of entries shaped (spec local-layout §5.5)::
-
-    - value:
-        loss: 0.5
-      sequence:
-        epoch: 1
-        step: 10
-        timestamp: '2026-11-26T19:01:21.662796+08:00'
-
-It may hold a million entries and is re-uploaded whole after each append, so indexing is
-incremental: when the new content starts with the bytes already indexed (same MD5 of that prefix),
-only the bytes past the indexed offset are parsed, into one more segment. Entries in the exact
-shape above (what both SDKs write) are parsed with regular expressions; anything else falls back
-to the bounded YAML loader (``layout.load_yaml_text`` within ``config.YAML_LIMITS``).
-A trailing entry cut off mid-write is left for the next upload.
+Entries are parsed by :func:`t9k_em_core.metric_file.read_columns`, the one reader of the format
+(its YAML fallback within ``config.YAML_LIMITS``).
+A metric object may hold a million entries and is re-uploaded whole after each append, so
+indexing is incremental: when the new content starts with the bytes already indexed (same MD5 of
+that prefix), only the bytes past the indexed offset are parsed, into one more segment. A trailing
+entry cut off mid-write is left for the next upload.
 
 A segment is ``EMS1`` + a JSON header (count, names) + float64 columns: step, epoch, time
 (seconds since the epoch), then one column per metric name (NaN where an entry lacks it).
@@ -29,15 +20,11 @@ import re
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from t9k_em_core import layout, system_metrics
+from t9k_em_core import metric_file, system_metrics
 
 from .blob_store import BlobStore
 from .config import YAML_LIMITS
@@ -46,15 +33,6 @@ from .metadata_store import MetadataStore, ObjectView, SeriesIndexView
 METRIC_KEY = re.compile(r"metrics/([^/]+)\.yaml")
 MAX_SEGMENTS = 32
 X_AXES = ("step", "epoch", "time")
-PIECE = 4 << 20  # bytes parsed at a time (memory stays bounded for huge files)
-
-_ENTRY = re.compile(
-    rb"- value:\n((?:    [^\n]*\n)*)  sequence:\n"
-    rb"    epoch: ([^\n]*)\n    step: ([^\n]*)\n    timestamp: ([^\n]*)\n")
-_VALUE_LINE = re.compile(rb"    ([A-Za-z_][A-Za-z0-9_./-]*): ([^\n]*)\n")
-_SPECIAL_FLOATS = {b".nan": math.nan, b".NaN": math.nan, b".NAN": math.nan, b".inf": math.inf,
-                   b".Inf": math.inf, b"-.inf": -math.inf, b"-.Inf": -math.inf,
-                   b"+.inf": math.inf, b"null": math.nan, b"~": math.nan}
 _MAGIC = b"EMS1"
 _F8 = np.dtype("<f8")
 
@@ -67,34 +45,9 @@ def metric_type_of(key: str) -> str | None:
 
 # ------------------------------------------------------------------------------------ columns
 
-@dataclass
-class Series:
-    """Entries column by column: float64 arrays of equal length (NaN where a value is missing)."""
-
-    step: np.ndarray
-    epoch: np.ndarray
-    time: np.ndarray
-    values: dict[str, np.ndarray]
-
-    @property
-    def count(self) -> int:
-        return int(self.step.shape[0])
-
-    @classmethod
-    def empty(cls) -> "Series":
-        return cls(np.zeros(0), np.zeros(0), np.zeros(0), {})
-
-    @classmethod
-    def concat(cls, parts: list["Series"]) -> "Series":
-        parts = [p for p in parts if p.count]
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return cls.empty()
-        names = list(dict.fromkeys(n for p in parts for n in p.values))
-        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("step", "epoch", "time")),
-                   {n: np.concatenate([p.values.get(n, np.full(p.count, np.nan)) for p in parts])
-                    for n in names})
+class Series(metric_file.Columns):
+    """Entries column by column (float64 arrays of equal length, NaN where a value is missing),
+    as stored in the series cache."""
 
     def encode(self) -> bytes:
         """``EMS1`` + header length + JSON header + the float64 columns."""
@@ -136,253 +89,6 @@ def decode_segments(segments: list[bytes], names: list[str] | None = None) -> Se
     return Series.concat(parts)
 
 
-class _Rows:
-    """Row-wise accumulator for entries parsed one by one (the slow path)."""
-
-    def __init__(self) -> None:
-        self.step: list[float] = []
-        self.epoch: list[float] = []
-        self.time: list[float] = []
-        self.values: dict[str, tuple[list[int], list[float]]] = {}
-
-    def add(self, step: float, epoch: float, time: float, values: dict[str, float]) -> None:
-        row = len(self.step)
-        self.step.append(step)
-        self.epoch.append(epoch)
-        self.time.append(time)
-        for name, value in values.items():
-            rows, vals = self.values.setdefault(name, ([], []))
-            rows.append(row)
-            vals.append(value)
-
-    def series(self) -> Series:
-        n = len(self.step)
-        values = {}
-        for name, (rows, vals) in self.values.items():
-            column = np.full(n, np.nan)
-            column[np.asarray(rows, dtype=np.int64)] = vals
-            values[name] = column
-        return Series(np.asarray(self.step, dtype=_F8), np.asarray(self.epoch, dtype=_F8),
-                      np.asarray(self.time, dtype=_F8), values)
-
-
-# ------------------------------------------------------------------------------------ parsing
-
-def _number(raw: bytes) -> float:
-    special = _SPECIAL_FLOATS.get(raw)
-    if special is not None:
-        return special
-    if raw[:1] in (b"'", b'"'):
-        raw = raw[1:-1]
-    return float(raw)
-
-
-def _numbers(raw: tuple[bytes, ...]) -> np.ndarray:
-    """A float64 column from YAML scalars; vectorised unless special values need care."""
-    arr = np.array(raw)
-    nulls = arr == b"null"
-    if nulls.any():
-        arr = np.where(nulls, b"nan", arr)
-    try:
-        return arr.astype(_F8)
-    except ValueError:
-        return np.array([_safe_number(v) for v in raw], dtype=_F8)
-
-
-def _safe_number(raw: bytes) -> float:
-    try:
-        return _number(raw)
-    except ValueError:
-        return math.nan
-
-
-def _timestamp(raw: bytes) -> float:
-    if raw[:1] in (b"'", b'"'):
-        raw = raw[1:-1]
-    return datetime.fromisoformat(raw.decode()).timestamp()
-
-
-def _timestamps(raw: tuple[bytes, ...]) -> np.ndarray:
-    """Seconds since the epoch of quoted ISO timestamps, vectorised for the SDK's fixed form
-    ``'YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM'``; anything else goes through ``fromisoformat``."""
-    arr = np.array(raw)
-    if arr.dtype.itemsize == 34 and np.all(np.char.str_len(arr) == 34):
-        m = arr.view(np.uint8).reshape(-1, 34)
-        fixed = {0: 39, 5: 45, 8: 45, 11: 84, 14: 58, 17: 58, 20: 46, 30: 58, 33: 39}
-        if all(np.all(m[:, i] == c) for i, c in fixed.items()) and np.all((m[:, 27] == 43) | (m[:, 27] == 45)):
-
-            def num(a: int, b: int) -> np.ndarray:
-                out = m[:, a].astype(np.int64) - 48
-                for i in range(a + 1, b):
-                    out = out * 10 + (m[:, i].astype(np.int64) - 48)
-                return out
-
-            year, month, day = num(1, 5), num(6, 8), num(9, 11)
-            y = year - (month <= 2)
-            era = y // 400
-            yoe = y - era * 400
-            doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-            days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-            sign = np.where(m[:, 27] == 45, -1, 1)
-            offset = sign * (num(28, 30) * 3600 + num(31, 33) * 60)
-            seconds = days * 86400 + num(12, 14) * 3600 + num(15, 17) * 60 + num(18, 20) - offset
-            return seconds + num(21, 27) / 1e6
-    return np.array([_safe_time(v) for v in raw], dtype=_F8)
-
-
-def _safe_time(raw: bytes) -> float:
-    try:
-        return _timestamp(raw)
-    except ValueError:
-        return math.nan
-
-
-def _any_number(value: Any) -> float:
-    if value is None or isinstance(value, bool):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _any_time(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return math.nan
-
-
-def _is_entry(entry: Any) -> bool:
-    """Whether a PyYAML-loaded item has the entry shape (value map, sequence with step/timestamp)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("value"), dict):
-        return False
-    sequence = entry.get("sequence")
-    return isinstance(sequence, dict) and "step" in sequence and "timestamp" in sequence
-
-
-def _add_loaded(rows: _Rows, entry: dict) -> None:
-    sequence = entry["sequence"]
-    rows.add(_any_number(sequence.get("step")), _any_number(sequence.get("epoch")),
-             _any_time(sequence.get("timestamp")),
-             {str(k): _any_number(v) for k, v in entry["value"].items()})
-
-
-@lru_cache(maxsize=64)
-def _shape_of(names: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A regex matching one whole entry whose values are exactly ``names``, in that order."""
-    values = b"".join(b"    " + re.escape(n) + rb": ([^\n]*)\n" for n in names)
-    return re.compile(rb"^- value:\n" + values + rb"  sequence:\n    epoch: ([^\n]*)\n"
-                      rb"    step: ([^\n]*)\n    timestamp: ([^\n]*)\n", re.M)
-
-
-def _parse_uniform(piece: bytes) -> Series | None:
-    """Columnar parse of complete entries that all share the first entry's exact shape."""
-    first = _ENTRY.match(piece)
-    if first is None:
-        return None
-    pairs = _VALUE_LINE.findall(first.group(1))
-    if not pairs or len(pairs) != first.group(1).count(b"\n"):
-        return None
-    names = tuple(k for k, _ in pairs)
-    matches = _shape_of(names).findall(piece)
-    if len(matches) != piece.count(b"\n- ") + 1:
-        return None
-    columns = list(zip(*matches)) if len(names) + 3 > 1 else [tuple(m for m in matches)]
-    k = len(names)
-    return Series(_numbers(columns[k + 1]), _numbers(columns[k]), _timestamps(columns[k + 2]),
-                  {n.decode(): _numbers(columns[i]) for i, n in enumerate(names)})
-
-
-def _parse_entrywise(data: bytes, final: bool) -> tuple[Series, int]:
-    """Entry by entry (regex, else PyYAML). With ``final``, an incomplete last entry is left
-    unconsumed; corrupt entries elsewhere are skipped."""
-    rows = _Rows()
-    names: dict[bytes, str] = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        match = _ENTRY.match(data, pos)
-        if match is not None:
-            block = match.group(1)
-            pairs = _VALUE_LINE.findall(block)
-            if len(pairs) == block.count(b"\n"):
-                try:
-                    values = {names.get(k) or names.setdefault(k, k.decode()): _number(v)
-                              for k, v in pairs}
-                    rows.add(_number(match.group(3)), _number(match.group(2)),
-                             _timestamp(match.group(4)), values)
-                    pos = match.end()
-                    continue
-                except ValueError:
-                    pass
-        next_item = data.find(b"\n- ", pos + 1)
-        region_end = end if next_item < 0 else next_item + 1
-        try:
-            loaded = layout.load_yaml_text(data[pos:region_end].decode("utf-8", "replace"),
-                                           YAML_LIMITS)
-        except layout.yaml_error_types():
-            loaded = None
-        entries = loaded if isinstance(loaded, list) else []
-        complete = bool(entries) and all(_is_entry(e) for e in entries)
-        if final and region_end == end and (not complete or not data.endswith(b"\n")):
-            break  # the last entry is incomplete: leave it for the next upload
-        for entry in entries:  # a corrupt entry in the middle is skipped
-            if _is_entry(entry):
-                _add_loaded(rows, entry)
-        pos = region_end
-    return rows.series(), pos
-
-
-def _parse_complete(piece: bytes) -> Series:
-    """Entries of a piece known to end at an entry boundary."""
-    uniform = _parse_uniform(piece)
-    return uniform if uniform is not None else _parse_entrywise(piece, final=False)[0]
-
-
-def parse_stream(chunks: Iterable[bytes]) -> tuple[Series, int]:
-    """Parse a metric file's bytes (from an entry boundary on), ``PIECE`` bytes at a time.
-
-    Returns the entries and the number of bytes consumed, which stops before a final entry that
-    is cut off mid-write.
-    """
-    parts: list[Series] = []
-    consumed = 0
-    pending: list[bytes] = []
-    size = 0
-
-    def drain(buffer: bytes, final: bool) -> bytes:
-        nonlocal consumed
-        start = 0
-        while final or len(buffer) - start >= PIECE:
-            cut = buffer.rfind(b"\n- ", start, start + PIECE) if len(buffer) - start > PIECE else -1
-            if cut <= start:
-                cut = buffer.rfind(b"\n- ", start)
-            if cut <= start:
-                break
-            parts.append(_parse_complete(buffer[start:cut + 1]))
-            consumed += cut + 1 - start
-            start = cut + 1
-        return buffer[start:]
-
-    for chunk in chunks:
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= 2 * PIECE:
-            rest = drain(b"".join(pending), final=False)
-            pending, size = [rest], len(rest)
-    rest = drain(b"".join(pending), final=True)
-    tail, used = _parse_entrywise(rest, final=True)
-    parts.append(tail)
-    return Series.concat(parts), consumed + used
-
-
-def parse_entries(data: bytes) -> tuple[Series, int]:
-    """``parse_stream`` of one bytes object."""
-    return parse_stream([data])
-
-
 # ------------------------------------------------------------------------------------ indexing
 
 def _md5_of_prefix(blobs: BlobStore, blob_key: str, length: int) -> str:
@@ -420,7 +126,9 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
             prefix = _md5_of_prefix(blobs, obj.blob_key, old.indexed_bytes)
         if prefix == old.prefix_md5:
             start, incremental = old.indexed_bytes, True
-    new, consumed = parse_stream(blobs.iter_bytes(obj.blob_key, start))
+    columns, consumed = metric_file.read_columns(blobs.iter_bytes(obj.blob_key, start),
+                                                   YAML_LIMITS)
+    new = Series(columns.step, columns.epoch, columns.time, columns.values)
     indexed = start + consumed
     prefix_md5 = obj.md5 if indexed == obj.size else _md5_of_prefix(blobs, obj.blob_key, indexed)
     replace = not incremental

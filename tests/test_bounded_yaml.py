@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from t9k_em_core import bounded_yaml, layout
+from t9k_em_core import bounded_yaml, fileio, metric_file
 from t9k_em_core.bounded_yaml import YamlLimitError, YamlLimits
 
 
@@ -77,14 +77,14 @@ def test_scaled_limits_admit_a_long_plain_document():
 
 
 def test_run_folder_readers_are_bounded(tmp_path):
-    """``layout.read_yaml`` (what ``load_run`` / ``em describe`` read downloaded files with) and
-    ``read_metric_file``'s YAML fallback refuse a bomb, never expand it."""
+    """``fileio.read_yaml`` (what ``load_run`` / ``em describe`` read downloaded files with) and
+    ``metric_file.read_entries``'s YAML fallback refuse a bomb, never expand it."""
     (tmp_path / "hyperparameters.yaml").write_text(laughs(8))
     with pytest.raises(YamlLimitError):
-        layout.read_yaml(str(tmp_path / "hyperparameters.yaml"))
+        fileio.read_yaml(str(tmp_path / "hyperparameters.yaml"))
     metrics = tmp_path / "train.yaml"
     metrics.write_text("- &e {value: {loss: 1}, sequence: {step: 1, epoch: null, timestamp: x}}\n"
                        + laughs(8).replace("l0:", "- l0:").replace("\nl", "\n  l"))
     start = time.perf_counter()
-    assert len(layout.read_metric_file(str(metrics))) <= 1  # the bomb is dropped like a bad tail
+    assert len(metric_file.read_entries(str(metrics))) <= 1  # the bomb is dropped like a bad tail
     assert time.perf_counter() - start < 2.0

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from t9k_em_core import layout
+from t9k_em_core import layout, metric_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,7 +88,7 @@ def _ended(run_dir, status):
     meta = layout.read_metadata(run_dir)
     assert meta['status'] == status
     assert meta['endTimestamp'] is not None and meta['endTimestamp'] > meta['startTimestamp']
-    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
     assert entries[0]['value'] == {'loss': 1.0}  # flushed on the way out
     return meta
 
@@ -128,7 +128,7 @@ def test_sigterm_during_finish_waits_for_it(tmp_path):
     assert _wait(proc) == -signal.SIGTERM
     meta = _ended(run_dir, 'Complete')  # finish() completed before the signal was handled
     assert meta['status'] == 'Complete'
-    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
     assert [e['sequence']['step'] for e in entries] == list(range(300_001))
 
 
@@ -146,7 +146,7 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
     killed_at = time.time()
     proc.send_signal(signal.SIGKILL)
     _wait(proc)
-    entries = layout.read_metric_file(layout.metric_file(run_dir, 'train'))
+    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
     last = max(e['value']['t'] for e in entries[1:])
     assert killed_at - last <= 1.0, f'lost {killed_at - last:.2f} s of metrics'
     steps = [e['sequence']['step'] for e in entries]

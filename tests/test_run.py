@@ -16,11 +16,11 @@ import yaml
 
 import legacy_loader
 from t9k import em
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout, metric_file
 
 
 def _entries(run, metric_type):
-    return layout.read_metric_file(layout.metric_file(run.local, metric_type))
+    return metric_file.read_entries(layout.metric_path(run.local, metric_type))
 
 
 def test_create_run_writes_every_file(em_dirs):
@@ -81,7 +81,7 @@ def test_log_aliases_and_custom_types(em_dirs, pack_path):
     run.finish()
     metrics = run.metrics
     assert [len(metrics[t]) for t in ('train', 'val', 'test', 'lr-schedule')] == [2, 3, 5, 1]
-    assert list(layout.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics']) == \
+    assert list(fileio.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics']) == \
         ['train', 'val', 'test', 'lr-schedule']
 
 
@@ -183,10 +183,10 @@ def test_logged_metrics_reach_disk_within_a_second(em_dirs):
     run = em.create_run(name='durable')
     run.log('train', {'loss': 1.0}, step=0)
     deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and not os.path.exists(layout.metric_file(run.local, 'train')):
+    while time.monotonic() < deadline and not os.path.exists(layout.metric_path(run.local, 'train')):
         time.sleep(0.02)
     assert _entries(run, 'train')[0]['value'] == {'loss': 1.0}
-    assert layout.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics'] == {
+    assert fileio.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics'] == {
         'train': 'metrics/train.yaml'}
     run.finish()
 
@@ -231,10 +231,10 @@ def test_hparams_changes_rewrite_the_file(em_dirs):
     run.params.c = 'x'
     run.hparams.update({'a': 5, 'd': 1}, override=False)
     del run.hparams['c']
-    assert layout.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == \
+    assert fileio.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == \
         {'a': 1, 'b': [1, 2], 'd': 1}
     run.hparams = {'z': 0}
-    assert layout.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == {'z': 0}
+    assert fileio.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == {'z': 0}
     run.finish()
 
 
@@ -255,7 +255,7 @@ def test_load_run_in_place_from_any_path_and_resume(em_dirs):
     again.log('val', {'loss': 0.7}, step=1)
     again.finish()
     assert [e['value']['loss'] for e in again.metrics['train']] == [1.0, 0.5]
-    assert list(layout.read_yaml(str(moved / 'index.yaml'))['metrics']) == ['train', 'val']
+    assert list(fileio.read_yaml(str(moved / 'index.yaml'))['metrics']) == ['train', 'val']
     assert not os.listdir(em_dirs / 'runs')  # nothing re-homed into the parent dir
     legacy_loader.load_run_dir(str(moved))
 
@@ -339,7 +339,7 @@ def test_git_info_describes_the_entry_script(tmp_path, ending):
                          check=True, env={**os.environ, 'EM_RUN_PARENT_DIR': str(work)})
     branch, local = out.stdout.strip().splitlines()[-2:]
     assert branch == 'trunk'
-    info = layout.read_yaml(os.path.join(local, 'git.yaml'))
+    info = fileio.read_yaml(os.path.join(local, 'git.yaml'))
     head = subprocess.run([*git[:3], 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout
     assert info == {'repo_path': str(repo), 'remote_url': 'https://example.com/r.git',
                     'branch': 'trunk', 'commit': head.strip(), 'is_dirty': True,
@@ -372,7 +372,7 @@ def test_git_info_of_a_worktree_with_a_detached_head_and_of_no_repository(tmp_pa
 def test_platform_lists_loaded_frameworks(em_dirs):
     import torch
     run = em.create_run(name='plat')
-    platform = layout.read_yaml(os.path.join(run.local, 'platform.yaml'))
+    platform = fileio.read_yaml(os.path.join(run.local, 'platform.yaml'))
     assert platform['pypkgs']['torch'] == torch.__version__
     assert 'PyTorch' in platform['framework']
     assert platform['python'] == '.'.join(map(str, sys.version_info[:3]))
@@ -548,5 +548,5 @@ def test_a_failing_git_capture_is_reported_and_leaves_git_unknown(em_dirs, monke
     run.finish()
     assert run.status == 'Complete'
     assert run.git == environment.unknown_git()
-    assert layout.read_yaml(os.path.join(run.local, 'git.yaml')) == environment.unknown_git()
+    assert fileio.read_yaml(os.path.join(run.local, 'git.yaml')) == environment.unknown_git()
     assert 'cannot record git.yaml' in capsys.readouterr().err

@@ -19,7 +19,7 @@ import requests
 from legacy_loader import load_run_dir
 from recorded_nvml import GIB, RecordedNvml
 from t9k import em
-from t9k_em_core import layout, system_metrics
+from t9k_em_core import fileio, system_metrics
 from t9k_em_core.system_metrics import GpuProbe, HostProbe, Reading, sample_fields, visible_gpus
 
 MIB = 1 << 20
@@ -335,7 +335,7 @@ def test_a_0_6_0b0_reader_sees_an_ordinary_metric_file():
     time.sleep(0.25)
     run.finish()
     loaded = load_run_dir(run.local)
-    assert 'system' in layout.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics']
+    assert 'system' in fileio.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics']
     assert loaded['metrics']['system'][0]['sequence']['step'] == 0
 
 

@@ -12,19 +12,19 @@ from typing import Any, Iterable
 
 import requests
 
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout, metric_file
 
 
 def metric_text(points: Iterable[tuple[int, int | None, dict[str, float], float]]) -> str:
     """A ``metrics/<type>.yaml`` text from ``(step, epoch, values, unix time)`` tuples."""
-    fmt = layout.TimestampFormatter()
+    fmt = metric_file.TimestampFormatter()
     chunks: list[str] = []
     template = None
     keys: tuple[str, ...] = ()
     for step, epoch, values, t in points:
         if tuple(values) != keys:
             keys = tuple(values)
-            template = layout.metric_entry_template(keys)
+            template = metric_file.entry_template(keys)
         chunks.append(template % (*[float(v) for v in values.values()],
                                   "null" if epoch is None else epoch, step, *fmt.parts(t)))
     return "".join(chunks)
@@ -98,13 +98,13 @@ class Seeder:
                 "remote": [{"action": "upload", "timestamp": layout.now_iso(), "host": self.base,
                             "path": path, "id": node_id}]}
         files = {
-            "metadata.yaml": layout.dump_yaml(meta),
-            "index.yaml": layout.dump_yaml(layout.index_data(list(metrics or {}))),
-            "hyperparameters.yaml": layout.dump_yaml(hparams or {}),
-            "platform.yaml": layout.dump_yaml(platform or {"hostname": "gpu-node-3", "os": "Linux-6.1.0-x86_64-with-glibc2.36",
+            "metadata.yaml": fileio.dump_yaml(meta),
+            "index.yaml": fileio.dump_yaml(layout.index_data(list(metrics or {}))),
+            "hyperparameters.yaml": fileio.dump_yaml(hparams or {}),
+            "platform.yaml": fileio.dump_yaml(platform or {"hostname": "gpu-node-3", "os": "Linux-6.1.0-x86_64-with-glibc2.36",
                                                            "python": "3.11.7", "pypkgs": {"t9k": "0.6.0b0", "torch": "2.13.0"},
                                                            "framework": "PyTorch"}),
-            "git.yaml": layout.dump_yaml(git or {"repo_path": "/home/alice/mnist", "remote_url": "https://github.com/alice/mnist.git",
+            "git.yaml": fileio.dump_yaml(git or {"repo_path": "/home/alice/mnist", "remote_url": "https://github.com/alice/mnist.git",
                                                  "branch": "main", "commit": "4f9c2e1b7d3a8c6e5f0a1b2c3d4e5f6a7b8c9d0e",
                                                  "is_dirty": False, "entrypoint": "/home/alice/mnist/train.py"}),
             "stdout.log": stdout,
@@ -123,7 +123,7 @@ class Seeder:
         """Re-upload a run's ``metadata.yaml`` with a final status, as ``Run.finish`` + sync do."""
         meta = self.run_metadata[path]
         meta.update(status=status, endTimestamp=iso(end) if end else layout.now_iso())
-        self.put(f"{path}/metadata.yaml", layout.dump_yaml(meta))
+        self.put(f"{path}/metadata.yaml", fileio.dump_yaml(meta))
 
     def artifact(self, folder: str, name: str, *, files: dict[str, bytes] | None = None,
                  references: dict[str, str] | None = None, labels: list[str] | None = None,
@@ -140,6 +140,6 @@ class Seeder:
         for key, data in (files or {}).items():
             self.put(f"{path}/{key}", data)
         if references:
-            self.put(f"{path}/references.yaml", layout.dump_yaml(references))
-        self.put(f"{path}/metadata.yaml", layout.dump_yaml(meta))
+            self.put(f"{path}/references.yaml", fileio.dump_yaml(references))
+        self.put(f"{path}/metadata.yaml", fileio.dump_yaml(meta))
         return node_id, path

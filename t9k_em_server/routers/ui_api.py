@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from t9k_em_core import layout, system_metrics
+from t9k_em_core import fileio, layout, system_metrics
 
 from ..errors import ApiError
 from ..metadata_store import NodeView, UserView
@@ -71,9 +71,9 @@ def _read_document(stores: Stores, node: NodeView, key: str) -> Any:
     if obj is None or obj.size > MAX_DOCUMENT_BYTES:
         return None
     try:
-        return layout.load_yaml_text(stores.blobs.read_bytes(obj.blob_key).decode("utf-8", "replace"),
+        return fileio.load_yaml_text(stores.blobs.read_bytes(obj.blob_key).decode("utf-8", "replace"),
                                      stores.limits.yaml)
-    except layout.yaml_error_types():
+    except fileio.yaml_error_types():
         return None
 
 

@@ -39,7 +39,7 @@ def test_live_run_is_synced_while_training(logged_in, folder: str, monkeypatch) 
     for step in range(100):
         run.log('train', {'loss': 1.0 / (step + 1)}, step=step)
     run.hparams['lr'] = 0.5
-    metric_file = layout.metric_file(run.local, 'train')
+    metric_file = layout.metric_path(run.local, 'train')
 
     # while the Run is still running, the appended metric file and new hparams reach the server
     assert _wait_for(lambda: os.path.exists(metric_file) and _server_sizes(client, node_path).get(

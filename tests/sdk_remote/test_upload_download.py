@@ -12,7 +12,7 @@ import pytest
 
 from t9k import em
 from t9k_em_core import client as em_client
-from t9k_em_core import layout, transfer
+from t9k_em_core import layout, metric_file, transfer
 from sdk_remote_util import local_md5s, make_artifact, make_run, server_md5s
 
 pytestmark = pytest.mark.timeout(120)
@@ -94,7 +94,7 @@ def test_run_round_trip_with_artifacts_and_lineage(logged_in, folder: str, tmp_p
         k: v for k, v in server_copy.items() if k != 'metadata.yaml'}
     remote = layout.read_metadata(target)['remote']
     assert [r['action'] for r in remote] == ['upload', 'upload', 'download']
-    assert layout.read_metric_file(layout.metric_file(target, 'train'))[-1]['sequence']['step'] == 199
+    assert metric_file.read_entries(layout.metric_path(target, 'train'))[-1]['sequence']['step'] == 199
 
 
 def test_conflict_strategies(logged_in, folder: str) -> None:

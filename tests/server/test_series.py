@@ -1,9 +1,8 @@
-"""The metric series cache: parsing (fast shape, YAML fallback, cut-off tail), incremental
+"""The metric series cache (parsing is ``test_metric_file.py``'s): incremental
 indexing of append-only uploads, downsampling that keeps extremes, and a 1M-point series served
 over HTTP in under a second."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 
@@ -11,51 +10,13 @@ import numpy as np
 import pytest
 from server_api import Api, metric_entries as entries
 
-from t9k_em_core import layout
 from t9k_em_server.blob_store import LocalBlobStore
 from t9k_em_server.metadata_store import MetadataStore
-from t9k_em_server.series import decode_segments, downsample, index_metric_object, parse_entries
+from t9k_em_server.series import decode_segments, downsample, index_metric_object
 from t9k_em_server.uploads import new_blob_key
 from t9k_em_server.users import add_user
 
 pytestmark = pytest.mark.timeout(240)
-
-def yaml_reference(text: bytes) -> list[dict]:
-    return layout.load_yaml_text(text.decode())
-
-
-def test_fast_parse_matches_yaml():
-    text = entries(0, 3000)
-    series, used = parse_entries(text)
-    ref = yaml_reference(text)
-    assert used == len(text) and series.count == len(ref) == 3000
-    assert np.array_equal(series.step, [e["sequence"]["step"] for e in ref])
-    assert np.allclose(series.values["loss"], [e["value"]["loss"] for e in ref])
-    epochs = [np.nan if e["sequence"]["epoch"] is None else e["sequence"]["epoch"] for e in ref]
-    assert np.allclose(series.epoch, epochs, equal_nan=True)
-    times = [dt.datetime.fromisoformat(e["sequence"]["timestamp"]).timestamp() for e in ref]
-    assert np.allclose(series.time, times, rtol=0, atol=1e-6)
-
-
-def test_other_shapes_fall_back_to_yaml():
-    text = (b"- value:\n    'odd: name': 1.5\n    loss: .nan\n  sequence:\n    step: '3'\n    epoch: 2.5\n"
-            b"    timestamp: '2026-01-01T00:00:00+00:00'\n"
-            b"- value: {loss: 0.25}\n  sequence: {epoch: null, step: 4, timestamp: '2026-01-01T00:00:01Z'}\n"
-            + entries(5, 7))
-    series, used = parse_entries(text)
-    assert used == len(text) and series.count == 4
-    assert series.values["odd: name"][0] == 1.5 and np.isnan(series.values["loss"][0])
-    assert list(series.step) == [3, 4, 5, 6] and series.epoch[0] == 2.5
-    assert series.values["loss"][1] == 0.25
-    assert series.time[0] == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
-
-
-def test_cut_off_last_entry_is_left_for_later():
-    full = entries(0, 10)
-    last = full.rindex(b"\n- ") + 1
-    for cut in (last + 5, len(full) - 10, len(full) - 1):
-        series, used = parse_entries(full[:cut])
-        assert series.count == 9 and used == last
 
 
 def test_downsampling_keeps_extremes():

@@ -8,7 +8,7 @@ import pytest
 import requests
 from server_api import Api, metric_entries as entries
 
-from t9k_em_core import layout
+from t9k_em_core import fileio
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -19,11 +19,11 @@ def seeded(em_server, em_add_user):
     api = Api(em_server.base_url, key, name)
     folder = api.folder()
     ds = api.node(folder, "ds", "Artifact", extra=json.dumps({"alternativeName": "ds_261126_110257_aaaaaa"}))
-    for rel, data in {"metadata.yaml": layout.dump_yaml({
+    for rel, data in {"metadata.yaml": fileio.dump_yaml({
             "kind": "Artifact", "name": "ds", "labels": ["data"], "description": "a dataset",
             "createdTimestamp": "2026-11-26T11:01:31.138307+00:00",
             "alternativeName": "ds_261126_110257_aaaaaa", "remote": []}),
-            "references.yaml": layout.dump_yaml({"refs/e.zip": "https://example.com/d/e.zip"}),
+            "references.yaml": fileio.dump_yaml({"refs/e.zip": "https://example.com/d/e.zip"}),
             "data/a.txt": "abc"}.items():
         assert api.put(f"{folder}/ds/{rel}", data.encode()).status_code == 200
     run = api.node(folder, "mnist", "Run", labels=["cnn"])
@@ -34,10 +34,10 @@ def seeded(em_server, em_add_user):
                                             "localDir": ".em/artifacts/ds_261126_110257_aaaaaa"}],
                                  "output": [{"kind": "Model", "id": "asset-9", "path": "/hub/m"}]},
                 "remote": []}
-    files = {"metadata.yaml": layout.dump_yaml(metadata).encode(),
-             "hyperparameters.yaml": layout.dump_yaml({"lr": 0.001, "opt": {"name": "Adam"}}).encode(),
-             "platform.yaml": layout.dump_yaml({"hostname": "vm", "python": "3.11.7", "pypkgs": {"t9k": "0.6.0b0"}}).encode(),
-             "git.yaml": layout.dump_yaml({"commit": "abc123", "branch": "main", "is_dirty": False}).encode(),
+    files = {"metadata.yaml": fileio.dump_yaml(metadata).encode(),
+             "hyperparameters.yaml": fileio.dump_yaml({"lr": 0.001, "opt": {"name": "Adam"}}).encode(),
+             "platform.yaml": fileio.dump_yaml({"hostname": "vm", "python": "3.11.7", "pypkgs": {"t9k": "0.6.0b0"}}).encode(),
+             "git.yaml": fileio.dump_yaml({"commit": "abc123", "branch": "main", "is_dirty": False}).encode(),
              "stdout.log": b"", "metrics/train.yaml": entries(0, 500), "metrics/val.yaml": entries(0, 5, keys=("loss",))}
     for rel, data in files.items():
         assert api.put(f"{folder}/mnist/{rel}", data).status_code == 200
