@@ -18,7 +18,7 @@ from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .guards import RequestGuard
-from .routers import auth, batch, graphs, nodes, objects, ui_api
+from .routers import auth, batch, graphs, nodes, objects, search, ui_api
 from .stores import Stores
 
 
@@ -43,6 +43,8 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
 
     for module in (auth, nodes, objects, graphs, ui_api):
         app.include_router(module.router)
+    app.include_router(search.api_router)
+    app.include_router(search.ui_router)
     if os.environ.get("EM_SERVER_BATCH_UPLOAD", "1") != "0":  # "0": serve only the 0.6.0b0 API
         app.include_router(batch.router)
     app.include_router(web.router)  # the web UI's pages, sign-in and static files

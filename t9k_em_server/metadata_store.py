@@ -17,12 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
+from sqlalchemy import (BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String,
                         Text, UniqueConstraint, bindparam, create_engine, delete, event, func, literal,
                         or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from t9k_em_core import layout
 
 
 SQLITE_MMAP_BYTES = 1 << 30  #: SQLite reads the database through a memory map of up to this size
@@ -165,6 +167,67 @@ class SeriesSegment(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class RunFields(Base):
+    """The searchable fields of a Run's ``metadata.yaml`` (times in seconds since the epoch)."""
+
+    __tablename__ = "run_fields"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RunLabel(Base):
+    __tablename__ = "run_labels"
+    __table_args__ = (Index("ix_run_labels_label", "label"),)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class RunHparam(Base):
+    """One flattened hyperparameter: dotted key, kind ``number``/``string``/``bool``; numbers and
+    bools (1/0) in ``num``, strings in ``text``."""
+
+    __tablename__ = "run_hparams"
+    __table_args__ = (Index("ix_run_hparams_key_num", "key", "num"),
+                      Index("ix_run_hparams_key_text", "key", "text"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    num: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class RunSummary(Base):
+    """Summary of one metric of one Run: finite values only."""
+
+    __tablename__ = "run_summaries"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean: Mapped[float | None] = mapped_column(Float, nullable=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FolderField(Base):
+    """Which hparam keys (kind ``hparam``, detail = value kind) and metrics (kind ``metric``,
+    key = type, detail = name) the Runs of a Folder have had: the UI's column picker."""
+
+    __tablename__ = "folder_fields"
+    folder_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    detail: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
 # --------------------------------------------------------------------------------------- views
 
 @dataclass(frozen=True)
@@ -224,6 +287,50 @@ class SeriesIndexView:
     last_values: dict[str, Any]
 
 
+SUMMARY_FIELDS = ("last", "min", "max", "mean", "count", "last_step", "min_step", "max_step")
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """``last``/``min``/``max``/``mean``/``count`` of a metric's finite values, and the steps of
+    the last, (first) minimum and (first) maximum."""
+
+    last: float | None
+    min: float | None
+    max: float | None
+    mean: float | None
+    count: int
+    last_step: float | None
+    min_step: float | None
+    max_step: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in SUMMARY_FIELDS}
+
+
+@dataclass(frozen=True)
+class HparamValue:
+    key: str
+    kind: str            #: number, string or bool
+    num: float | None    #: numbers; bools as 1.0/0.0
+    text: str | None     #: strings
+
+
+@dataclass(frozen=True)
+class RunFieldsView:
+    status: str | None
+    description: str | None
+    start_time: float | None
+    end_time: float | None
+    labels: list[str]
+
+    @property
+    def duration(self) -> float | None:
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+
 @dataclass(frozen=True)
 class UserView:
     id: int
@@ -241,6 +348,63 @@ def _series_view(row: SeriesIndex) -> SeriesIndexView:
     return SeriesIndexView(row.object_id, row.blob_key, row.indexed_bytes, row.prefix_md5,
                            row.count, row.segments, json.loads(row.names),
                            json.loads(row.last_values))
+
+
+# ------------------------------------------------------------------------------ run index rows
+# Shared by the store (every upload) and the migration that backfills them (a Connection).
+
+def _insert_ignore(conn: Any, table: Any, rows: list[dict]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of ``rows`` (SQLite or PostgreSQL)."""
+    if not rows:
+        return
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
+def write_run_fields(conn: Any, node_id: str, fields: RunFieldsView | None) -> None:
+    """Replace the Run's ``run_fields`` row and labels (None: remove them)."""
+    conn.execute(delete(RunFields).where(RunFields.node_id == node_id))
+    conn.execute(delete(RunLabel).where(RunLabel.node_id == node_id))
+    if fields is None:
+        return
+    conn.execute(RunFields.__table__.insert(), [dict(
+        node_id=node_id, status=fields.status, description=fields.description,
+        start_time=fields.start_time, end_time=fields.end_time, duration=fields.duration)])
+    labels = list(dict.fromkeys(fields.labels))
+    if labels:
+        conn.execute(RunLabel.__table__.insert(), [{"node_id": node_id, "label": label} for label in labels])
+
+
+def write_run_hparams(conn: Any, node_id: str, folder_id: str | None, values: list[HparamValue]) -> None:
+    """Replace the Run's flattened hparams; remember their keys on the Folder."""
+    conn.execute(delete(RunHparam).where(RunHparam.node_id == node_id))
+    if values:
+        conn.execute(RunHparam.__table__.insert(), [
+            {"node_id": node_id, "key": v.key, "kind": v.kind, "num": v.num, "text": v.text}
+            for v in values])
+        if folder_id:
+            _insert_ignore(conn, FolderField.__table__, [
+                {"folder_id": folder_id, "kind": "hparam", "key": v.key, "detail": v.kind}
+                for v in values])
+
+
+def write_run_summaries(conn: Any, node_id: str, folder_id: str | None, metric_type: str,
+                        summaries: dict[str, MetricSummary]) -> None:
+    """Replace the summaries of one metric type of a Run."""
+    conn.execute(delete(RunSummary).where(RunSummary.node_id == node_id,
+                                          RunSummary.type == metric_type))
+    if summaries:
+        conn.execute(RunSummary.__table__.insert(), [
+            {"node_id": node_id, "type": metric_type, "name": name, **summary.as_dict()}
+            for name, summary in summaries.items()])
+        if folder_id:
+            _insert_ignore(conn, FolderField.__table__, [
+                {"folder_id": folder_id, "kind": "metric", "key": metric_type, "detail": name}
+                for name in summaries])
 
 
 # --------------------------------------------------------------------------------------- engine
@@ -500,6 +664,9 @@ class MetadataStore:
             s.execute(delete(SeriesSegment).where(SeriesSegment.object_id.in_(object_ids)))
             s.execute(delete(SeriesIndex).where(SeriesIndex.object_id.in_(object_ids)))
             s.execute(delete(StoredObject).where(StoredObject.node_id.in_(ids)))
+            for table in (RunFields, RunLabel, RunHparam, RunSummary):
+                s.execute(delete(table).where(table.node_id.in_(ids)))
+            s.execute(delete(FolderField).where(FolderField.folder_id.in_(ids)))
             upload_ids = select(MultipartUpload.id).where(MultipartUpload.node_id.in_(ids))
             s.execute(delete(MultipartPart).where(MultipartPart.upload_id.in_(upload_ids)))
             s.execute(delete(MultipartUpload).where(MultipartUpload.node_id.in_(ids)))
@@ -507,12 +674,23 @@ class MetadataStore:
             s.execute(delete(Node).where(Node.id.in_(ids)))
             return blobs
 
-    def set_node_document(self, node_id: str, field: str, document: Any) -> None:
-        """Store a parsed ``metadata.yaml`` (``meta``) or ``hyperparameters.yaml`` (``hparams``)."""
+    def set_node_document(self, node_id: str, field: str, document: Any,
+                          derived: RunFieldsView | list[HparamValue] | None = None) -> None:
+        """Store a parsed ``metadata.yaml`` (``meta``) or ``hyperparameters.yaml`` (``hparams``);
+        for a Run also what search reads of it (``derived``: its fields, or flattened hparams)."""
         assert field in ("meta", "hparams")
         with self.writing() as s:
-            s.execute(update(Node).where(Node.id == node_id)
-                      .values({field: None if document is None else json.dumps(document, default=str)}))
+            row = s.get(Node, node_id)
+            if row is None:
+                return
+            setattr(row, field, None if document is None else json.dumps(document, default=str))
+            if row.type != "Run":
+                return
+            if field == "meta":
+                write_run_fields(s, node_id, derived if isinstance(derived, RunFieldsView) else None)
+            else:
+                write_run_hparams(s, node_id, row.parent_id,
+                                  derived if isinstance(derived, list) else [])
 
     # ---- objects --------------------------------------------------------------------------
 
@@ -607,6 +785,11 @@ class MetadataStore:
                 raise NotFound(key)
             s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == row.id))
             s.execute(delete(SeriesIndex).where(SeriesIndex.object_id == row.id))
+            types = s.scalars(select(RunSummary.type).where(RunSummary.node_id == node_id).distinct())
+            gone = [t for t in types if layout.metric_index_path(t) == key]
+            if gone:
+                s.execute(delete(RunSummary).where(RunSummary.node_id == node_id,
+                                                   RunSummary.type.in_(gone)))
             s.delete(row)
             return row.blob_key
 
@@ -744,9 +927,28 @@ class MetadataStore:
                                   .where(SeriesSegment.object_id == object_id)
                                   .order_by(SeriesSegment.seq)).all())
 
+    def metric_summaries(self, node_id: str, metric_type: str) -> dict[str, MetricSummary]:
+        """{metric name: summary} of one metric type of a Run."""
+        with self.reading() as s:
+            rows = s.scalars(select(RunSummary).where(RunSummary.node_id == node_id,
+                                                      RunSummary.type == metric_type)).all()
+            return {r.name: MetricSummary(*(getattr(r, f) for f in SUMMARY_FIELDS)) for r in rows}
+
+    def summaries_of(self, node_ids: list[str]) -> dict[str, dict[str, dict[str, MetricSummary]]]:
+        """{node id: {metric type: {name: summary}}}."""
+        out: dict[str, dict[str, dict[str, MetricSummary]]] = {}
+        with self.reading() as s:
+            for i in range(0, len(node_ids), 500):
+                for r in s.scalars(select(RunSummary).where(RunSummary.node_id.in_(node_ids[i:i + 500]))):
+                    out.setdefault(r.node_id, {}).setdefault(r.type, {})[r.name] = MetricSummary(
+                        *(getattr(r, f) for f in SUMMARY_FIELDS))
+        return out
+
     def save_series(self, object_id: int, blob_key: str, index: SeriesIndexView,
-                    segment: bytes, replace: bool) -> bool:
-        """Store an index and one new segment, if the object still holds ``blob_key``.
+                    segment: bytes, replace: bool, metric_type: str | None = None,
+                    summaries: dict[str, MetricSummary] | None = None) -> bool:
+        """Store an index and one new segment, if the object still holds ``blob_key``, and (in
+        the same transaction) the ``summaries`` of its ``metric_type`` when given.
 
         ``replace`` drops the old segments first (a full rebuild or a compaction).
         Returns False when a newer upload replaced the object meanwhile (nothing written).
@@ -755,6 +957,9 @@ class MetadataStore:
             obj = s.get(StoredObject, object_id)
             if obj is None or obj.blob_key != blob_key:
                 return False
+            if summaries is not None and metric_type is not None:
+                folder_id = s.scalar(select(Node.parent_id).where(Node.id == obj.node_id))
+                write_run_summaries(s, obj.node_id, folder_id, metric_type, summaries)
             row = s.get(SeriesIndex, object_id)
             if replace:
                 s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == object_id))

@@ -8,6 +8,10 @@ indexing is incremental: when the new content starts with the bytes already inde
 that prefix), only the bytes past the indexed offset are parsed, into one more segment. A trailing
 entry cut off mid-write is left for the next upload.
 
+Each indexing also keeps the metric summaries of the Run (``Series.summaries``; the new tail is
+folded into the stored ones with ``fold_summaries``, a full re-parse recomputes them), written
+with the index in one transaction.
+
 A segment is ``EMS1`` + a JSON header (count, names) + float64 columns: step, epoch, time
 (seconds since the epoch), then one column per metric name (NaN where an entry lacks it).
 """
@@ -28,7 +32,7 @@ from t9k_em_core import metric_file, system_metrics
 
 from .blob_store import BlobStore
 from .config import YAML_LIMITS
-from .metadata_store import MetadataStore, ObjectView, SeriesIndexView
+from .metadata_store import MetadataStore, MetricSummary, ObjectView, SeriesIndexView
 
 METRIC_KEY = re.compile(r"metrics/([^/]+)\.yaml")
 MAX_SEGMENTS = 32
@@ -56,6 +60,22 @@ class Series(metric_file.Columns):
         arrays = [self.step, self.epoch, self.time] + [self.values[n] for n in names]
         return b"".join([_MAGIC, struct.pack("<I", len(header)), header]
                         + [np.ascontiguousarray(a, dtype=_F8).tobytes() for a in arrays])
+
+    def summaries(self) -> dict[str, MetricSummary]:
+        """{name: summary} over each metric's finite values (names with none are left out)."""
+        out = {}
+        for name, column in self.values.items():
+            rows = np.flatnonzero(np.isfinite(column))
+            if not rows.size:
+                continue
+            values = column[rows]
+            low, high = int(np.argmin(values)), int(np.argmax(values))
+            out[name] = MetricSummary(
+                last=float(values[-1]), min=float(values[low]), max=float(values[high]),
+                mean=float(values.mean()), count=int(rows.size),
+                last_step=_finite(self.step[rows[-1]]), min_step=_finite(self.step[rows[low]]),
+                max_step=_finite(self.step[rows[high]]))
+        return out
 
     def last_values(self) -> dict[str, Any]:
         """{name: {value, step, epoch}} of the last entry holding each name."""
@@ -101,6 +121,28 @@ def _md5_of_prefix(blobs: BlobStore, blob_key: str, length: int) -> str:
     return digest.hexdigest()
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def fold_summaries(old: dict[str, MetricSummary],
+                   new: dict[str, MetricSummary]) -> dict[str, MetricSummary]:
+    """The summaries of entries ``old`` followed by entries ``new`` (ties keep the earlier step)."""
+    out = dict(old)
+    for name, b in new.items():
+        a = old.get(name)
+        if a is None or not a.count:
+            out[name] = b
+            continue
+        low, high = (b if b.min < a.min else a), (b if b.max > a.max else a)  # type: ignore[operator]
+        count = a.count + b.count
+        out[name] = MetricSummary(
+            last=b.last, min=low.min, max=high.max,
+            mean=(a.mean * a.count + b.mean * b.count) / count,  # type: ignore[operator]
+            count=count, last_step=b.last_step, min_step=low.min_step, max_step=high.max_step)
+    return out
+
+
 def _json_number(value: float) -> float | int | None:
     if math.isnan(value) or math.isinf(value):
         return None
@@ -133,8 +175,11 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
     prefix_md5 = obj.md5 if indexed == obj.size else _md5_of_prefix(blobs, obj.blob_key, indexed)
     replace = not incremental
     segment = new.encode() if new.count else b""
+    metric_type = metric_type_of(obj.key)
+    summaries = new.summaries()
     if incremental:
         assert old is not None
+        summaries = fold_summaries(meta.metric_summaries(obj.node_id, metric_type or ""), summaries)
         names = list(dict.fromkeys(old.names + list(new.values)))
         last = {**old.last_values, **new.last_values()}
         count, segments = old.count + new.count, old.segments + (1 if new.count else 0)
@@ -145,7 +190,8 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
         names, last = list(new.values), new.last_values()
         count, segments = new.count, 1 if new.count else 0
     index = SeriesIndexView(obj.id, obj.blob_key, indexed, prefix_md5, count, segments, names, last)
-    if not meta.save_series(obj.id, obj.blob_key, index, segment, replace=replace):
+    if not meta.save_series(obj.id, obj.blob_key, index, segment, replace=replace,
+                            metric_type=metric_type, summaries=summaries):
         return None
     # Warm the segment cache, so that the UI's first look at a freshly uploaded run needs no
     # database read (tens of MB for a million points).
@@ -253,6 +299,36 @@ def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarra
     chosen = np.unique(chosen[chosen < inner.shape[0]]) + 1
     idx = np.concatenate([[0], chosen, [n - 1]])
     return x[idx], y[idx]
+
+
+def band(x: np.ndarray, y: np.ndarray, max_points: int) -> dict[str, Any]:
+    """The points of many series (concatenated) in at most ``max_points`` equal-width buckets of
+    ``x``: per bucket the mean x and the mean, min and max y (so extremes survive).
+
+    Points with NaN ``x`` or ``y`` are dropped first.
+    """
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if not x.shape[0]:
+        return {"total": 0, "x": [], "mean": [], "min": [], "max": []}
+    low, high = float(x.min()), float(x.max())
+    buckets = max(1, max_points)
+    scale = buckets / (high - low) if high > low else 0.0
+    idx = np.minimum(((x - low) * scale).astype(np.int64), buckets - 1)
+    counts = np.bincount(idx, minlength=buckets)
+    mins, maxs = np.full(buckets, np.inf), np.full(buckets, -np.inf)
+    np.minimum.at(mins, idx, y)
+    np.maximum.at(maxs, idx, y)
+    used = counts > 0
+    n = counts[used]
+
+    def column(values: np.ndarray) -> list:
+        return [_json_number(v) for v in values.tolist()]
+
+    return {"total": int(x.shape[0]),
+            "x": column(np.bincount(idx, weights=x, minlength=buckets)[used] / n),
+            "mean": column(np.bincount(idx, weights=y, minlength=buckets)[used] / n),
+            "min": column(mins[used]), "max": column(maxs[used])}
 
 
 def series_points(series: Series, name: str, x_axis: str, max_points: int) -> dict[str, Any]:

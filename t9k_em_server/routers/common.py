@@ -38,6 +38,17 @@ def visible_node(node: NodeView | None, user: UserView, ref: str) -> NodeView:
     return node
 
 
+def user_node(stores: Stores, user: UserView, ref: str, type_: str | None = None) -> NodeView:
+    """The node at a path (``/…``) or id that ``user`` may see; 404 otherwise (or when it is
+    not of ``type_``)."""
+    if ref.startswith("/"):
+        ref = "/" + "/".join(check_path_access(user, ref))
+    node = visible_node(stores.meta.get_node(ref), user, ref)
+    if type_ and node.type != type_:
+        raise ApiError(404, f"{ref} is a {node.type}, not a {type_}")
+    return node
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, refusing bodies over ``limit`` bytes (413)."""
     declared = request.headers.get("content-length")

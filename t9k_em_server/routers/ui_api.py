@@ -28,7 +28,7 @@ from ..series import (X_AXES, gpu_usage, index_metric_object, load_series, metri
                       series_points)
 from ..stores import Stores, get_stores
 from .auth import current_user
-from .common import check_path_access, visible_node
+from .common import user_node as _node
 from .objects import object_download
 
 router = APIRouter(prefix="/api/ui/v1", tags=["ui"])
@@ -36,15 +36,6 @@ router = APIRouter(prefix="/api/ui/v1", tags=["ui"])
 MAX_CHILDREN = 5000
 MAX_OBJECTS = 10_000
 MAX_DOCUMENT_BYTES = 4 << 20
-
-
-def _node(stores: Stores, user: UserView, ref: str, type_: str | None = None) -> NodeView:
-    if ref.startswith("/"):
-        ref = "/" + "/".join(check_path_access(user, ref))
-    node = visible_node(stores.meta.get_node(ref), user, ref)
-    if type_ and node.type != type_:
-        raise ApiError(404, f"{ref} is a {node.type}, not a {type_}")
-    return node
 
 
 def _summary(node: NodeView) -> dict[str, Any]:

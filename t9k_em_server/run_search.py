@@ -1,0 +1,263 @@
+"""Run search over the run index tables: one page of Runs (keyset paging) with the total, group
+aggregates, the fields seen in a folder, and the series of many Runs for one chart.
+
+The query language and its SQL form belong to ``query.py``; this module puts the pieces into
+statements and reads them through the metadata store's sessions. The HTTP contract is
+``routers/search.py`` (documented in docs/server.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, distinct, func, select
+from sqlalchemy.orm import aliased
+
+from t9k_em_core import layout
+
+from . import query
+from .indexing import run_fields_of
+from .metadata_store import (FolderField, MetadataStore, Node, NodeView, RunFields, RunHparam,
+                             RunLabel)
+from .series import band, load_series, series_points
+from .stores import Stores
+
+GROUP_FIELDS = ("status", "name", "description", "labels", "hparam")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The Runs of one Folder, or (``recursive``) of it and every Folder below it."""
+
+    folder_id: str
+    recursive: bool
+
+    def folders(self) -> Any:
+        """A SELECT of the Folder ids in scope."""
+        if not self.recursive:
+            return select(Node.id).where(Node.id == self.folder_id)
+        tree = select(Node.id).where(Node.id == self.folder_id).cte("scope", recursive=True)
+        child = aliased(Node)
+        tree = tree.union_all(select(child.id).where(child.parent_id == tree.c.id,
+                                                     child.type == "Folder"))
+        return select(tree.c.id)
+
+    def condition(self) -> Any:
+        if not self.recursive:
+            return and_(Node.type == "Run", Node.parent_id == self.folder_id)
+        return and_(Node.type == "Run", Node.parent_id.in_(self.folders()))
+
+
+def _runs(scope: Scope, where: Any) -> Any:
+    return (select(Node).outerjoin(RunFields, RunFields.node_id == Node.id)
+            .where(scope.condition(), where))
+
+
+@dataclass(frozen=True)
+class Page:
+    nodes: list[NodeView]
+    total: int
+    next_page_token: str | None
+
+
+def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by: list[str] | None,
+           page_size: int, page_token: str | None) -> Page:
+    """One page of Runs matching ``filter_text`` in ``order_by`` order, how many match, and
+    the token of the next page (None on the last)."""
+    parsed = query.parse_filter(filter_text)
+    keys = query.parse_order(order_by)
+    owner = query.fingerprint(parsed.text, [f"{k.field} {k.descending}" for k in keys],
+                              scope.folder_id, scope.recursive)
+    where = parsed.condition()
+    statement = _runs(scope, where)
+    for key in keys:
+        for alias, on in key.joins:
+            statement = statement.outerjoin(alias, on)
+    columns = [c for key in keys for c in key.columns]
+    statement = statement.add_columns(*columns)
+    if page_token:
+        values, last_id = query.decode_token(page_token, owner)
+        statement = statement.where(query.after_condition(keys, values, last_id))
+    statement = statement.order_by(*query.order_clauses(keys)).limit(page_size + 1)
+    with meta.reading() as s:
+        total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
+        rows = s.execute(statement).all()
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    nodes = [NodeView.of(row[0]) for row in rows]
+    token = None
+    if more and rows:
+        token = query.encode_token(list(rows[-1][1:]), rows[-1][0].id, owner)
+    return Page(nodes, total, token)
+
+
+def records(meta: MetadataStore, nodes: list[NodeView]) -> list[dict[str, Any]]:
+    """Light records of Runs: id, path, name, status, times, labels, hparams, summaries."""
+    summaries = meta.summaries_of([n.id for n in nodes])
+    out = []
+    for node in nodes:
+        meta_doc = node.meta or {}
+        fields = run_fields_of(node, meta_doc)
+        out.append({
+            "id": node.id, "path": node.path, "name": node.name,
+            "status": meta_doc.get("status"), "start": meta_doc.get("startTimestamp"),
+            "end": meta_doc.get("endTimestamp"), "duration": fields.duration if fields else None,
+            "labels": fields.labels if fields else node.labels,
+            "description": fields.description if fields else node.description,
+            "hparams": node.hparams or {},
+            "summaries": {t: {n: s.as_dict() for n, s in sorted(by_name.items())}
+                          for t, by_name in sorted(summaries.get(node.id, {}).items())}})
+    return out
+
+
+# ------------------------------------------------------------------------------------ groups
+
+def _group_columns(by: query.Field) -> tuple[list[tuple[Any, Any]], list[Any]]:
+    """(outer joins, columns) that group Runs by ``by``."""
+    if by.kind == "hparam":
+        h = aliased(RunHparam)
+        return [(h, and_(h.node_id == Node.id, h.key == by.key))], [h.kind, h.num, h.text]
+    if by.kind == "labels":
+        label = aliased(RunLabel)
+        return [(label, label.node_id == Node.id)], [label.label]
+    if by.kind in ("status", "description"):
+        return [], [getattr(RunFields, by.kind)]
+    if by.kind == "name":
+        return [], [Node.name]
+    raise query.QueryError(f"cannot group by {by}: use status, name, description, labels or "
+                           "hparams.<key>", by.position)
+
+
+def _group_value(by: query.Field, values: tuple) -> Any:
+    if by.kind != "hparam":
+        return values[0]
+    kind, num, text = values
+    if kind == "bool":
+        return bool(num)
+    if kind == "number":
+        return int(num) if float(num).is_integer() and abs(num) < 2 ** 53 else num
+    return text
+
+
+def group_filter(by: query.Field, value: Any) -> str:
+    """The filter that selects one group's Runs (to AND with the search's filter)."""
+    if by.kind == "labels":
+        return "labels = null" if value is None else f"labels contains {query.format_literal(value)}"
+    return f"{query.format_field(by)} = {query.format_literal(value)}"
+
+
+def _aggregate(field: query.Field) -> tuple[list[tuple[Any, Any]], Any]:
+    if field.kind in ("labels", "name", "status", "description"):
+        raise query.QueryError(f"cannot aggregate {field}: it is not a number", field.position)
+    key = query.sort_key(field, False)
+    return key.joins, key.columns[0]  # an hparam's numbers (its first column)
+
+
+def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: str,
+           aggregate_texts: list[str], max_groups: int) -> dict[str, Any]:
+    """Runs grouped by a field: per group its value, count, the filter that selects it, and
+    mean/min/max/count of each aggregate field; largest groups first."""
+    where = query.parse_filter(filter_text).condition()
+    by = query.parse_field(by_text)
+    joins, columns = _group_columns(by)
+    aggregates = [query.parse_field(text) for text in aggregate_texts]
+    statement = select(*columns, func.count(distinct(Node.id)))
+    agg_columns = []
+    for field in aggregates:
+        extra, column = _aggregate(field)
+        joins += extra
+        agg_columns.append(column)
+        statement = statement.add_columns(func.avg(column), func.min(column), func.max(column),
+                                          func.count(column))
+    statement = statement.select_from(Node).outerjoin(RunFields, RunFields.node_id == Node.id)
+    for alias, on in joins:
+        statement = statement.outerjoin(alias, on)
+    statement = (statement.where(scope.condition(), where).group_by(*columns)
+                 .order_by(func.count(distinct(Node.id)).desc(), *[c.asc().nulls_last() for c in columns])
+                 .limit(max_groups + 1))
+    with meta.reading() as s:
+        rows = s.execute(statement).all()
+        total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
+    out = []
+    width = len(columns)
+    for row in rows[:max_groups]:
+        value = _group_value(by, tuple(row[:width]))
+        stats = {}
+        for i, field in enumerate(aggregates):
+            mean, low, high, n = row[width + 1 + 4 * i: width + 5 + 4 * i]
+            stats[field.text] = {"mean": mean, "min": low, "max": high, "count": n}
+        out.append({"value": value, "count": row[width], "filter": group_filter(by, value),
+                    "aggregates": stats})
+    return {"by": by.text, "groups": out, "truncated": len(rows) > max_groups, "total": total}
+
+
+# ------------------------------------------------------------------------------------ fields
+
+def fields(meta: MetadataStore, scope: Scope) -> dict[str, Any]:
+    """The fields a query or a column picker can use in this scope: builtins, every hparam key
+    (with the kinds of its values) and every metric (type, name) seen in it."""
+    with meta.reading() as s:
+        rows = s.execute(select(FolderField.kind, FolderField.key, FolderField.detail)
+                         .where(FolderField.folder_id.in_(scope.folders()))
+                         .distinct()).all()
+    hparams: dict[str, set[str]] = {}
+    metrics: set[tuple[str, str]] = set()
+    for kind, key, detail in rows:
+        if kind == "hparam":
+            hparams.setdefault(key, set()).add(detail)
+        else:
+            metrics.add((key, detail))
+    hparam_list = [{"key": k, "field": query.format_field(query.Field("hparam", "", 0, key=k)),
+                    "types": sorted(v)} for k, v in sorted(hparams.items())]
+    metric_list = [{"type": t, "name": n} for t, n in sorted(metrics)]
+    return {"builtin": list(query.BUILTIN_FIELDS), "summaries": list(query.SUMMARY_FIELDS),
+            "hparams": hparam_list, "metrics": metric_list,
+            "fields": list(query.BUILTIN_FIELDS) + [h["field"] for h in hparam_list]
+            + [f"{t}.{n}.{s}" for t, n in sorted(metrics) for s in query.SUMMARY_FIELDS]}
+
+
+# ------------------------------------------------------------------------------------ series
+
+def runs_series(stores: Stores, runs: list[NodeView], metric_type: str, metric: str, x: str,
+                max_points: int) -> list[dict[str, Any]]:
+    """One downsampled series per Run that has the metric (extremes kept, see ``downsample``)."""
+    out = []
+    for run in runs:
+        series = _series(stores, run, metric_type, metric)
+        if series is not None:
+            out.append({**series_points(series, metric, x, max_points),  # its "name" is the run's
+                        "id": run.id, "name": run.name, "path": run.path})
+    return out
+
+
+def _series(stores: Stores, run: NodeView, metric_type: str, metric: str) -> Any:
+    obj = stores.meta.get_object(run.id, layout.metric_index_path(metric_type))
+    if obj is None:
+        return None
+    series = load_series(stores.meta, stores.blobs, obj, [metric])
+    return series if metric in series.values else None
+
+
+def group_bands(stores: Stores, scope: Scope, filter_text: str | None, by_text: str,
+                metric_type: str, metric: str, x: str, max_points: int, max_groups: int,
+                runs_per_group: int) -> dict[str, Any]:
+    """Per group (largest first) the mean and min–max band of a metric over the group's Runs
+    (up to ``runs_per_group`` of each, newest first), bucketed along ``x``."""
+    grouped = groups(stores.meta, scope, filter_text, by_text, [], max_groups)
+    out = []
+    for group in grouped["groups"]:
+        combined = group["filter"] if not filter_text else f"({filter_text}) and {group['filter']}"
+        page = search(stores.meta, scope, combined, None, runs_per_group, None)
+        xs, ys = [], []
+        for run in page.nodes:
+            series = _series(stores, run, metric_type, metric)
+            if series is not None:
+                xs.append(getattr(series, x))
+                ys.append(series.values[metric])
+        drawn = band(np.concatenate(xs) if xs else np.zeros(0),
+                     np.concatenate(ys) if ys else np.zeros(0), max_points)
+        out.append({"value": group["value"], "filter": group["filter"], "runs": group["count"],
+                    "runs_used": len(xs), **drawn})
+    return {"by": grouped["by"], "type": metric_type, "metric": metric, "x_axis": x,
+            "groups": out, "truncated": grouped["truncated"]}

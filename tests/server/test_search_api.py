@@ -1,0 +1,123 @@
+"""The search endpoints over HTTP on a real server: Runs uploaded through the object API are
+found, paged, grouped and charted, with the API key (``/apis/v1/search``) and with the web UI's
+session cookie (``/api/ui/v1/search``); bad queries get a 400 naming the position."""
+from __future__ import annotations
+
+import pytest
+import requests
+from run_seed import metric_file
+
+from t9k_em_core import layout
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def upload_run(api, folder: str, name: str, lr: float, opt: str, acc: list[float], status: str = "Complete"):
+    api.node(folder, name, "Run")
+    run = f"{folder}/{name}"
+    meta = {"name": name, "status": status, "startTimestamp": "2026-11-26T10:00:00+00:00",
+            "endTimestamp": "2026-11-26T10:30:00+00:00", "labels": ["sweep"]}
+    for key, data in ((layout.METADATA_FILE, layout.dump_yaml(meta).encode()),
+                      (layout.HPARAMS_FILE, layout.dump_yaml({"lr": lr, "opt": {"name": opt}}).encode()),
+                      (layout.metric_index_path("val"), metric_file({"acc": acc}))):
+        reply = api.put(f"{run}/{key}", data)
+        assert reply.status_code == 200, reply.text
+    return run
+
+
+@pytest.fixture(scope="module")
+def swept(em_server, em_add_user):
+    from server_api import Api
+    name, key = em_add_user()
+    api = Api(em_server.base_url, key, name)
+    folder = api.folder()
+    for i in range(12):
+        upload_run(api, folder, f"run{i:02d}", [0.1, 0.01, 0.001][i % 3], ["Adam", "SGD"][i % 2],
+                   [0.1 * j + i / 100 for j in range(10)] if i != 11 else [0.5] * 3000,
+                   "Failed" if i == 7 else "Complete")
+    return api, folder
+
+
+def test_search_pages_with_api_key_and_cookie(swept, em_server):
+    api, folder = swept
+    params = {"folder": folder, "filter": "hparams.lr <= 0.01 and status = 'Complete'",
+              "order_by": ["val.acc.max desc"], "page_size": 3}
+    first = api.request("GET", "/apis/v1/search/runs", params=params)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["total"] == 7 and len(body["runs"]) == 3
+    top = body["runs"][0]
+    assert top["name"] == "run10" and top["hparams"] == {"lr": 0.01, "opt": {"name": "Adam"}}
+    assert top["summaries"]["val"]["acc"]["max"] == pytest.approx(1.0)
+    assert top["status"] == "Complete" and top["duration"] == 1800 and top["labels"] == ["sweep"]
+    names = [r["name"] for r in body["runs"]]
+    token = body["next_page_token"]
+    while token:
+        page = api.request("GET", "/apis/v1/search/runs", params={**params, "page_token": token}).json()
+        names += [r["name"] for r in page["runs"]]
+        token = page["next_page_token"]
+    assert names == ["run10", "run08", "run05", "run04", "run02", "run01", "run11"]
+
+    browser = requests.Session()
+    signed = browser.post(em_server.base_url + "/ui/signin", data={"apikey": api.key},
+                          allow_redirects=False)
+    assert signed.status_code in (302, 303) and browser.cookies
+    ui = browser.get(em_server.base_url + "/api/ui/v1/search/runs", params=params)
+    assert ui.status_code == 200 and ui.json()["runs"] == body["runs"]
+    assert requests.get(em_server.base_url + "/api/ui/v1/search/runs", params=params).status_code == 401
+
+
+def test_bad_query_is_400_with_position(swept):
+    api, folder = swept
+    reply = api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "filter": "hparams.lr <= and"})
+    assert reply.status_code == 400
+    assert reply.text.startswith("position 15: unexpected 'and'") and reply.headers["X-Query-Position"] == "15"
+    reply = api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "order_by": "nope"})
+    assert reply.status_code == 400 and "unknown field 'nope'" in reply.text
+
+
+def test_other_users_folder_is_not_found(swept, em_server):
+    api, folder = swept
+    from server_api import Api
+    bob = Api(em_server.base_url, em_server.keys["bob"], "bob")
+    for path in ("runs", "groups", "fields"):
+        reply = bob.request("GET", f"/apis/v1/search/{path}", params={"folder": folder, "by": "status"})
+        assert reply.status_code == 403, (path, reply.text)
+    node_id = api.request("GET", "/apis/v1/nodes/info", params={"node": folder})
+    if node_id.status_code == 200:
+        reply = bob.request("GET", "/apis/v1/search/runs", params={"folder": node_id.json()["id"]})
+        assert reply.status_code == 404
+
+
+def test_groups_fields_and_series(swept):
+    api, folder = swept
+    grouped = api.request("GET", "/apis/v1/search/groups", params={
+        "folder": folder, "by": "hparams.opt.name", "aggregate": ["val.acc.max", "val.acc.last"]}).json()
+    groups = {g["value"]: g for g in grouped["groups"]}
+    assert groups["Adam"]["count"] == 6 and groups["SGD"]["count"] == 6
+    assert groups["Adam"]["aggregates"]["val.acc.max"]["max"] == pytest.approx(1.0)
+    assert groups["Adam"]["filter"] == "hparams.opt.name = 'Adam'"
+
+    fields = api.request("GET", "/apis/v1/search/fields", params={"folder": folder}).json()
+    assert [h["key"] for h in fields["hparams"]] == ["lr", "opt.name"]
+    assert fields["metrics"] == [{"type": "val", "name": "acc"}]
+
+    runs = api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "page_size": 100}).json()["runs"]
+    ids = [r["id"] for r in runs]
+    series = api.request("GET", "/apis/v1/search/series", params={
+        "run": ids, "type": "val", "metric": "acc", "max_points": 100}).json()["series"]
+    assert len(series) == 12
+    long = next(s for s in series if s["name"] == "run11")
+    assert long["total"] == 3000 and long["returned"] <= 100
+    bands = api.request("GET", "/apis/v1/search/series", params={
+        "folder": folder, "by": "hparams.lr", "type": "val", "metric": "acc", "max_points": 10,
+        "filter": "name != 'run11'"}).json()
+    assert len(bands["groups"]) == 3
+    for band in bands["groups"]:
+        assert band["runs"] == band["runs_used"] and len(band["x"]) == 10
+        assert all(lo <= m <= hi for lo, m, hi in zip(band["min"], band["mean"], band["max"]))
+    lr01 = next(b for b in bands["groups"] if b["value"] == 0.1)  # runs 0, 3, 6, 9
+    assert lr01["max"][-1] == pytest.approx(0.9 + 0.09) and lr01["min"][0] == pytest.approx(0.0)
+    too_many = api.request("GET", "/apis/v1/search/series", params={
+        "run": [f"x{i}" for i in range(101)], "type": "val", "metric": "acc"})
+    assert too_many.status_code == 400
