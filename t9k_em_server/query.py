@@ -62,7 +62,7 @@ comparison: field OP value -> compare
 field: SEGMENT ("." SEGMENT)*
 list: "(" value ("," value)* ")"
 ?value: STRING | NUMBER | TRUE | FALSE | NULL
-SEGMENT: /[A-Za-z_][A-Za-z0-9_\-\/]*/ | /`[^`]+`/
+SEGMENT: /(?!(?i:and|or|not|in|contains)(?![A-Za-z0-9_\-\/]))[A-Za-z_][A-Za-z0-9_\-\/]*/ | /`[^`]+`/
 OP: "=" | "!=" | "<=" | ">=" | "<" | ">" | "~"
 STRING: /'(?:[^'\\]|\\.)*'/ | /"(?:[^"\\]|\\.)*"/
 NUMBER: /[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/

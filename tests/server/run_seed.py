@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout, metric_file as metric_format
 from t9k_em_server.indexing import index_stored_object, parse_document
 from t9k_em_server.metadata_store import NodeView
 from t9k_em_server.stores import Stores
@@ -29,7 +29,7 @@ def metric_file(values: dict[str, list[float]], first_step: int = 0, t0: float =
     """A metrics/<type>.yaml as the SDK writes it: entry i holds ``values[name][i]`` at step
     ``first_step + i`` (every list has the same length)."""
     names = list(values)
-    template, fmt = layout.metric_entry_template(names), layout.TimestampFormatter()
+    template, fmt = metric_format.entry_template(names), metric_format.TimestampFormatter()
     count = len(values[names[0]]) if names else 0
     return "".join(template % (*(float(values[n][i]) for n in names), "null", first_step + i,
                                *fmt.parts(t0 + first_step + i)) for i in range(count)).encode()
@@ -45,9 +45,9 @@ def add_run(stores: Stores, folder: str, name: str, *, status: str = "Complete",
             "description": description}
     if end:
         meta["endTimestamp"] = end
-    put(stores, node, layout.METADATA_FILE, layout.dump_yaml(meta).encode())
+    put(stores, node, layout.METADATA_FILE, fileio.dump_yaml(meta).encode())
     if hparams is not None:
-        put(stores, node, layout.HPARAMS_FILE, layout.dump_yaml(hparams).encode())
+        put(stores, node, layout.HPARAMS_FILE, fileio.dump_yaml(hparams).encode())
     for metric_type, data in (metrics or {}).items():
         put(stores, node, layout.metric_index_path(metric_type), data)
     return stores.meta.get_node(node.id)  # type: ignore[return-value]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import requests
 from run_seed import metric_file
+from test_abuse_csrf import signed_in
 
-from t9k_em_core import layout
+from t9k_em_core import fileio, layout
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -17,8 +18,8 @@ def upload_run(api, folder: str, name: str, lr: float, opt: str, acc: list[float
     run = f"{folder}/{name}"
     meta = {"name": name, "status": status, "startTimestamp": "2026-11-26T10:00:00+00:00",
             "endTimestamp": "2026-11-26T10:30:00+00:00", "labels": ["sweep"]}
-    for key, data in ((layout.METADATA_FILE, layout.dump_yaml(meta).encode()),
-                      (layout.HPARAMS_FILE, layout.dump_yaml({"lr": lr, "opt": {"name": opt}}).encode()),
+    for key, data in ((layout.METADATA_FILE, fileio.dump_yaml(meta).encode()),
+                      (layout.HPARAMS_FILE, fileio.dump_yaml({"lr": lr, "opt": {"name": opt}}).encode()),
                       (layout.metric_index_path("val"), metric_file({"acc": acc}))):
         reply = api.put(f"{run}/{key}", data)
         assert reply.status_code == 200, reply.text
@@ -58,10 +59,7 @@ def test_search_pages_with_api_key_and_cookie(swept, em_server):
         token = page["next_page_token"]
     assert names == ["run10", "run08", "run05", "run04", "run02", "run01", "run11"]
 
-    browser = requests.Session()
-    signed = browser.post(em_server.base_url + "/ui/signin", data={"apikey": api.key},
-                          allow_redirects=False)
-    assert signed.status_code in (302, 303) and browser.cookies
+    browser = signed_in(em_server.base_url, api.key)
     ui = browser.get(em_server.base_url + "/api/ui/v1/search/runs", params=params)
     assert ui.status_code == 200 and ui.json()["runs"] == body["runs"]
     assert requests.get(em_server.base_url + "/api/ui/v1/search/runs", params=params).status_code == 401
