@@ -204,6 +204,7 @@ class RunSummary(Base):
     """Summary of one metric of one Run: finite values only."""
 
     __tablename__ = "run_summaries"
+    __table_args__ = (Index("ix_run_summaries_type_name", "type", "name"),)
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
     type: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -79,16 +79,21 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
     if page_token:
         values, last_id = query.decode_token(page_token, owner)
         statement = statement.where(query.after_condition(keys, values, last_id))
+    else:  # the first page counts in the same pass (the sort visits every match anyway)
+        statement = statement.add_columns(func.count().over())
     statement = statement.order_by(*query.order_clauses(keys)).limit(page_size + 1)
     with meta.reading() as s:
-        total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
         rows = s.execute(statement).all()
+        if page_token or not rows:
+            total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
+        else:
+            total = rows[0][-1]
     more = len(rows) > page_size
     rows = rows[:page_size]
     nodes = [NodeView.of(row[0]) for row in rows]
     token = None
     if more and rows:
-        token = query.encode_token(list(rows[-1][1:]), rows[-1][0].id, owner)
+        token = query.encode_token(list(rows[-1][1:1 + len(columns)]), rows[-1][0].id, owner)
     return Page(nodes, total, token)
 
 

@@ -50,6 +50,7 @@ def upgrade() -> None:
     sa.Column('count', sa.BigInteger(), nullable=False),
     *(sa.Column(c, sa.Float(), nullable=True) for c in ('last_step', 'min_step', 'max_step')),
     _node_fk(), sa.PrimaryKeyConstraint('node_id', 'type', 'name'))
+    op.create_index('ix_run_summaries_type_name', 'run_summaries', ['type', 'name'])
     op.create_table('folder_fields',
     sa.Column('folder_id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
