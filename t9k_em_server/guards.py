@@ -9,6 +9,9 @@ One ASGI middleware (``RequestGuard``), so routes added later get them without d
   ``Origin`` whose host differs from ``Host`` and from ``EM_SERVER_TRUSTED_ORIGINS``) gets
   ``403``. A page on another port of the same host is same-site, so ``SameSite=Lax`` alone would
   let it post with the user's cookie. API clients send no such headers;
+- **form bodies**: a request to the web UI's pages and forms (``/ui/``) may carry at most
+  ``MAX_FORM_BYTES`` (``413``): sign-in and sign-out take a few fields, and Starlette would
+  otherwise spool file parts of any size to disk;
 - **slow bodies**: a request body that stalls for ``BODY_IDLE_SECONDS``, or arrives slower than
   ``MIN_BODY_RATE`` bytes/s on average after ``BODY_GRACE_SECONDS``, ends with ``408`` (an
   ``ApiError`` raised from ``receive``, which the app's error handler answers);
@@ -42,6 +45,8 @@ HEADER_SECONDS = float(os.environ.get("EM_SERVER_HEADER_TIMEOUT", "30"))
 BODY_IDLE_SECONDS = float(os.environ.get("EM_SERVER_BODY_TIMEOUT", "30"))
 BODY_GRACE_SECONDS = 60.0  #: after this long, a body must have averaged MIN_BODY_RATE
 MIN_BODY_RATE = 1024       #: bytes per second
+MAX_FORM_BYTES = 64 << 10  #: largest body under FORM_PREFIX
+FORM_PREFIX = "/ui/"
 
 CSP = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -96,10 +101,11 @@ def check_origin(scope: Scope, headers: dict[bytes, bytes], trusted: frozenset[s
 
 
 class _BodyClock:
-    """Wraps ``receive`` so a stalled or trickling request body ends the request (408)."""
+    """Wraps ``receive`` so a stalled or trickling request body ends the request (408), and one
+    over ``limit`` bytes too (413)."""
 
-    def __init__(self, receive: Receive):
-        self.receive = receive
+    def __init__(self, receive: Receive, limit: int | None):
+        self.receive, self.limit = receive, limit
         self.start = time.monotonic()
         self.bytes = 0
 
@@ -110,6 +116,8 @@ class _BodyClock:
             raise ApiError(408, f"request body stalled for {BODY_IDLE_SECONDS:.0f} s") from None
         if message["type"] == "http.request":
             self.bytes += len(message.get("body", b""))
+            if self.limit is not None and self.bytes > self.limit:
+                raise ApiError(413, f"request body larger than {self.limit} bytes")
             elapsed = time.monotonic() - self.start
             if elapsed > BODY_GRACE_SECONDS and self.bytes < MIN_BODY_RATE * elapsed and message.get("more_body"):
                 raise ApiError(408, f"request body slower than {MIN_BODY_RATE} bytes/s")
@@ -143,8 +151,13 @@ class RequestGuard:
 
         try:
             check_encoding(scope)
-            check_origin(scope, dict(scope.get("headers", [])), self.trusted)
-            await self.app(scope, _BodyClock(receive), send_with_headers)
+            headers = dict(scope.get("headers", []))
+            check_origin(scope, headers, self.trusted)
+            limit = MAX_FORM_BYTES if scope["path"].startswith(FORM_PREFIX) else None
+            declared = headers.get(b"content-length", b"")
+            if limit is not None and declared.isdigit() and int(declared) > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+            await self.app(scope, _BodyClock(receive, limit), send_with_headers)
         except ApiError as refused:
             if started:  # the reply is under way: nothing better to do than cut it
                 raise

@@ -271,3 +271,15 @@ def test_slow_headers_idle_connections_and_slow_bodies_time_out(quick_timeouts):
     assert reply.startswith(b"HTTP/1.1 408") and b"request body stalled" in reply
     assert requests.get(server.base_url + "/healthz", timeout=5).status_code == 200
     assert "Traceback" not in server.log_text()
+
+
+def test_form_bodies_are_small(em_server, unchanged):
+    """The sign-in/out forms take a few fields: a big body is refused before it is parsed (and
+    Starlette would spool file parts of any size to disk)."""
+    base = em_server.base_url
+    big = {"apikey": ("key.bin", b"x" * (1 << 20))}
+    reply = requests.post(f"{base}/ui/signin", files=big, timeout=60)
+    expect_4xx(reply, "request body larger than 65536 bytes", status=413)
+    chunked = requests.post(f"{base}/ui/signin", data=(b"next=" + b"a" * 4096 for _ in range(64)),
+                            headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
+    expect_4xx(chunked)
