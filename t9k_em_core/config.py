@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-try:  # the C implementations are much faster; fall back to pure Python where absent
+from . import bounded_yaml
+
+try:  # the C implementation is much faster; fall back to pure Python where absent
     from yaml import CSafeDumper as _Dumper
-    from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 ITEMS = ('aistore_host', 'asset_hub_host', 'api_key')
 DEFAULT_CONTEXT = 'default'
@@ -108,7 +108,7 @@ def _read_file(path: str) -> Optional[dict]:
     """Parsed YAML mapping of the config file, ``None`` when the file does not exist."""
     try:
         with open(path, encoding='utf-8') as f:
-            data = yaml.load(f, Loader=_Loader)
+            data = bounded_yaml.load(f.read())
     except FileNotFoundError:
         return None
     if data is None:
