@@ -231,6 +231,17 @@ def test_generated_queries_never_crash(world, path, page, size):
         assert reply.status_code < 500, reply.text
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(query=st.text(max_size=80), order=st.text(max_size=20), token=st.text(max_size=40))
+def test_generated_searches_never_crash(world, query, order, token):
+    api, folder, _, _ = world
+    for endpoint, params in (("/apis/v1/search/runs", {"folder": folder, "filter": query,
+                                                       "order_by": order, "page_token": token}),
+                             ("/apis/v1/search/groups", {"folder": folder, "filter": query, "by": order})):
+        reply = api.request("GET", endpoint, params=params)
+        assert reply.status_code < 500, reply.text
+
+
 @pytest.fixture(scope="module")
 def quick_timeouts(tmp_path_factory):
     """A server of its own whose header and body timeouts are 1 s."""
