@@ -85,10 +85,16 @@ def _add_ls(subparsers: Any) -> None:
                    help='a parent directory, or one Run/Artifact directory')
     p.add_argument('-d', '--detail', action='store_true',
                    help='also show alternative names, labels and paths')
+    search = p.add_argument_group('search (a server Folder)')
+    remote_cli.add_search_flags(search)  # type: ignore[arg-type]
+    search.add_argument('--columns', default='', metavar='FIELDS',
+                        help='comma-separated fields to show, e.g. hparams.lr,val.accuracy.max')
     p.set_defaults(handler=_cmd_ls)
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    if args.filter or args.sort or args.columns:  # a search of a server Folder
+        return remote_cli.search_remote(args)
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):  # not local: a server path
         return remote_cli.list_remote(args.paths[0], args.detail)
     paths = args.paths or [layout.run_parent_dir(), layout.artifact_parent_dir()]

@@ -18,7 +18,7 @@ import os
 import tarfile
 import threading
 import uuid
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -255,6 +255,20 @@ class AISClient:
         if not isinstance(reply, dict) or 'data' not in reply or 'pagination' not in reply:
             raise RequestFailedError(f'{self.host}/apis/v1/nodes returned no data/pagination',
                                      200, str(reply))
+        return reply
+
+    def search_runs(self, folder: str, filter: str = '', order_by: Sequence[str] = (),
+                    page_size: int = 1000, page_token: Optional[str] = None,
+                    recursive: bool = True) -> dict:
+        """One page of ``GET /apis/v1/search/runs`` (our extension; docs/server.md):
+        ``{'runs': [...], 'total': N, 'next_page_token': str or None}``."""
+        params: dict[str, Any] = {'folder': folder, 'filter': filter, 'order_by': list(order_by),
+                                  'page_size': page_size, 'recursive': str(recursive).lower()}
+        if page_token:
+            params['page_token'] = page_token
+        reply = self._json('GET', '/apis/v1/search/runs', params=params)
+        if not isinstance(reply, dict) or 'runs' not in reply:
+            raise RequestFailedError(f'{self.host}/apis/v1/search/runs returned no runs', 200, str(reply))
         return reply
 
     def iter_nodes(self, parent: str, type: Optional[str] = None) -> Iterator[dict]:

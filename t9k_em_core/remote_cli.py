@@ -1,5 +1,6 @@
 """The ``em`` subcommands that talk to a server: ``login``, ``logout``, ``upload``, ``download``,
-and ``ls`` of a server path. :mod:`t9k_em_core.cli` adds :data:`COMMANDS` to its own and calls
+``export``, and ``ls`` of a server path (``search_remote`` when it has ``--filter``, ``--sort`` or
+``--columns``). :mod:`t9k_em_core.cli` adds :data:`COMMANDS` to its own and calls
 :func:`list_remote` for an ``em ls`` PATH that is not a local directory.
 
 Credentials: ``em login`` checks a host and key and, only with ``--save``, writes them to the
@@ -73,7 +74,39 @@ def add_download(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_download)
 
 
-COMMANDS = [add_login, add_logout, add_upload, add_download]
+def add_export(subparsers: argparse._SubParsersAction) -> None:
+    """``em export FOLDER [--filter Q] [--sort F] [--format csv|parquet] [--history] -o FILE``."""
+    p = subparsers.add_parser('export', help='write the Runs of a server Folder that match a '
+                                             'query to a CSV or Parquet file',
+                              description='One row per Run (id, path, name, status, times, '
+                                          'labels, hparams.<key>, <type>.<metric>.<summary>), or '
+                                          'with --history one row per metric point. Needs '
+                                          "pandas (and pyarrow for Parquet): pip install 't9k-em[export]'.")
+    p.add_argument('folder', metavar='FOLDER', help='server Folder; relative paths go under /<user>/')
+    add_search_flags(p)
+    p.add_argument('--format', choices=('csv', 'parquet'), default=None,
+                   help='file format (default: from the file name, else csv)')
+    p.add_argument('--history', action='store_true',
+                   help='every metric point in long format: run_id, run, type, metric, step, '
+                        'epoch, time, value')
+    p.add_argument('-o', '--output', required=True, help='the file to write')
+    _add_login_flags(p)
+    p.set_defaults(handler=cmd_export)
+
+
+def add_search_flags(parser: argparse.ArgumentParser) -> None:
+    """``--filter``, ``--sort``, ``--max``, ``--no-recursive`` (shared by ``ls`` and ``export``)."""
+    parser.add_argument('--filter', default='', metavar='QUERY',
+                        help="query language, e.g. \"hparams.lr <= 0.01 and val.accuracy.max > 0.9\"")
+    parser.add_argument('--sort', action='append', default=[], metavar='FIELD',
+                        help="'FIELD [asc|desc]', repeatable (default: start desc)")
+    parser.add_argument('--max', type=int, default=None, metavar='N',
+                        help='at most N Runs (ls: 100, export: all)')
+    parser.add_argument('--no-recursive', dest='recursive', action='store_false',
+                        help='only the Runs directly in the Folder, not in the Folders below it')
+
+
+COMMANDS = [add_login, add_logout, add_upload, add_download, add_export]
 
 
 def _login_from(args: argparse.Namespace) -> AISClient:
@@ -147,6 +180,85 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(transfer.download(path, kind, client=client, progress=True))
         return 0
     return _guarded(run)
+
+
+def search_remote(args: argparse.Namespace) -> int:
+    """``em ls FOLDER --filter/--sort/--columns``: a table of the matching Runs."""
+    from t9k_em_core.cli import format_duration, format_table  # cli imports this module
+
+    def run() -> int:
+        from t9k_em_core import client as _client, search
+        _client.login(getattr(args, 'host', None), getattr(args, 'api_key', None))
+        records = search.search_runs(args.paths[0] if args.paths else '', args.filter, args.sort,
+                                     args.max if args.max is not None else 100, args.recursive)
+        columns = ['name', 'status', 'start', 'duration']
+        columns += [f.split()[0] for f in args.sort if f.split()[0] not in columns]
+        columns += [c.strip() for c in (args.columns or '').split(',') if c.strip() and c.strip() not in columns]
+        rows = [[_cell(c, search.record_value(r, c)) for c in columns] for r in records]
+        print(format_table([c.upper() if '.' not in c else c for c in columns], rows))
+        return 0
+
+    def _cell(column: str, value: object) -> str:
+        if value is None:
+            return ''
+        if column == 'duration':
+            return format_duration(value)  # type: ignore[arg-type]
+        if isinstance(value, list):
+            return ','.join(map(str, value))
+        if isinstance(value, float):
+            return f'{value:.6g}'
+        return str(value)
+
+    return _guarded(run)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``em export``: the matching Runs (or their metric points) to CSV or Parquet."""
+    def run() -> int:
+        from t9k_em_core import client as _client, search
+        try:
+            import pandas as pd  # noqa: F401 - checked before any request
+        except ImportError:
+            raise RuntimeError("em export needs pandas: pip install 't9k-em[export]'") from None
+        fmt = args.format or ('parquet' if args.output.endswith('.parquet') else 'csv')
+        client = _login_from(args)
+        records = search.search_runs(args.folder, args.filter, args.sort,
+                                     args.max if args.max is not None else 10 ** 9, args.recursive)
+        frame = _history(client, records) if args.history else search.to_frame(records)
+        if fmt == 'parquet':
+            frame.to_parquet(args.output, index=False)  # pyarrow
+        else:
+            frame.to_csv(args.output, index=False)
+        print(f'{len(frame)} rows of {len(records)} Runs -> {args.output}')
+        return 0
+    return _guarded(run)
+
+
+def _history(client: AISClient, records: list) -> object:
+    """Every metric point of ``records`` in long format (metric files read by ``metric_file``)."""
+    import os
+    import tempfile
+
+    import pandas as pd
+
+    from t9k_em_core import metric_file
+    columns: dict = {k: [] for k in ('run_id', 'run', 'type', 'metric', 'step', 'epoch', 'time', 'value')}
+    with tempfile.TemporaryDirectory() as tmp:
+        for record in records:
+            for metric_type in sorted(record.summaries):
+                local = os.path.join(tmp, 'metric.yaml')
+                client.download_object(f'{record.path}/{layout.metric_index_path(metric_type)}', local)
+                for entry in metric_file.read_entries(local):
+                    sequence = entry.get('sequence') or {}
+                    for name, value in (entry.get('value') or {}).items():
+                        for key, item in (('run_id', record.id), ('run', record.name),
+                                          ('type', metric_type), ('metric', name),
+                                          ('step', sequence.get('step')), ('epoch', sequence.get('epoch')),
+                                          ('time', sequence.get('timestamp')), ('value', value)):
+                            columns[key].append(item)
+    frame = pd.DataFrame(columns)
+    frame['time'] = pd.to_datetime(frame['time'], utc=True, errors='coerce', format='ISO8601')
+    return frame
 
 
 def list_remote(path: str, detail: bool = False, host: Optional[str] = None,

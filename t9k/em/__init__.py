@@ -1,7 +1,7 @@
 """``t9k.em``: experiment management (the public API of t9k 0.6.0b0's ``t9k.em``).
 
-Re-exports the core (:mod:`t9k_em_core`); holds no logic. ``login``, ``logout`` and ``upload``
-are imported on first use, so that ``import t9k.em`` does not load the HTTP stack.
+Re-exports the core (:mod:`t9k_em_core`); holds no logic. ``login``, ``logout``, ``upload`` and
+``search_runs`` are imported on first use, so that ``import t9k.em`` does not load the HTTP stack.
 """
 
 import importlib
@@ -13,12 +13,13 @@ from t9k_em_core.params import Params
 from t9k_em_core.run import Run, create_run, load_run
 
 __all__ = ['Artifact', 'Params', 'Reference', 'Run', 'create_artifact', 'create_run',
-           'load_artifact', 'load_run', 'login', 'logout', 'rank_zero_only', 'upload']
+           'load_artifact', 'load_run', 'login', 'logout', 'rank_zero_only', 'search_runs', 'upload']
 
 _LAZY = {
     'login': ('t9k_em_core.client', 'login'),
     'logout': ('t9k_em_core.client', 'logout'),
     'upload': ('t9k_em_core.transfer', 'upload'),
+    'search_runs': ('t9k_em_core.search', 'search_runs'),
 }
 
 
