@@ -36,7 +36,7 @@ def served_meanwhile(base_url: str, action: Callable[[], Any], max_wait: float =
 
     def poll() -> None:
         with requests.Session() as http:
-            while not done.is_set():
+            while not done.is_set() or not slowest:  # at least one poll, however quick the action
                 start = time.monotonic()
                 try:
                     ok = http.get(base_url + "/healthz", timeout=max_wait * 5).status_code == 200
