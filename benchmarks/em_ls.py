@@ -8,9 +8,9 @@ Timed (median of ``--rounds``, in-process, output to /dev/null):
 
 - ``em ls``: ``t9k_em_core.cli.main(['ls', PARENT])``: metadata + entry counts (files counted,
   not parsed);
-- ``full parse``: ``layout.read_run_dir`` of every Run (what a listing that loads each Run costs);
+- ``full parse``: ``run_files.read_run_dir`` of every Run (what a listing that loads each Run costs);
 - ``em describe``: ``cli.main(['describe', RUN])`` of one Run (last entries from the file tails);
-- ``read one Run``: ``layout.read_run_dir`` of that Run;
+- ``read one Run``: ``run_files.read_run_dir`` of that Run;
 - ``mlflow search_runs``: ``mlflow.search_runs`` over the experiment (latest metric values);
 - ``em ls (process)``: the ``em ls`` console script as a subprocess, interpreter start included.
 
@@ -30,7 +30,7 @@ import tempfile
 import time
 from typing import Callable, Dict
 
-from t9k_em_core import cli, fileio, layout
+from t9k_em_core import cli, fileio, run_files
 
 RUN_FILES = {
     'index.yaml': 'hyperparameters: hyperparameters.yaml\nmetrics:\n  train: metrics/train.yaml\n'
@@ -124,10 +124,10 @@ def main() -> None:
         em = os.path.join(os.path.dirname(sys.executable), 'em')
         results: Dict[str, float] = {
             'em ls': median_time(quiet(lambda: cli.main(['ls', parent])), args.rounds),
-            'full parse': median_time(lambda: [layout.read_run_dir(os.path.join(parent, d))
+            'full parse': median_time(lambda: [run_files.read_run_dir(os.path.join(parent, d))
                                                for d in os.listdir(parent)], max(args.rounds // 2, 1)),
             'em describe': median_time(quiet(lambda: cli.main(['describe', one])), args.rounds),
-            'read one Run': median_time(lambda: layout.read_run_dir(one), args.rounds),
+            'read one Run': median_time(lambda: run_files.read_run_dir(one), args.rounds),
             'em ls (process)': median_time(lambda: subprocess.run([em, 'ls', parent], check=True,
                                                                   stdout=subprocess.DEVNULL),
                                            args.rounds),

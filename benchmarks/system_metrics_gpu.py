@@ -33,7 +33,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from t9k.em.lightning import EMLogger
-from t9k_em_core import layout
+from t9k_em_core import run_files
 
 
 class WideMLP(LightningModule):
@@ -90,7 +90,7 @@ def train(args: argparse.Namespace, system_metrics) -> Dict[str, object]:
     trainer.fit(WideMLP(args.width))
     ended = time.time()
     reserved = torch.cuda.max_memory_reserved() if args.accelerator == 'gpu' else 0
-    samples = layout.read_metrics(logger.experiment.local).get('system', [])
+    samples = run_files.read_metrics(logger.experiment.local).get('system', [])
     return {'times': timer.times[5:], 'reserved': reserved, 'samples': samples,
             'training': (timer.first_step_at, ended)}
 

@@ -36,7 +36,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from t9k_em_core import client as em_client  # noqa: E402
-from t9k_em_core import fileio, layout, transfer  # noqa: E402
+from t9k_em_core import artifact_files, fileio, metadata_file, naming, transfer  # noqa: E402
 
 MiB = 1 << 20
 
@@ -76,11 +76,11 @@ def start_server(data_dir: str) -> tuple[subprocess.Popen, str, str]:
 
 def make_artifact(parent: str, name: str, files: dict[str, int]) -> str:
     """An Artifact directory with random files of the given sizes."""
-    alt = layout.alternative_name(name)
+    alt = naming.alternative_name(name)
     root = os.path.join(parent, alt)
     os.makedirs(root)
-    fileio.write_yaml(os.path.join(root, layout.METADATA_FILE),
-                      layout.new_artifact_metadata(name, [], '', alt))
+    fileio.write_yaml(os.path.join(root, metadata_file.METADATA_FILE),
+                      metadata_file.new_artifact_metadata(name, [], '', alt))
     for rel, size in files.items():
         full = os.path.join(root, rel)
         os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -113,7 +113,7 @@ def upload_ours(client: em_client.AISClient, local_dir: str, folder: str) -> Non
 
 def upload_old_way(url: str, key: str, user: str, local_dir: str, folder: str) -> None:
     """One request at a time, a new connection each, ?apikey= (the 0.6.0b0 client)."""
-    meta = layout.read_metadata(local_dir)
+    meta = metadata_file.read_metadata(local_dir)
     extra = json.dumps({'alternativeName': os.path.basename(local_dir)})
     parent = f'/{user}/{folder}'
     r = requests.post(f'{url}/apis/v1/nodes', params={'apikey': key}, allow_redirects=False,
@@ -122,7 +122,7 @@ def upload_old_way(url: str, key: str, user: str, local_dir: str, folder: str) -
                             'storageType': 2, 'extra': extra})
     r.raise_for_status()
     node = f'{parent}/{os.path.basename(local_dir)}'
-    for rel in layout.walk_files(local_dir):
+    for rel in artifact_files.walk_files(local_dir):
         full = os.path.join(local_dir, rel)
         obj = f'{node}/{rel}'
         size = os.path.getsize(full)
@@ -155,7 +155,7 @@ def upload_old_way(url: str, key: str, user: str, local_dir: str, folder: str) -
 
 def measure(label: str, local_dir: str, repeats: int, client: em_client.AISClient, url: str,
             key: str, state_root: str) -> dict:
-    files = layout.walk_files(local_dir)
+    files = artifact_files.walk_files(local_dir)
     nbytes = sum(os.path.getsize(os.path.join(local_dir, f)) for f in files)
     times: dict[str, list[float]] = {'ours': [], 'old': []}
     for i in range(repeats):

@@ -48,7 +48,7 @@ try:
 except ImportError:  # only the standalone package is installed
     import pytorch_lightning as _lightning  # type: ignore[no-redef]
 
-from t9k_em_core import layout
+from t9k_em_core import naming
 from t9k_em_core.artifact import create_artifact
 from t9k_em_core.run import Run, create_run, load_run
 
@@ -191,7 +191,7 @@ class _EMLoggerMixin:
             raise ValueError('EMLogger: pass either run= (an existing Run) or the arguments of a '
                              'new Run (name=, labels=, ...), not both')
         if name is not None:
-            layout.validate_name(name, 'Run')
+            naming.validate_name(name, 'Run')
         if not (log_model is False or log_model is True or log_model == 'all'):
             raise ValueError(f"EMLogger: log_model must be False, True or 'all', got {log_model!r}")
         self._run_name = name if run is None else run.name  # the Run's name once known

@@ -7,7 +7,7 @@ import importlib
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from t9k_em_core import distributed, layout
+from t9k_em_core import artifact_files, distributed, metadata_file, naming
 
 REFERENCE_KINDS = ('Model', 'Dataset', 'branch', 'tag', 'commit')
 _COPY_CHUNK = 1 << 20
@@ -102,7 +102,7 @@ def object_path(base: str, obj_path: Optional[str]) -> str:
         raise ValueError(f'Object path must stay inside the Artifact: {path!r}')
     if any(p in ('', '.') for p in parts) or '\0' in path or '\\' in path:
         raise ValueError(f'Invalid object path {path!r}: empty, "." or backslash parts')
-    if path in layout.ARTIFACT_CONTROL_FILES:
+    if path in artifact_files.ARTIFACT_CONTROL_FILES:
         raise ValueError(f'Object path {path!r} is reserved for the Artifact\'s own file')
     return path
 
@@ -146,21 +146,21 @@ class Artifact:
         self.name: str = metadata['name']
         self.labels: List[str] = list(metadata.get('labels') or [])
         self.description: str = metadata.get('description') or ''
-        self.created_timestamp: str = metadata.get('createdTimestamp') or layout.now_iso()
+        self.created_timestamp: str = metadata.get('createdTimestamp') or metadata_file.now_iso()
         self.alternative_name: str = (metadata.get('alternativeName')
-                                      or layout.alternative_name(self.name))
+                                      or naming.alternative_name(self.name))
         self.remote: List[Dict[str, Any]] = list(metadata.get('remote') or [])
-        self.local: str = local_dir or os.path.join(layout.artifact_parent_dir(),
+        self.local: str = local_dir or os.path.join(naming.artifact_parent_dir(),
                                                     self.alternative_name)
         self.is_inert = inert
         self.objects: Dict[str, Dict[str, Any]] = dict(objects or {})
         if inert:
             return
         os.makedirs(self.local, exist_ok=True)
-        if not os.path.isfile(os.path.join(self.local, layout.METADATA_FILE)):
+        if not os.path.isfile(os.path.join(self.local, metadata_file.METADATA_FILE)):
             self._write_metadata()
         if objects is None:
-            self.objects = layout.walk_objects(self.local)
+            self.objects = artifact_files.walk_objects(self.local)
 
     # --- seed API -------------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class Artifact:
         if not os.path.isdir(dir_path):
             raise SourceNotFoundError(f'Directory does not exist: {dir_path!r}')
         base = object_path(os.path.basename(os.path.abspath(dir_path)), obj_path)
-        files = layout.walk_files(dir_path)
+        files = artifact_files.walk_files(dir_path)
         targets = [(rel, f'{base}/{rel}') for rel in files]
         for _, obj in targets:
             self._check_file_target(obj)
@@ -218,9 +218,9 @@ class Artifact:
             raise ValueError(f'Object path {obj!r} is a directory of objects')
         if self.is_inert:
             return
-        references = layout.read_references(self.local)
+        references = artifact_files.read_references(self.local)
         references[obj] = uri
-        layout.write_references(self.local, references)
+        artifact_files.write_references(self.local, references)
         self.objects[obj] = {'path': obj, 'uri': uri}
 
     def upload(self, folder: str = 'default', make_folder: bool = False,
@@ -236,7 +236,7 @@ class Artifact:
             return
         _core_module('transfer').upload_artifact(self.local, folder, make_folder,
                                                  conflict_strategy)
-        self.remote = list(layout.read_metadata(self.local).get('remote') or [])
+        self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
         """The Artifact as a dict: ``{metadata, objects}``."""
@@ -274,7 +274,7 @@ class Artifact:
         }
 
     def _write_metadata(self) -> None:
-        self.remote = layout.write_metadata(self.local, self._metadata_dict())
+        self.remote = metadata_file.write_metadata(self.local, self._metadata_dict())
 
     def _check_file_target(self, obj: str) -> None:
         existing = self.objects.get(obj)
@@ -309,7 +309,7 @@ def create_artifact(name: str, labels: Optional[Sequence[str]] = None,
         labels: Labels of the Artifact.
         description: Description of the Artifact.
     """
-    layout.validate_name(name, 'Artifact')
+    naming.validate_name(name, 'Artifact')
     rank = distributed.get_rank()
     all_ranks = distributed.all_ranks_enabled()
     if rank != 0 and all_ranks:
@@ -318,8 +318,8 @@ def create_artifact(name: str, labels: Optional[Sequence[str]] = None,
         description = ''
     if not isinstance(description, str):
         raise TypeError(f'description must be a str, got {type(description).__name__}')
-    metadata = layout.new_artifact_metadata(name, layout.validate_labels(labels), description,
-                                            layout.alternative_name(name))
+    metadata = metadata_file.new_artifact_metadata(name, naming.validate_labels(labels), description,
+                                            naming.alternative_name(name))
     return Artifact(metadata, {}, inert=rank != 0 and not all_ranks)
 
 
@@ -332,5 +332,5 @@ def load_artifact(path: str) -> Artifact:
     """
     if not os.path.isdir(path):
         path = _core_module('transfer').download(path, 'Artifact')
-    data = layout.read_artifact_dir(path)
+    data = artifact_files.read_artifact_dir(path)
     return Artifact(data['metadata'], data['objects'], local_dir=path)

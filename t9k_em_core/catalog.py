@@ -1,8 +1,9 @@
 """Finds and summarises local Run and Artifact directories (what ``em ls``/``em describe`` show).
 
 Works on directories written by this package and by t9k 0.6.0b0 alike: discovery follows
-0.6.0b0's rules (``shared/spec/local-layout.md`` §2.2) and every file is read through
-:mod:`t9k_em_core.layout`. Summaries are cheap: metric files are counted, not parsed.
+0.6.0b0's rules (``shared/spec/local-layout.md`` §2.2) and every file is read through the
+readers of :mod:`~t9k_em_core.run_files`, :mod:`~t9k_em_core.artifact_files`,
+:mod:`~t9k_em_core.metadata_file` and :mod:`~t9k_em_core.metric_file`. Summaries are cheap: metric files are counted, not parsed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
-from t9k_em_core import fileio, layout, metric_file
+from t9k_em_core import artifact_files, fileio, metadata_file, metric_file, naming, run_files
 
 # 0.6.0b0's `em ls` glob for the children of a parent directory.
 CHILD_GLOB = '*_' + '[0-9]' * 6 + '_' + '[0-9]' * 6 + '_*'
@@ -21,7 +22,7 @@ CHILD_GLOB = '*_' + '[0-9]' * 6 + '_' + '[0-9]' * 6 + '_*'
 
 def find_node_dirs(path: str) -> List[str]:
     """``[path]`` when ``path`` is a Run/Artifact directory, else its matching children, sorted."""
-    if layout.is_node_dir(path):
+    if naming.is_node_dir(path):
         return [path]
     return sorted(p for p in glob.glob(os.path.join(glob.escape(path), CHILD_GLOB)) if os.path.isdir(p))
 
@@ -78,13 +79,13 @@ def summarize(node_dir: str) -> Summary:
             status=str(metadata.get('status')), labels=labels,
             start=parse_timestamp(metadata.get('startTimestamp')),
             end=parse_timestamp(metadata.get('endTimestamp')),
-            metric_counts={t: metric_file.count_entries(layout.metric_path(node_dir, t))
-                           for t in layout.list_metric_types(node_dir)})
+            metric_counts={t: metric_file.count_entries(run_files.metric_path(node_dir, t))
+                           for t in run_files.list_metric_types(node_dir)})
     if kind == 'Artifact':
         return ArtifactSummary(
             path=node_dir, name=str(metadata.get('name')), alternative_name=alt, labels=labels,
             created=parse_timestamp(metadata.get('createdTimestamp')))
-    raise ValueError(f'{os.path.join(node_dir, layout.METADATA_FILE)!r} has kind {kind!r}, '
+    raise ValueError(f'{os.path.join(node_dir, metadata_file.METADATA_FILE)!r} has kind {kind!r}, '
                      "expected 'Run' or 'Artifact'")
 
 
@@ -93,19 +94,19 @@ def run_details(run_dir: str) -> Dict[str, Any]:
     entry, platform and git (each ``{}`` when its file is missing)."""
     return {
         'metadata': _metadata(run_dir),
-        'hparams': _optional_yaml(run_dir, layout.HPARAMS_FILE),
-        'metrics': {t: {'count': metric_file.count_entries(layout.metric_path(run_dir, t)),
-                        'last': metric_file.last_entry(layout.metric_path(run_dir, t))}
-                    for t in layout.list_metric_types(run_dir)},
-        'platform': _optional_yaml(run_dir, layout.PLATFORM_FILE),
-        'git': _optional_yaml(run_dir, layout.GIT_FILE),
+        'hparams': _optional_yaml(run_dir, run_files.HPARAMS_FILE),
+        'metrics': {t: {'count': metric_file.count_entries(run_files.metric_path(run_dir, t)),
+                        'last': metric_file.last_entry(run_files.metric_path(run_dir, t))}
+                    for t in run_files.list_metric_types(run_dir)},
+        'platform': _optional_yaml(run_dir, run_files.PLATFORM_FILE),
+        'git': _optional_yaml(run_dir, run_files.GIT_FILE),
     }
 
 
 def artifact_details(artifact_dir: str) -> Dict[str, Any]:
     """What ``em describe`` shows of an Artifact: metadata and objects (files with size and MD5,
     then references)."""
-    return {'metadata': _metadata(artifact_dir), 'objects': layout.walk_objects(artifact_dir)}
+    return {'metadata': _metadata(artifact_dir), 'objects': artifact_files.walk_objects(artifact_dir)}
 
 
 def parse_timestamp(value: Any) -> Optional[datetime.datetime]:
@@ -121,9 +122,9 @@ def parse_timestamp(value: Any) -> Optional[datetime.datetime]:
 
 
 def _metadata(node_dir: str) -> Dict[str, Any]:
-    path = os.path.join(node_dir, layout.METADATA_FILE)
+    path = os.path.join(node_dir, metadata_file.METADATA_FILE)
     try:
-        metadata = layout.read_metadata(node_dir)
+        metadata = metadata_file.read_metadata(node_dir)
     except FileNotFoundError:
         raise ValueError(f'{path!r} does not exist') from None
     except fileio.yaml_error_types() as e:

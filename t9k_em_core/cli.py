@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from t9k_em_core import catalog, fileio, layout, remote_cli
+from t9k_em_core import catalog, fileio, naming, remote_cli
 
 # --- output helpers ---------------------------------------------------------------------------
 
@@ -97,7 +97,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         return remote_cli.search_remote(args)
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):  # not local: a server path
         return remote_cli.list_remote(args.paths[0], args.detail)
-    paths = args.paths or [layout.run_parent_dir(), layout.artifact_parent_dir()]
+    paths = args.paths or [naming.run_parent_dir(), naming.artifact_parent_dir()]
     missing = [p for p in args.paths if not os.path.isdir(p)]
     for path in missing:
         _warn(f'no such directory: {path!r}')

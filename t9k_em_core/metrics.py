@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from t9k_em_core import layout, lifecycle, metric_file
+from t9k_em_core import lifecycle, metric_file, naming, run_files
 
 FLUSH_INTERVAL = 0.5
 """Seconds between two flushes of every open writer."""
@@ -70,7 +70,7 @@ def canonical_metric_type(metric_type: Any) -> str:
     if not isinstance(metric_type, str):
         raise TypeError(f'Metric type must be a str, got {_type(metric_type).__name__}: {metric_type!r}')
     canonical = TYPE_ALIASES.get(metric_type, metric_type)
-    problem = layout.metric_type_error(canonical)
+    problem = naming.metric_type_error(canonical)
     if problem:
         raise ValueError(f'Invalid metric type {metric_type!r}: {problem}')
     return canonical
@@ -217,7 +217,7 @@ class MetricWriter:
     after each successful append.
     """
 
-    def __init__(self, storage: layout.RunStorage, known_types: Iterable[str] = (),
+    def __init__(self, storage: run_files.RunStorage, known_types: Iterable[str] = (),
                  on_new_type: Optional[Callable[[List[str]], None]] = None,
                  on_written: Optional[Callable[[], None]] = None) -> None:
         self._storage = storage

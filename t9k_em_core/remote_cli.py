@@ -17,7 +17,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable, Optional
 
-from t9k_em_core import config, layout
+from t9k_em_core import config, conflicts
 
 if TYPE_CHECKING:
     from t9k_em_core.client import AISClient
@@ -59,7 +59,7 @@ def add_upload(subparsers: argparse._SubParsersAction) -> None:
                    help='Folder to upload to; relative paths go under /<user>/ (default: default)')
     p.add_argument('-m', '--make-folder', action='store_true',
                    help='create the Folder and its parents when missing')
-    p.add_argument('-c', '--conflict-strategy', default='new', choices=layout.CONFLICT_STRATEGIES,
+    p.add_argument('-c', '--conflict-strategy', default='new', choices=conflicts.CONFLICT_STRATEGIES,
                    help='what to do when the Folder holds another node with that name '
                         '(default: new, i.e. upload under the alternative name)')
     _add_login_flags(p)
@@ -247,7 +247,7 @@ def _history(client: AISClient, records: list) -> object:
         for record in records:
             for metric_type in sorted(record.summaries):
                 local = os.path.join(tmp, 'metric.yaml')
-                client.download_object(f'{record.path}/{layout.metric_index_path(metric_type)}', local)
+                client.download_object(f'{record.path}/{run_files.metric_index_path(metric_type)}', local)
                 for entry in metric_file.read_entries(local):
                     sequence = entry.get('sequence') or {}
                     for name, value in (entry.get('value') or {}).items():

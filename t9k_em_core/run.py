@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from t9k_em_core import distributed, environment, fileio, layout, lifecycle
+from t9k_em_core import conflicts, distributed, environment, fileio, lifecycle, metadata_file, naming, run_files
 from t9k_em_core import system_metrics as sampler
 from t9k_em_core.artifact import Artifact, Reference
 from t9k_em_core.metrics import MetricWriter
@@ -61,19 +61,19 @@ class Run:
         self.name: str = metadata['name']
         self.labels: List[str] = list(metadata.get('labels') or [])
         self.description: str = metadata.get('description') or ''
-        self.start_timestamp: str = metadata.get('startTimestamp') or layout.now_iso()
+        self.start_timestamp: str = metadata.get('startTimestamp') or metadata_file.now_iso()
         self.end_timestamp: Optional[str] = None
         self.status: str = 'Running'
         self.alternative_name: str = (metadata.get('alternativeName')
-                                      or layout.alternative_name(self.name))
+                                      or naming.alternative_name(self.name))
         associations = metadata.get('associations') or {}
         self.associations: Dict[str, List[Dict[str, Any]]] = {
             'input': list(associations.get('input') or []),
             'output': list(associations.get('output') or []),
         }
         self.remote: List[Dict[str, Any]] = list(metadata.get('remote') or [])
-        self.local: str = local_dir or os.path.join(layout.run_parent_dir(), self.alternative_name)
-        self._storage = layout.NullRunStorage(self.local) if inert else layout.RunStorage(self.local)
+        self.local: str = local_dir or os.path.join(naming.run_parent_dir(), self.alternative_name)
+        self._storage = run_files.NullRunStorage(self.local) if inert else run_files.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
         sample_every = None if inert else sampler.interval_of(system_metrics)
         sync = _core_module('sync') if auto_upload and not inert else None
@@ -148,7 +148,7 @@ class Run:
         if self.is_inert:
             return {}
         self._writer.flush()
-        return layout.read_metrics(self.local)
+        return run_files.read_metrics(self.local)
 
     @property
     def is_inert(self) -> bool:
@@ -214,7 +214,7 @@ class Run:
         if self._stdout_log is not None and not self._stdout_log.closed:
             self._stdout_log.flush()
         _core_module('transfer').upload_run(self.local, folder, make_folder, conflict_strategy)
-        self.remote = list(layout.read_metadata(self.local).get('remote') or [])
+        self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
         """The Run as a dict: ``{metadata, hparams, metrics, platform, git}``."""
@@ -333,7 +333,7 @@ class Run:
             self._writer.close()
             self._await_git()
             self.status = status
-            self.end_timestamp = layout.now_iso()
+            self.end_timestamp = metadata_file.now_iso()
             self._write_metadata()
             lifecycle.untee_stdout(self._stdout_log)
             lifecycle.unregister(self)
@@ -393,10 +393,10 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
     if config_path is not None:
         args.update(_read_config_file(config_path))
     if args['auto_upload']:
-        layout.check_conflict_strategy(args['conflict_strategy'])
+        conflicts.check_conflict_strategy(args['conflict_strategy'])
     rank = distributed.get_rank()
     all_ranks = distributed.all_ranks_enabled()
-    run_name = layout.validate_name(args['name'], 'Run')
+    run_name = naming.validate_name(args['name'], 'Run')
     if rank != 0 and all_ranks:
         run_name = distributed.rank_suffixed_name(run_name, rank)
     description = args['description']
@@ -404,8 +404,8 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
         description = ''
     if not isinstance(description, str):
         raise TypeError(f'description must be a str, got {type(description).__name__}')
-    alt_name = layout.alternative_name(run_name)
-    metadata = layout.new_run_metadata(run_name, layout.validate_labels(args['labels']), description, alt_name)
+    alt_name = naming.alternative_name(run_name)
+    metadata = metadata_file.new_run_metadata(run_name, naming.validate_labels(args['labels']), description, alt_name)
     inert = rank != 0 and not all_ranks
     return Run(metadata, args['hparams'], inert=inert,
                auto_upload=bool(args['auto_upload']) and not inert, folder=args['folder'],
@@ -432,14 +432,14 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
         The Run, status ``Running``.
     """
     if auto_upload:
-        layout.check_conflict_strategy(conflict_strategy)
+        conflicts.check_conflict_strategy(conflict_strategy)
     inert = not distributed.should_write()
     if not os.path.isdir(path):
         if inert:
-            metadata = layout.new_run_metadata('default', [], '', os.path.basename(path))
+            metadata = metadata_file.new_run_metadata('default', [], '', os.path.basename(path))
             return Run(metadata, inert=True)
         path = _core_module('transfer').download(path, 'Run')
-    data = layout.read_run_dir(path, with_metrics=False)
+    data = run_files.read_run_dir(path, with_metrics=False)
     metadata = data['metadata']
     metadata['endTimestamp'] = None
     metadata['status'] = 'Running'

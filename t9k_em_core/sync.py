@@ -23,7 +23,7 @@ import time
 from typing import Optional
 
 from t9k_em_core import client as _client
-from t9k_em_core import layout, transfer
+from t9k_em_core import conflicts, metadata_file, transfer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Syncer:
 
     def __init__(self, run_dir: str, folder: str = 'default', make_folder: bool = False,
                  conflict_strategy: str = 'new', interval: Optional[float] = None) -> None:
-        layout.check_conflict_strategy(conflict_strategy)
+        conflicts.check_conflict_strategy(conflict_strategy)
         self.run_dir = run_dir
         self.folder = folder
         self.make_folder = make_folder
@@ -160,7 +160,7 @@ class Syncer:
             self._state = transfer.UploadState(client.host, node.path, self.run_dir)
         transfer.send_files(client, self.run_dir, self.node.path, self._state, progress=False,
                             check_server=final)
-        associations = layout.read_metadata(self.run_dir).get('associations') or {}
+        associations = metadata_file.read_metadata(self.run_dir).get('associations') or {}
         if associations != self._linked:
             transfer.link_lineage(client, self.node.id, associations,
                                   transfer.folder_path(self.folder, client.user),

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from t9k_em_core import layout, metric_file
+from t9k_em_core import metric_file, run_files
 
 METRIC_TYPE = 'system'
 """Metric type of the samples (``metrics/system.yaml``)."""
@@ -494,7 +494,7 @@ if hasattr(os, 'register_at_fork'):
 def start(log: Callable[..., None], interval: float, run_dir: str) -> Subscription:
     """Samples every ``interval`` seconds into ``log`` (a Run's ``MetricWriter.log``), from
     now on; the steps go on after the last sample already in ``run_dir`` (a reopened Run)."""
-    path = layout.metric_path(run_dir, METRIC_TYPE)
+    path = run_files.metric_path(run_dir, METRIC_TYPE)
     last = metric_file.last_entry(path) if os.path.exists(path) else None
     step = (last or {}).get('sequence', {}).get('step')
     first_step = step + 1 if isinstance(step, int) else 0

@@ -1,6 +1,7 @@
 """Upload and download of Run and Artifact **directories** to and from an AIStore server.
 
-Works on directories and :mod:`t9k_em_core.layout` readers only, never on a live ``Run``.
+Works on directories and their readers (``run_files``, ``artifact_files``, ``metadata_file``)
+only, never on a live ``Run``.
 The request sequences follow t9k 0.6.0b0 (``shared/spec/server-api.md`` §6.2–6.6): node creation
 with the conflict strategies, the 404-parent rule, ``remote`` records written before the files,
 lineage of a Run's Artifacts. What differs is how files travel:
@@ -33,7 +34,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple, Optional
 
 from t9k_em_core import client as _client
-from t9k_em_core import fileio, layout
+from t9k_em_core import artifact_files, conflicts, fileio, metadata_file, naming, run_files
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def make_folder(client: _client.AISClient, folder: str) -> None:
     parent, name = folder.rsplit('/', 1)
     if folder.count('/') >= 3:
         make_folder(client, parent)
-    extra = json.dumps({'createdTimestamp': layout.now_iso()})
+    extra = json.dumps({'createdTimestamp': metadata_file.now_iso()})
     try:
         client.create_node(parent, name, 'Folder', _STORAGE_TYPE['Folder'], extra)
     except _client.NameConflictError:
@@ -274,7 +275,7 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
     Returns None when skipped by ``conflict_strategy='skip'``. Raises ``RuntimeError`` for
     ``'error'`` on a conflict and ``ValueError`` for a missing Folder without ``make_folder``.
     """
-    layout.check_conflict_strategy(conflict_strategy)
+    conflicts.check_conflict_strategy(conflict_strategy)
     name = metadata['name']
     extra = json.dumps({'alternativeName': alt_name})
     folder_made = deleted = False
@@ -316,7 +317,7 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
 
 def _record(client: _client.AISClient, action: str, node: Node, kind: str) -> dict:
     """A ``remote`` history entry, keys in the order 0.6.0b0 writes them."""
-    stamp = layout.now_iso()
+    stamp = metadata_file.now_iso()
     if kind == 'Artifact' and action == 'upload':
         return {'action': action, 'timestamp': stamp, 'host': client.host, 'id': node.id,
                 'path': node.path}
@@ -334,7 +335,7 @@ def part_size(size: int) -> int:
 
 def _local_files(local_dir: str) -> list[str]:
     """Relative paths of the files to upload (temporary files of atomic writes left out)."""
-    return [rel for rel in layout.walk_files(local_dir)
+    return [rel for rel in artifact_files.walk_files(local_dir)
             if not fileio.is_temporary_file(rel.rsplit('/', 1)[-1])]
 
 
@@ -529,7 +530,7 @@ def _run_uploads(client: _client.AISClient, pool: ThreadPoolExecutor,
 def _artifact_id(client: _client.AISClient, artifact_dir: str, folder: str, make_folder_: bool,
                  conflict_strategy: str, progress: Optional[bool]) -> Optional[str]:
     """Server ID of a Run's Artifact: from its ``remote`` history if still there, else upload it."""
-    metadata = layout.read_metadata(artifact_dir)
+    metadata = metadata_file.read_metadata(artifact_dir)
     for record in metadata.get('remote') or []:
         if record.get('host') == client.host and record.get('id'):
             try:
@@ -555,7 +556,7 @@ def link_lineage(client: _client.AISClient, run_id: str, associations: dict, fol
         for entry in (associations or {}).get(direction) or []:
             if entry.get('kind') == 'Artifact':
                 local = entry.get('localDir') or ''
-                if not os.path.isfile(os.path.join(local, layout.METADATA_FILE)):
+                if not os.path.isfile(os.path.join(local, metadata_file.METADATA_FILE)):
                     logger.warning('Artifact %s of the Run is not at %r: its lineage is not '
                                    'uploaded', entry.get('name'), local)
                     continue
@@ -576,7 +577,7 @@ def link_lineage(client: _client.AISClient, run_id: str, associations: dict, fol
 
 def _resolve(client: Optional[_client.AISClient], folder: str,
              conflict_strategy: str) -> tuple[_client.AISClient, str]:
-    layout.check_conflict_strategy(conflict_strategy)
+    conflicts.check_conflict_strategy(conflict_strategy)
     client = client or _client.current()
     return client, folder_path(folder, client.user)
 
@@ -587,13 +588,13 @@ def start_upload(client: _client.AISClient, local_dir: str, kind: str, folder: s
 
     ``folder`` must be absolute. Returns None when skipped.
     """
-    metadata = layout.read_metadata(local_dir)
+    metadata = metadata_file.read_metadata(local_dir)
     if metadata.get('kind', kind) != kind:
         raise RuntimeError(f'{local_dir} holds a {metadata.get("kind")}, not a {kind}')
     alt_name = os.path.basename(os.path.normpath(local_dir))
     node = create_node(client, kind, folder, metadata, alt_name, make_folder_, conflict_strategy)
     if node is not None:
-        layout.append_remote(local_dir, _record(client, 'upload', node, kind))
+        metadata_file.append_remote(local_dir, _record(client, 'upload', node, kind))
     return node
 
 
@@ -614,13 +615,13 @@ def upload_run(local_dir: str, folder: str = 'default', make_folder: bool = Fals
         The Run's node, or None when skipped.
     """
     client, folder = _resolve(client, folder, conflict_strategy)
-    layout.check_run_dir(local_dir)
+    run_files.check_run_dir(local_dir)
     node = start_upload(client, local_dir, 'Run', folder, make_folder, conflict_strategy)
     if node is None:
         return None
     send_files(client, local_dir, node.path, UploadState(client.host, node.path, local_dir),
                progress)
-    associations = layout.read_metadata(local_dir).get('associations') or {}
+    associations = metadata_file.read_metadata(local_dir).get('associations') or {}
     link_lineage(client, node.id, associations, folder, make_folder, conflict_strategy, progress)
     return node
 
@@ -631,9 +632,9 @@ def upload_artifact(local_dir: str, folder: str = 'default', make_folder: bool =
                     progress: Optional[bool] = None) -> Optional[Node]:
     """Uploads an Artifact directory (spec §6.4); same arguments as :func:`upload_run`."""
     client, folder = _resolve(client, folder, conflict_strategy)
-    if not os.path.isfile(os.path.join(local_dir, layout.METADATA_FILE)):
+    if not os.path.isfile(os.path.join(local_dir, metadata_file.METADATA_FILE)):
         raise FileNotFoundError(f'Missing file of Artifact: '
-                                f'{os.path.join(local_dir, layout.METADATA_FILE)!r}')
+                                f'{os.path.join(local_dir, metadata_file.METADATA_FILE)!r}')
     node = start_upload(client, local_dir, 'Artifact', folder, make_folder, conflict_strategy)
     if node is not None:
         send_files(client, local_dir, node.path,
@@ -643,12 +644,12 @@ def upload_artifact(local_dir: str, folder: str = 'default', make_folder: bool =
 
 def node_dirs(path: str) -> list[str]:
     """The Run/Artifact directories ``em.upload(path)`` means (spec §6.5 step 1)."""
-    if layout.is_node_dir(path):
+    if naming.is_node_dir(path):
         return [path]
     if not os.path.isdir(path):
         raise FileNotFoundError(f'Not a directory: {path!r}')
     return [os.path.join(path, name) for name in os.listdir(path)
-            if layout.is_node_dir(os.path.join(path, name))]
+            if naming.is_node_dir(os.path.join(path, name))]
 
 
 def upload(path: str, folder: str = 'default', make_folder: bool = False,
@@ -663,7 +664,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
     Returns:
         The node of each directory (None where skipped), in ``os.listdir`` order.
     """
-    layout.check_conflict_strategy(conflict_strategy)
+    conflicts.check_conflict_strategy(conflict_strategy)
     dirs = node_dirs(path)
     if not dirs:
         raise RuntimeError(f'No Run/Artifact is to be uploaded: {path!r} neither is one nor '
@@ -671,7 +672,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
     client = client or _client.current()
     nodes = []
     for local_dir in dirs:
-        kind = layout.node_kind(local_dir)
+        kind = metadata_file.node_kind(local_dir)
         if kind == 'Run':
             nodes.append(upload_run(local_dir, folder, make_folder, conflict_strategy,
                                     client=client, progress=progress))
@@ -679,7 +680,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
             nodes.append(upload_artifact(local_dir, folder, make_folder, conflict_strategy,
                                          client=client, progress=progress))
         else:
-            raise RuntimeError(f'{os.path.join(local_dir, layout.METADATA_FILE)} has kind '
+            raise RuntimeError(f'{os.path.join(local_dir, metadata_file.METADATA_FILE)} has kind '
                                f'{kind!r}: neither Run nor Artifact')
     return nodes
 
@@ -715,11 +716,11 @@ def download(path: str, kind: str, *, client: Optional[_client.AISClient] = None
     if info.get('type') != kind:
         raise RuntimeError(f"Remote path refers to type '{info.get('type')}' rather than '{kind}'")
     alt_name = _alternative_name_of(info) or node_path.rsplit('/', 1)[-1]
-    parent = layout.run_parent_dir() if kind == 'Run' else layout.artifact_parent_dir()
+    parent = naming.run_parent_dir() if kind == 'Run' else naming.artifact_parent_dir()
     target = _safe_target(parent, alt_name)
     objects = client.list_objects(node_path)
-    if layout.METADATA_FILE not in objects:
-        raise RuntimeError(f'{client.host}{node_path} has no {layout.METADATA_FILE}: it is not a '
+    if metadata_file.METADATA_FILE not in objects:
+        raise RuntimeError(f'{client.host}{node_path} has no {metadata_file.METADATA_FILE}: it is not a '
                            f'complete {kind} (was its upload interrupted?)')
     targets = {rel: _safe_target(target, rel) for rel in objects}
     for dest in set(map(os.path.dirname, targets.values())) | {target}:
@@ -734,7 +735,7 @@ def download(path: str, kind: str, *, client: Optional[_client.AISClient] = None
         for future in [pool.submit(fetch, rel) for rel in objects]:
             future.result()
     if kind == 'Run':
-        os.makedirs(os.path.join(target, layout.METRICS_DIR), exist_ok=True)
-    layout.append_remote(target, _record(client, 'download', Node(node_path, info['id']), kind))
+        os.makedirs(os.path.join(target, run_files.METRICS_DIR), exist_ok=True)
+    metadata_file.append_remote(target, _record(client, 'download', Node(node_path, info['id']), kind))
     return target
 

@@ -25,7 +25,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from t9k_em_core import fileio, layout
+from t9k_em_core import artifact_files, fileio, metadata_file, run_files
 from t9k_em_core.bounded_yaml import YamlLimitError
 
 from .errors import ApiError
@@ -41,9 +41,9 @@ MAX_TEXT_CHARS = 512   #: longer string values are not indexed (index entries st
 MAX_DEPTH = 32
 
 #: (node type, key) of every document the server parses → the node field it is kept in, if any
-DOCUMENTS = {("Run", layout.METADATA_FILE): "meta", ("Artifact", layout.METADATA_FILE): "meta",
-             ("Run", layout.HPARAMS_FILE): "hparams", ("Run", layout.PLATFORM_FILE): None,
-             ("Run", layout.GIT_FILE): None, ("Artifact", layout.REFERENCES_FILE): None}
+DOCUMENTS = {("Run", metadata_file.METADATA_FILE): "meta", ("Artifact", metadata_file.METADATA_FILE): "meta",
+             ("Run", run_files.HPARAMS_FILE): "hparams", ("Run", run_files.PLATFORM_FILE): None,
+             ("Run", run_files.GIT_FILE): None, ("Artifact", artifact_files.REFERENCES_FILE): None}
 
 NOT_PARSED = object()  #: ``parse_document``'s answer for an object that is no such document
 

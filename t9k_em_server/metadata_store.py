@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from t9k_em_core import layout
+from t9k_em_core import run_files
 
 
 SQLITE_MMAP_BYTES = 1 << 30  #: SQLite reads the database through a memory map of up to this size
@@ -787,7 +787,7 @@ class MetadataStore:
             s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == row.id))
             s.execute(delete(SeriesIndex).where(SeriesIndex.object_id == row.id))
             types = s.scalars(select(RunSummary.type).where(RunSummary.node_id == node_id).distinct())
-            gone = [t for t in types if layout.metric_index_path(t) == key]
+            gone = [t for t in types if run_files.metric_index_path(t) == key]
             if gone:
                 s.execute(delete(RunSummary).where(RunSummary.node_id == node_id,
                                                    RunSummary.type.in_(gone)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from t9k_em_core.layout import NAME_RE
+from t9k_em_core.naming import NAME_RE
 
 from .errors import ApiError
 
@@ -21,7 +21,7 @@ MAX_KEY_CHARS = 1024
 
 
 def is_valid_name(name: str) -> bool:
-    """True when ``name`` may name a node (the layout name rule, or an alternative name)."""
+    """True when ``name`` may name a node (the SDK's name rule, or an alternative name)."""
     if NAME_RE.fullmatch(name):
         return True
     base = name[:-21]

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.orm import aliased
 
-from t9k_em_core import layout
+from t9k_em_core import run_files
 
 from . import query
 from .indexing import run_fields_of
@@ -237,7 +237,7 @@ def runs_series(stores: Stores, runs: list[NodeView], metric_type: str, metric: 
 
 
 def _series(stores: Stores, run: NodeView, metric_type: str, metric: str) -> Any:
-    obj = stores.meta.get_object(run.id, layout.metric_index_path(metric_type))
+    obj = stores.meta.get_object(run.id, run_files.metric_index_path(metric_type))
     if obj is None:
         return None
     series = load_series(stores.meta, stores.blobs, obj, [metric])

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 
 from .metadata_store import MetadataStore, UserView
-from t9k_em_core.layout import NAME_RE
+from t9k_em_core.naming import NAME_RE
 
 
 KEY_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -9,7 +9,7 @@ import pytest
 
 import legacy_loader
 from t9k import em
-from t9k_em_core import layout
+from t9k_em_core import artifact_files, metadata_file
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def em_dirs(em_dirs):
 
 
 def _objects_on_disk(artifact):
-    return sorted(p for p in layout.walk_files(artifact.local)
+    return sorted(p for p in artifact_files.walk_files(artifact.local)
                   if p not in ('metadata.yaml', 'references.yaml'))
 
 
@@ -33,7 +33,7 @@ def test_create_artifact_writes_metadata_only(em_dirs):
     art = em.create_artifact('model', labels=['ckpt'], description='weights')
     assert os.path.dirname(art.local) == str(em_dirs / 'artifacts')
     assert os.listdir(art.local) == ['metadata.yaml']
-    meta = layout.read_metadata(art.local)
+    meta = metadata_file.read_metadata(art.local)
     assert meta == {'kind': 'Artifact', 'name': 'model', 'labels': ['ckpt'],
                     'description': 'weights', 'createdTimestamp': art.created_timestamp,
                     'alternativeName': art.alternative_name, 'remote': []}
@@ -76,7 +76,7 @@ def test_add_dir_object_paths(em_dirs, dir_path, obj_path, expected):
 def test_add_reference_object_paths(em_dirs, uri, obj_path, expected):
     art = em.create_artifact('refs')
     art.add_reference(uri, obj_path=obj_path)
-    assert layout.read_references(art.local) == {expected: uri}
+    assert artifact_files.read_references(art.local) == {expected: uri}
     assert art.objects == {expected: {'path': expected, 'uri': uri}}
     assert _objects_on_disk(art) == []
 

@@ -1,6 +1,6 @@
 """The bounded YAML loader (``t9k_em_core.bounded_yaml``) refuses alias bombs, recursive aliases,
 deep and large documents before building them, and reads everything the SDK writes; the SDK's
-readers of run folders (``layout``) go through it."""
+readers of run folders (``fileio``, ``metric_file``) go through it."""
 from __future__ import annotations
 
 import time

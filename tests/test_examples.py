@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from t9k_em_core import layout
+from t9k_em_core import artifact_files, metadata_file, run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUMPY_EXAMPLE = os.path.join(ROOT, 'examples', 'numpy_train.py')
@@ -39,7 +39,7 @@ def test_numpy_example(tmp_path):
     proc = _run_numpy_example(tmp_path, '--epochs', str(epochs), '--samples', str(samples),
                               '--batch-size', str(batch), '--log-every', str(log_every))
     run_dir = _only(tmp_path / '.em' / 'runs')
-    run = layout.read_run_dir(run_dir)
+    run = run_files.read_run_dir(run_dir)
     meta = run['metadata']
     assert meta['name'] == 'numpy_logreg' and meta['status'] == 'Complete'
     assert meta['endTimestamp'] and meta['labels'] == ['numpy', 'example']
@@ -60,12 +60,12 @@ def test_numpy_example(tmp_path):
     (model,) = meta['associations']['output']
     dataset_dir = os.path.join(tmp_path, dataset['localDir'])
     model_dir = os.path.join(tmp_path, model['localDir'])
-    assert layout.read_artifact_dir(dataset_dir)['metadata']['name'] == 'numpy_logreg_data'
+    assert artifact_files.read_artifact_dir(dataset_dir)['metadata']['name'] == 'numpy_logreg_data'
     data = np.load(os.path.join(dataset_dir, 'data', 'data.npz'))
     assert data['train_x'].shape == (int(0.7 * samples), 8) and len(data['test_y']) == 150
     weights = np.load(os.path.join(model_dir, 'weights.npz'))
     assert weights['w'].shape == (8,) and np.any(weights['w'] != 0)
-    assert set(layout.read_artifact_dir(model_dir)['objects']) == {'weights.npz'}
+    assert set(artifact_files.read_artifact_dir(model_dir)['objects']) == {'weights.npz'}
 
 
 @pytest.mark.timeout(180)
@@ -74,12 +74,12 @@ def test_numpy_example_uploads_to_a_server(tmp_path, em_server):
     _run_numpy_example(tmp_path, '--epochs', '1', '--samples', '300', '--host', base_url,
                        '--api-key', api_key, '--folder', 'examples/numpy-test')
     run_dir = _only(tmp_path / '.em' / 'runs')
-    (record,) = layout.read_metadata(run_dir)['remote']
+    (record,) = metadata_file.read_metadata(run_dir)['remote']
     assert record['action'] == 'upload' and record['host'] == base_url
     assert record['path'] == f'/{user}/examples/numpy-test/numpy_logreg'
-    for artifact in layout.read_metadata(run_dir)['associations']['input'] + \
-            layout.read_metadata(run_dir)['associations']['output']:
-        uploads = layout.read_metadata(os.path.join(tmp_path, artifact['localDir']))['remote']
+    for artifact in metadata_file.read_metadata(run_dir)['associations']['input'] + \
+            metadata_file.read_metadata(run_dir)['associations']['output']:
+        uploads = metadata_file.read_metadata(os.path.join(tmp_path, artifact['localDir']))['remote']
         assert [r['action'] for r in uploads] == ['upload']
 
     # Download it again through the same API into a fresh place and compare.
@@ -93,7 +93,7 @@ def test_numpy_example_uploads_to_a_server(tmp_path, em_server):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     downloaded = os.path.join(elsewhere, proc.stdout.strip().splitlines()[-1])
-    assert layout.read_metrics(downloaded) == layout.read_metrics(run_dir)
+    assert run_files.read_metrics(downloaded) == run_files.read_metrics(run_dir)
 
 
 @pytest.mark.timeout(600)

@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from t9k_em_core import layout
+from t9k_em_core import run_files
 
 REPO = Path(__file__).resolve().parents[1]
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
@@ -58,7 +58,7 @@ def _horovodrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def _only_run(tmp_path: Path) -> dict:
     runs = sorted(os.listdir(tmp_path / 'runs'))
     assert len(runs) == 1, f'expected exactly one Run directory, found {runs}'
-    return layout.read_run_dir(str(tmp_path / 'runs' / runs[0]))
+    return run_files.read_run_dir(str(tmp_path / 'runs' / runs[0]))
 
 
 def _raw_metrics(raw_dir: Path) -> dict[int, list[dict]]:

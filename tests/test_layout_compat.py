@@ -15,7 +15,7 @@ import pytest
 
 import legacy_dirs
 import legacy_loader
-from t9k_em_core import fileio, layout
+from t9k_em_core import fileio, naming
 
 
 def test_run_written_by_060b0_loads_and_resumes(em_dirs):
@@ -99,15 +99,15 @@ def test_what_we_write_loads_in_060b0(em_dirs):
 
 @pytest.mark.parametrize('name', ['a', 'A_b-9', 'x' * 40])
 def test_valid_names(name):
-    assert layout.validate_name(name, 'Run') == name
-    alt = layout.alternative_name(name)
-    assert layout.NODE_DIR_RE.search(alt) and alt.startswith(name + '_')
+    assert naming.validate_name(name, 'Run') == name
+    alt = naming.alternative_name(name)
+    assert naming.NODE_DIR_RE.search(alt) and alt.startswith(name + '_')
 
 
 @pytest.mark.parametrize('name', ['', '-x', 'x-', '_x', 'x y', 'a.b', 'x' * 41, None])
 def test_invalid_names(name):
     with pytest.raises(ValueError, match='Invalid name of Run'):
-        layout.validate_name(name, 'Run')
+        naming.validate_name(name, 'Run')
 
 
 def test_atomic_write_leaves_no_temporary_file(tmp_path):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from t9k_em_core import layout, metric_file
+from t9k_em_core import metadata_file, metric_file, run_files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,10 +85,10 @@ def _wait(proc):
 
 
 def _ended(run_dir, status):
-    meta = layout.read_metadata(run_dir)
+    meta = metadata_file.read_metadata(run_dir)
     assert meta['status'] == status
     assert meta['endTimestamp'] is not None and meta['endTimestamp'] > meta['startTimestamp']
-    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
+    entries = metric_file.read_entries(run_files.metric_path(run_dir, 'train'))
     assert entries[0]['value'] == {'loss': 1.0}  # flushed on the way out
     return meta
 
@@ -128,7 +128,7 @@ def test_sigterm_during_finish_waits_for_it(tmp_path):
     assert _wait(proc) == -signal.SIGTERM
     meta = _ended(run_dir, 'Complete')  # finish() completed before the signal was handled
     assert meta['status'] == 'Complete'
-    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
+    entries = metric_file.read_entries(run_files.metric_path(run_dir, 'train'))
     assert [e['sequence']['step'] for e in entries] == list(range(300_001))
 
 
@@ -146,18 +146,18 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
     killed_at = time.time()
     proc.send_signal(signal.SIGKILL)
     _wait(proc)
-    entries = metric_file.read_entries(layout.metric_path(run_dir, 'train'))
+    entries = metric_file.read_entries(run_files.metric_path(run_dir, 'train'))
     last = max(e['value']['t'] for e in entries[1:])
     assert killed_at - last <= 1.0, f'lost {killed_at - last:.2f} s of metrics'
     steps = [e['sequence']['step'] for e in entries]
     assert steps == list(range(len(steps)))  # nothing lost before that, in order
-    assert layout.read_metadata(run_dir)['status'] == 'Running'  # SIGKILL cannot be caught
+    assert metadata_file.read_metadata(run_dir)['status'] == 'Running'  # SIGKILL cannot be caught
 
 
 FORK_SCRIPT = textwrap.dedent('''
     import os, signal, sys
     from t9k import em
-    from t9k_em_core import layout
+    from t9k_em_core import metadata_file, run_files
     run = em.create_run(name='forking')
     run.log('train', {'loss': 1.0}, step=0)
     pid = os.fork()
@@ -170,7 +170,7 @@ FORK_SCRIPT = textwrap.dedent('''
         os.kill(os.getpid(), signal.SIGTERM)
     os.waitpid(pid, 0)
     print(run.local, flush=True)
-    print('state after children:', layout.read_metadata(run.local)['status'])
+    print('state after children:', metadata_file.read_metadata(run.local)['status'])
     run.finish()
 ''')
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from t9k_em_core import layout
+from t9k_em_core import metadata_file
 
 PRINTING = textwrap.dedent("""
     from t9k import em
@@ -63,4 +63,4 @@ def test_sigterm_while_printing_ends_the_process(tmp_path):
     assert outcomes == [-signal.SIGTERM] * 4
     for cwd, _ in procs:
         (run_dir,) = [os.path.join(cwd, '.em', 'runs', d) for d in os.listdir(cwd / '.em' / 'runs')]
-        assert layout.read_metadata(run_dir)['status'] == 'Error'
+        assert metadata_file.read_metadata(run_dir)['status'] == 'Error'

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import legacy_dirs
-from t9k_em_core import fileio, layout, metric_file
+from t9k_em_core import fileio, metadata_file, metric_file, run_files
 from t9k_em_core.metrics import MetricWriter
 
 T0_US = 1_764_000_000_000_000
@@ -36,13 +36,13 @@ def canonical_entries(start: int, stop: int, keys=('loss', 'accuracy'), step_us=
 
 def write_entries(tmp_path, logged, metric_type='val'):
     """Logs ``(values, step, epoch)`` triples through the real writer; returns the file path."""
-    storage = layout.RunStorage(str(tmp_path))
+    storage = run_files.RunStorage(str(tmp_path))
     storage.create()
     writer = MetricWriter(storage)
     for values, step, epoch in logged:
         writer.log(metric_type, values, step=step, epoch=epoch)
     writer.close()
-    return layout.metric_path(str(tmp_path), metric_type)
+    return run_files.metric_path(str(tmp_path), metric_type)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_metric_entries_are_byte_identical_to_pyyaml(tmp_path, monkeypatch, form
         monkeypatch.setattr(metric_file, '_interleave', metric_file._interleave_py)
     else:  # the development install builds it (test_c_accelerator_is_built)
         assert metric_file._interleave is not metric_file._interleave_py
-    storage = layout.RunStorage(str(tmp_path))
+    storage = run_files.RunStorage(str(tmp_path))
     storage.create()
     writer = MetricWriter(storage)
     values = {'loss': 0.1, 'acc': 1, 'tiny': 1.5e-7, 'exp': 1e-05, 'big': 1e16, 'neg': -0.0,
@@ -134,7 +134,7 @@ def test_c_and_python_interleave_agree_on_random_columns():
 
 
 def test_timestamps_are_local_iso_with_offset():
-    stamp = layout.now_iso()
+    stamp = metadata_file.now_iso()
     parsed = datetime.datetime.fromisoformat(stamp)
     assert parsed.utcoffset() == datetime.datetime.now().astimezone().utcoffset()
     formatter = metric_file.TimestampFormatter()
@@ -195,13 +195,13 @@ def _same(a, b):
     ({'标签': 1.0}, False), ({'a' * 130: 1.0}, False), ({"it's": 1.0}, False),
 ])
 def test_fast_metric_reader_agrees_with_yaml(tmp_path, values, canonical):
-    storage = layout.RunStorage(str(tmp_path))
+    storage = run_files.RunStorage(str(tmp_path))
     storage.create()
     writer = MetricWriter(storage)
     writer.log('train', values, step=0, epoch=3)
     writer.log('train', values, step=12)
     writer.close()
-    path = layout.metric_path(str(tmp_path), 'train')
+    path = run_files.metric_path(str(tmp_path), 'train')
     text = open(path, encoding='utf-8').read()
     expected = yaml.safe_load(text)
     fast = metric_file.parse_canonical(text)

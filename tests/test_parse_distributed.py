@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from t9k_em_core import layout
+from t9k_em_core import run_files
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,7 +46,7 @@ def _only_run(tmp_path) -> dict:
     """The one Run directory under the test's parent: its files, read back."""
     runs = sorted(os.listdir(tmp_path / 'runs'))
     assert len(runs) == 1, f'expected exactly one Run directory, found {runs}'
-    return layout.read_run_dir(str(tmp_path / 'runs' / runs[0]))
+    return run_files.read_run_dir(str(tmp_path / 'runs' / runs[0]))
 
 
 def _free_ports(n: int) -> list:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from t9k_em_core import distributed, layout
+from t9k_em_core import distributed, naming
 
 RANK_VARS = ('RANK', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK', 'LOCAL_RANK',
              'NODE_RANK', 'GROUP_RANK', 'LOCAL_WORLD_SIZE', 'TF_CONFIG', 'SLURM_PROCID',
@@ -78,7 +78,7 @@ def test_rank_zero_only_decorator(clean_env):
 def test_rank_suffixed_name_keeps_the_name_rule():
     assert distributed.rank_suffixed_name('cnn', 3) == 'cnn-rank3'
     long = distributed.rank_suffixed_name('x' * 40, 12)
-    assert len(long) == 40 and layout.NAME_RE.match(long)
+    assert len(long) == 40 and naming.NAME_RE.match(long)
 
 
 SCRIPT = textwrap.dedent('''

@@ -16,21 +16,21 @@ import yaml
 
 import legacy_loader
 from t9k import em
-from t9k_em_core import fileio, layout, metric_file
+from t9k_em_core import fileio, metadata_file, metric_file, naming, run_files
 
 
 def _entries(run, metric_type):
-    return metric_file.read_entries(layout.metric_path(run.local, metric_type))
+    return metric_file.read_entries(run_files.metric_path(run.local, metric_type))
 
 
 def test_create_run_writes_every_file(em_dirs):
     run = em.create_run(name='cnn', hparams={'lr': 0.1}, labels=['a', 'b'], description='d')
     assert os.path.dirname(run.local) == str(em_dirs / 'runs')
-    assert layout.NODE_DIR_RE.search(run.alternative_name)
+    assert naming.NODE_DIR_RE.search(run.alternative_name)
     assert sorted(os.listdir(run.local)) == ['git.yaml', 'hyperparameters.yaml', 'index.yaml',
                                              'metadata.yaml', 'metrics', 'platform.yaml',
                                              'stdout.log']
-    meta = layout.read_metadata(run.local)
+    meta = metadata_file.read_metadata(run.local)
     assert meta['status'] == 'Running' and meta['endTimestamp'] is None
     assert (meta['name'], meta['labels'], meta['description']) == ('cnn', ['a', 'b'], 'd')
     assert run.start_timestamp == meta['startTimestamp']
@@ -40,16 +40,16 @@ def test_create_run_writes_every_file(em_dirs):
     assert run.is_inert is False
     run.finish()
     assert run.status == 'Complete' and run.end_timestamp is not None
-    meta = layout.read_metadata(run.local)
+    meta = metadata_file.read_metadata(run.local)
     assert meta['status'] == 'Complete' and meta['endTimestamp'] == run.end_timestamp
     run.finish()  # harmless
-    assert layout.read_metadata(run.local)['endTimestamp'] == run.end_timestamp
+    assert metadata_file.read_metadata(run.local)['endTimestamp'] == run.end_timestamp
 
 
 def test_finish_with_error_status(em_dirs):
     run = em.create_run(name='failing')
     run.finish(status='Error')
-    assert layout.read_metadata(run.local)['status'] == 'Error'
+    assert metadata_file.read_metadata(run.local)['status'] == 'Error'
     with pytest.raises(ValueError, match='status'):
         em.create_run(name='x').finish(status='Done')
 
@@ -106,9 +106,9 @@ def test_log_values_of_every_numeric_kind(em_dirs, pack_path):
 def test_c_and_python_fast_paths_pack_the_same_records(tmp_path):
     """``_speedups.pack`` and ``_pack_py`` accept and refuse the same calls, and give the same
     bytes (the time field apart)."""
-    from t9k_em_core import layout as core_layout, metrics
+    from t9k_em_core import metadata_file, metrics, naming, run_files
     assert metrics._pack is not metrics._pack_py  # built by the development install
-    storage = core_layout.RunStorage(str(tmp_path))
+    storage = run_files.RunStorage(str(tmp_path))
     storage.create()
     writer = metrics.MetricWriter(storage)
     writer.log('train', {'a': 1.0, 'b': 2.0}, step=0)
@@ -183,7 +183,7 @@ def test_logged_metrics_reach_disk_within_a_second(em_dirs):
     run = em.create_run(name='durable')
     run.log('train', {'loss': 1.0}, step=0)
     deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and not os.path.exists(layout.metric_path(run.local, 'train')):
+    while time.monotonic() < deadline and not os.path.exists(run_files.metric_path(run.local, 'train')):
         time.sleep(0.02)
     assert _entries(run, 'train')[0]['value'] == {'loss': 1.0}
     assert fileio.read_yaml(os.path.join(run.local, 'index.yaml'))['metrics'] == {
@@ -197,7 +197,7 @@ def test_log_after_finish_is_still_written(em_dirs, capsys):
     run.log('train', {'loss': 1.0}, step=0)
     assert 'after Run.finish()' in capsys.readouterr().err
     assert run.metrics['train'][0]['value'] == {'loss': 1.0}
-    assert layout.read_metadata(run.local)['status'] == 'Complete'
+    assert metadata_file.read_metadata(run.local)['status'] == 'Complete'
 
 
 def test_config_file_takes_precedence(em_dirs):
@@ -248,8 +248,8 @@ def test_load_run_in_place_from_any_path_and_resume(em_dirs):
 
     again = em.load_run(str(moved))
     assert again.local == str(moved) and again.status == 'Running'
-    assert layout.read_metadata(str(moved))['status'] == 'Running'
-    assert layout.read_metadata(str(moved))['endTimestamp'] is None
+    assert metadata_file.read_metadata(str(moved))['status'] == 'Running'
+    assert metadata_file.read_metadata(str(moved))['endTimestamp'] is None
     assert again.hparams.as_dict() == {'lr': 0.1}
     again.log('train', {'loss': 0.5}, step=1)
     again.log('val', {'loss': 0.7}, step=1)
@@ -277,7 +277,7 @@ def test_mark_input_output(em_dirs):
         run.mark_input('/path/to/model')
     with pytest.raises(ValueError, match='kind'):
         em.Reference('Weights', 'i', 'p')
-    assoc = layout.read_metadata(run.local)['associations']
+    assoc = metadata_file.read_metadata(run.local)['associations']
     assert assoc == {'input': [{'kind': 'commit', 'id': 'a1:0123abcd', 'path': '/alice/m:0123abcdef'}],
                      'output': [{'kind': 'Artifact', 'name': art.alternative_name,
                                  'localDir': art.local}]}

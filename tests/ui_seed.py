@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import requests
 
-from t9k_em_core import fileio, layout, metric_file
+from t9k_em_core import fileio, metadata_file, metric_file, naming, run_files
 
 
 def metric_text(points: Iterable[tuple[int, int | None, dict[str, float], float]]) -> str:
@@ -67,7 +67,7 @@ class Seeder:
             node_id = self._req("POST", "/apis/v1/nodes", json={
                 "parent": "/" + "/".join(names[:i]), "name": names[i], "labels": [], "description": "",
                 "type": "Folder", "storageType": 0,
-                "extra": json.dumps({"createdTimestamp": layout.now_iso()})}).json()["id"]
+                "extra": json.dumps({"createdTimestamp": metadata_file.now_iso()})}).json()["id"]
         return node_id
 
     def _node(self, folder: str, type_: str, name: str, alt: str, labels: list[str], description: str) -> str:
@@ -88,18 +88,18 @@ class Seeder:
             inputs: list[str] = (), outputs: list[str] = ()) -> tuple[str, str]:
         """Upload a Run; ``metrics`` maps a type to its metric file text. Returns (id, node path)."""
         self.folder(folder)
-        alt = layout.alternative_name(name)
+        alt = naming.alternative_name(name)
         node_id = self._node(folder, "Run", name, alt, labels or [], description)
         path = f"{folder}/{name}"
         meta = {"kind": "Run", "name": name, "labels": labels or [], "description": description,
                 "startTimestamp": iso(start), "endTimestamp": iso(end) if end else None,
                 "status": status, "alternativeName": alt,
                 "associations": {"input": [], "output": []},
-                "remote": [{"action": "upload", "timestamp": layout.now_iso(), "host": self.base,
+                "remote": [{"action": "upload", "timestamp": metadata_file.now_iso(), "host": self.base,
                             "path": path, "id": node_id}]}
         files = {
             "metadata.yaml": fileio.dump_yaml(meta),
-            "index.yaml": fileio.dump_yaml(layout.index_data(list(metrics or {}))),
+            "index.yaml": fileio.dump_yaml(run_files.index_data(list(metrics or {}))),
             "hyperparameters.yaml": fileio.dump_yaml(hparams or {}),
             "platform.yaml": fileio.dump_yaml(platform or {"hostname": "gpu-node-3", "os": "Linux-6.1.0-x86_64-with-glibc2.36",
                                                            "python": "3.11.7", "pypkgs": {"t9k": "0.6.0b0", "torch": "2.13.0"},
@@ -122,7 +122,7 @@ class Seeder:
     def finish(self, path: str, status: str = "Complete", end: float | None = None) -> None:
         """Re-upload a run's ``metadata.yaml`` with a final status, as ``Run.finish`` + sync do."""
         meta = self.run_metadata[path]
-        meta.update(status=status, endTimestamp=iso(end) if end else layout.now_iso())
+        meta.update(status=status, endTimestamp=iso(end) if end else metadata_file.now_iso())
         self.put(f"{path}/metadata.yaml", fileio.dump_yaml(meta))
 
     def artifact(self, folder: str, name: str, *, files: dict[str, bytes] | None = None,
@@ -130,12 +130,12 @@ class Seeder:
                  description: str = "") -> tuple[str, str]:
         """Upload an Artifact with its object files and ``references.yaml``. Returns (id, node path)."""
         self.folder(folder)
-        alt = layout.alternative_name(name)
+        alt = naming.alternative_name(name)
         node_id = self._node(folder, "Artifact", name, alt, labels or [], description)
         path = f"{folder}/{name}"
         meta = {"kind": "Artifact", "name": name, "labels": labels or [], "description": description,
-                "createdTimestamp": layout.now_iso(), "alternativeName": alt,
-                "remote": [{"action": "upload", "timestamp": layout.now_iso(), "host": self.base,
+                "createdTimestamp": metadata_file.now_iso(), "alternativeName": alt,
+                "remote": [{"action": "upload", "timestamp": metadata_file.now_iso(), "host": self.base,
                             "id": node_id, "path": path}]}
         for key, data in (files or {}).items():
             self.put(f"{path}/{key}", data)

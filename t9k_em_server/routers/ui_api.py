@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from t9k_em_core import fileio, layout, system_metrics
+from t9k_em_core import artifact_files, fileio, run_files, system_metrics
 
 from ..errors import ApiError
 from ..metadata_store import NodeView, UserView
@@ -71,7 +71,7 @@ def _read_document(stores: Stores, node: NodeView, key: str) -> Any:
 def _metric_indexes(stores: Stores, node: NodeView) -> dict[str, Any]:
     """{metric type: series index} of a Run, indexing metric objects that have no index yet."""
     indexes = {metric_type_of(k): v for k, v in stores.meta.series_indexes_of([node.id]).get(node.id, {}).items()}
-    objects, _ = stores.meta.list_objects(node.id, layout.METRICS_DIR + "/", 0, 1000)
+    objects, _ = stores.meta.list_objects(node.id, run_files.METRICS_DIR + "/", 0, 1000)
     for obj in objects:
         metric_type = metric_type_of(obj.key)
         if metric_type and (metric_type not in indexes or indexes[metric_type].blob_key != obj.blob_key):
@@ -109,7 +109,7 @@ def _gpu_usage(stores: Stores, run: NodeView, indexes: dict[str, Any]) -> dict[s
     """Mean GPU utilisation and peak GPU memory of a Run's system metrics, or None. Computed
     from its series at each listing (only for Runs whose samples hold GPU fields), until the
     metadata store keeps per-metric summaries."""
-    key = layout.metric_index_path(system_metrics.METRIC_TYPE)
+    key = run_files.metric_index_path(system_metrics.METRIC_TYPE)
     index = indexes.get(key)
     obj = stores.meta.get_object(run.id, key) if index is not None else None
     return gpu_usage(stores.meta, stores.blobs, obj, index) if obj is not None else None
@@ -157,8 +157,8 @@ def run_detail(node_id: str, user: UserView = Depends(current_user),
     inputs, outputs = _resolve_associations(stores, user, run)
     indexes = _metric_indexes(stores, run)
     return {**_summary(run), "hparams": run.hparams or {},
-            "platform": _read_document(stores, run, layout.PLATFORM_FILE) or {},
-            "git": _read_document(stores, run, layout.GIT_FILE) or {},
+            "platform": _read_document(stores, run, run_files.PLATFORM_FILE) or {},
+            "git": _read_document(stores, run, run_files.GIT_FILE) or {},
             "metrics": {t: i.names for t, i in sorted(indexes.items())},
             "metric_counts": {t: i.count for t, i in sorted(indexes.items())},
             "last_metrics": {t: {n: v["value"] for n, v in i.last_values.items()}
@@ -175,7 +175,7 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
     if x not in X_AXES:
         raise ApiError(400, f"x must be one of {', '.join(X_AXES)}")
     run = _node(stores, user, node_id, "Run")
-    obj = stores.meta.get_object(run.id, layout.metric_index_path(type))
+    obj = stores.meta.get_object(run.id, run_files.metric_index_path(type))
     if obj is None:
         raise ApiError(404, f"no metric type {type!r} in {run.path}")
     series = load_series(stores.meta, stores.blobs, obj, [metric])
@@ -188,7 +188,7 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
 def run_log(node_id: str, tail_bytes: int = Query(256 << 10, ge=1, le=16 << 20),
             user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
     run = _node(stores, user, node_id, "Run")
-    obj = stores.meta.get_object(run.id, layout.STDOUT_FILE)
+    obj = stores.meta.get_object(run.id, run_files.STDOUT_FILE)
     if obj is None:
         return {"text": "", "size": 0, "truncated": False}
     offset = max(0, obj.size - tail_bytes)
@@ -203,12 +203,12 @@ def artifact_detail(node_id: str, user: UserView = Depends(current_user),
                     stores: Stores = Depends(get_stores)) -> dict:
     artifact = _node(stores, user, node_id, "Artifact")
     objects, total = stores.meta.list_objects(artifact.id, "", 0, MAX_OBJECTS)
-    references = _read_document(stores, artifact, layout.REFERENCES_FILE)
+    references = _read_document(stores, artifact, artifact_files.REFERENCES_FILE)
     references = references if isinstance(references, dict) else {}
     return {**_summary(artifact),
             "objects": [{"path": o.key, "size_bytes": o.size, "checksum": o.md5,
                          "updated": o.updated_at.isoformat()}
-                        for o in objects if o.key not in layout.ARTIFACT_CONTROL_FILES],
+                        for o in objects if o.key not in artifact_files.ARTIFACT_CONTROL_FILES],
             "objects_truncated": total > len(objects),
             "references": [{"path": str(k), "uri": str(v)} for k, v in sorted(references.items())]}
 

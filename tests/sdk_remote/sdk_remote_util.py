@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from t9k_em_core import client as em_client
-from t9k_em_core import fileio, layout
+from t9k_em_core import artifact_files, fileio
 from t9k_em_core.artifact import create_artifact
 from t9k_em_core.run import create_run
 
@@ -54,8 +54,8 @@ def server_md5s(client: em_client.AISClient, node_path: str) -> dict[str, str]:
 
 def local_md5s(local_dir: str) -> dict[str, str]:
     """MD5 of every file of a local directory (temporary files left out)."""
-    return {rel: layout.file_md5(os.path.join(local_dir, rel))
-            for rel in layout.walk_files(local_dir)
+    return {rel: artifact_files.file_md5(os.path.join(local_dir, rel))
+            for rel in artifact_files.walk_files(local_dir)
             if not fileio.is_temporary_file(rel.rsplit('/', 1)[-1])}
 
 

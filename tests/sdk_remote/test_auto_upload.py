@@ -10,7 +10,7 @@ import pytest
 
 from t9k import em
 from t9k_em_core import client as em_client
-from t9k_em_core import layout
+from t9k_em_core import metadata_file, run_files
 from sdk_remote_util import local_md5s, server_md5s
 
 
@@ -39,7 +39,7 @@ def test_live_run_is_synced_while_training(logged_in, folder: str, monkeypatch) 
     for step in range(100):
         run.log('train', {'loss': 1.0 / (step + 1)}, step=step)
     run.hparams['lr'] = 0.5
-    metric_file = layout.metric_path(run.local, 'train')
+    metric_file = run_files.metric_path(run.local, 'train')
 
     # while the Run is still running, the appended metric file and new hparams reach the server
     assert _wait_for(lambda: os.path.exists(metric_file) and _server_sizes(client, node_path).get(
@@ -54,7 +54,7 @@ def test_live_run_is_synced_while_training(logged_in, folder: str, monkeypatch) 
 
     run.finish()  # waits for the final sync
     assert server_md5s(client, node_path) == local_md5s(run.local)
-    metadata = layout.read_metadata(run.local)
+    metadata = metadata_file.read_metadata(run.local)
     assert metadata['status'] == 'Complete'
     assert [r['action'] for r in metadata['remote']] == ['upload']  # one node, one record
 
@@ -74,7 +74,7 @@ def test_sync_stops_on_conflict_error_and_finish_says_how_to_complete(
     err = capsys.readouterr().err
     assert "Run already exists in Folder" in err
     assert f'em upload {run.local} -f {folder} -c error' in err
-    assert layout.read_metadata(run.local)['remote'] == []
+    assert metadata_file.read_metadata(run.local)['remote'] == []
 
 
 @pytest.mark.timeout(60)

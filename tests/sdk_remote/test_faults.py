@@ -14,7 +14,7 @@ import pytest
 
 from t9k import em
 from t9k_em_core import client as em_client
-from t9k_em_core import layout, transfer
+from t9k_em_core import artifact_files, metadata_file, transfer
 from sdk_remote_util import local_md5s, make_artifact, make_run, restart, server_md5s
 
 
@@ -107,7 +107,7 @@ def test_auto_upload_with_server_down_does_not_hurt_training(own_server, workdir
     client = em_client.current()
     node_path = f'/alice/{folder}/auto'
     assert server_md5s(client, node_path) == local_md5s(run.local)
-    assert layout.read_metadata(run.local)['status'] == 'Complete'
+    assert metadata_file.read_metadata(run.local)['status'] == 'Complete'
     em.logout()
 
 
@@ -135,9 +135,9 @@ def _concurrent_uploads(url: str, key: str, folder: str, clients: int = 20) -> N
     assert len({n.id for n in nodes}) == clients
     for run, node in zip(runs, nodes):
         local_sizes = {rel: os.path.getsize(os.path.join(run.local, rel))
-                       for rel in layout.walk_files(run.local)}
+                       for rel in artifact_files.walk_files(run.local)}
         assert checker.list_objects(node.path) == local_sizes
-        assert layout.read_metadata(run.local)['remote'][-1]['id'] == node.id
+        assert metadata_file.read_metadata(run.local)['remote'][-1]['id'] == node.id
     checker.close()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from t9k import em
 from t9k_em_core import client as em_client
-from t9k_em_core import layout, metric_file, transfer
+from t9k_em_core import metadata_file, metric_file, run_files, transfer
 from sdk_remote_util import local_md5s, make_artifact, make_run, server_md5s
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,7 +62,7 @@ def test_run_round_trip_with_artifacts_and_lineage(logged_in, folder: str, tmp_p
     assert json.loads(info['extra'])['alternativeName'] == run.alternative_name
     # the server copy equals the local directory byte for byte, upload record included
     assert server_md5s(client, node_path) == local_md5s(run.local)
-    record = layout.read_metadata(run.local)['remote'][-1]
+    record = metadata_file.read_metadata(run.local)['remote'][-1]
     assert list(record) == ['action', 'timestamp', 'host', 'path', 'id']
     assert (record['action'], record['host'], record['path'], record['id']) == (
         'upload', client.host, node_path, info['id'])
@@ -70,13 +70,13 @@ def test_run_round_trip_with_artifacts_and_lineage(logged_in, folder: str, tmp_p
     ds_node = client.node_info(f'/alice/{folder}/sub/ds')
     model_node = client.node_info(f'/alice/{folder}/sub/model')
     assert server_md5s(client, f'/alice/{folder}/sub/ds') == local_md5s(dataset.local)
-    assert list(layout.read_metadata(dataset.local)['remote'][-1]) == [
+    assert list(metadata_file.read_metadata(dataset.local)['remote'][-1]) == [
         'action', 'timestamp', 'host', 'id', 'path']
     assert client.graph(info['id']) == ([ds_node['id']], [model_node['id']])
 
     # a second upload reuses the node (same alternativeName) and adds no edges twice
     run.upload(folder=f'{folder}/sub')
-    assert [r['id'] for r in layout.read_metadata(run.local)['remote']] == [info['id']] * 2
+    assert [r['id'] for r in metadata_file.read_metadata(run.local)['remote']] == [info['id']] * 2
     assert client.graph(info['id']) == ([ds_node['id']], [model_node['id']])
     assert len(list(client.iter_nodes(f'/alice/{folder}/sub'))) == 3
 
@@ -92,9 +92,9 @@ def test_run_round_trip_with_artifacts_and_lineage(logged_in, folder: str, tmp_p
     downloaded = local_md5s(target)
     assert {k: v for k, v in downloaded.items() if k != 'metadata.yaml'} == {
         k: v for k, v in server_copy.items() if k != 'metadata.yaml'}
-    remote = layout.read_metadata(target)['remote']
+    remote = metadata_file.read_metadata(target)['remote']
     assert [r['action'] for r in remote] == ['upload', 'upload', 'download']
-    assert metric_file.read_entries(layout.metric_path(target, 'train'))[-1]['sequence']['step'] == 199
+    assert metric_file.read_entries(run_files.metric_path(target, 'train'))[-1]['sequence']['step'] == 199
 
 
 def test_conflict_strategies(logged_in, folder: str) -> None:
@@ -105,7 +105,7 @@ def test_conflict_strategies(logged_in, folder: str) -> None:
     base = f'/alice/{folder}'
 
     assert transfer.upload_run(other.local, folder, conflict_strategy='skip') is None
-    assert layout.read_metadata(other.local)['remote'] == []  # nothing recorded when skipped
+    assert metadata_file.read_metadata(other.local)['remote'] == []  # nothing recorded when skipped
     with pytest.raises(RuntimeError, match=f"Run already exists in Folder {base}: 'same'"):
         transfer.upload_run(other.local, folder, conflict_strategy='error')
     node = transfer.upload_run(other.local, folder, conflict_strategy='new')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from t9k_em_core import fileio, layout, metric_file as metric_format
+from t9k_em_core import fileio, metadata_file, metric_file as metric_format, run_files
 from t9k_em_server.indexing import index_stored_object, parse_document
 from t9k_em_server.metadata_store import NodeView
 from t9k_em_server.stores import Stores
@@ -45,9 +45,9 @@ def add_run(stores: Stores, folder: str, name: str, *, status: str = "Complete",
             "description": description}
     if end:
         meta["endTimestamp"] = end
-    put(stores, node, layout.METADATA_FILE, fileio.dump_yaml(meta).encode())
+    put(stores, node, metadata_file.METADATA_FILE, fileio.dump_yaml(meta).encode())
     if hparams is not None:
-        put(stores, node, layout.HPARAMS_FILE, fileio.dump_yaml(hparams).encode())
+        put(stores, node, run_files.HPARAMS_FILE, fileio.dump_yaml(hparams).encode())
     for metric_type, data in (metrics or {}).items():
-        put(stores, node, layout.metric_index_path(metric_type), data)
+        put(stores, node, run_files.metric_index_path(metric_type), data)
     return stores.meta.get_node(node.id)  # type: ignore[return-value]

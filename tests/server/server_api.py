@@ -19,7 +19,7 @@ T0 = 1_764_000_000.0
 
 
 def metric_entries(start: int, stop: int, keys: tuple[str, ...] = ("loss", "accuracy")) -> bytes:
-    """Entries ``start..stop-1`` of a metrics/<type>.yaml as the SDK writes them (layout's
+    """Entries ``start..stop-1`` of a metrics/<type>.yaml as the SDK writes them (metric_file's
     template): value ``1/(i+1)`` per key, epoch every third entry, step ``i``, time ``T0 + i``."""
     template, fmt = metric_file.entry_template(keys), metric_file.TimestampFormatter()
     return "".join(template % (*(1.0 / (i + 1) for _ in keys), "null" if i % 3 else i // 10, i,

@@ -11,7 +11,7 @@ from alembic import command
 from run_seed import add_run, metric_file, put
 from team_services import needs_pg
 
-from t9k_em_core import layout
+from t9k_em_core import run_files
 from t9k_em_server import run_search
 from t9k_em_server.blob_store import LocalBlobStore
 from t9k_em_server.config import Limits
@@ -245,7 +245,7 @@ def test_summaries_incremental_equal_full_recompute(stores, sweep):
     values = {"acc": [0.1 * (i % 13) for i in range(300)], "loss": [float("nan") if i == 5 else 1.0 / (i + 1)
                                                                       for i in range(300)]}
     full = metric_file(values)
-    key = layout.metric_index_path("val")
+    key = run_files.metric_index_path("val")
     cuts = [0, full.index(b"\n- ", 5000) + 1, full.index(b"\n- ", 12000) + 1, len(full) - 7, len(full)]
     for cut in cuts[1:]:  # auto_upload re-sends the grown file; the last cut ends mid-entry
         put(stores, run, key, full[:cut])

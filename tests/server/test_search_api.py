@@ -8,7 +8,7 @@ import requests
 from run_seed import metric_file
 from test_abuse_csrf import signed_in
 
-from t9k_em_core import fileio, layout
+from t9k_em_core import fileio, metadata_file, run_files
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -18,9 +18,9 @@ def upload_run(api, folder: str, name: str, lr: float, opt: str, acc: list[float
     run = f"{folder}/{name}"
     meta = {"name": name, "status": status, "startTimestamp": "2026-11-26T10:00:00+00:00",
             "endTimestamp": "2026-11-26T10:30:00+00:00", "labels": ["sweep"]}
-    for key, data in ((layout.METADATA_FILE, fileio.dump_yaml(meta).encode()),
-                      (layout.HPARAMS_FILE, fileio.dump_yaml({"lr": lr, "opt": {"name": opt}}).encode()),
-                      (layout.metric_index_path("val"), metric_file({"acc": acc}))):
+    for key, data in ((metadata_file.METADATA_FILE, fileio.dump_yaml(meta).encode()),
+                      (run_files.HPARAMS_FILE, fileio.dump_yaml({"lr": lr, "opt": {"name": opt}}).encode()),
+                      (run_files.metric_index_path("val"), metric_file({"acc": acc}))):
         reply = api.put(f"{run}/{key}", data)
         assert reply.status_code == 200, reply.text
     return run

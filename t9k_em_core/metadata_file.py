@@ -1,0 +1,117 @@
+"""``metadata.yaml`` of Run and Artifact directories: its keys, new documents, and the
+read-modify-writes that keep the ``remote`` history (upload/download records) whole when several
+threads of this process write it."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+from typing import Any, Dict, List, Optional
+
+from t9k_em_core.fileio import read_yaml, write_yaml, yaml_error_types
+
+METADATA_FILE = 'metadata.yaml'
+RUN_METADATA_KEYS = ('name', 'labels', 'description', 'startTimestamp', 'endTimestamp', 'status',
+                     'alternativeName', 'associations', 'remote')
+ARTIFACT_METADATA_KEYS = ('name', 'labels', 'description', 'createdTimestamp', 'alternativeName',
+                          'remote')
+
+
+def now_iso() -> str:
+    """Current local time, ISO 8601 with microseconds and the local UTC offset."""
+    return datetime.datetime.now().astimezone().isoformat()
+
+
+def new_run_metadata(name: str, labels: List[str], description: str, alt_name: str) -> Dict[str, Any]:
+    """Metadata of a Run that has just started (status ``Running``)."""
+    return {
+        'kind': 'Run',
+        'name': name,
+        'labels': labels,
+        'description': description,
+        'startTimestamp': now_iso(),
+        'endTimestamp': None,
+        'status': 'Running',
+        'alternativeName': alt_name,
+        'associations': {'input': [], 'output': []},
+        'remote': [],
+    }
+
+
+def new_artifact_metadata(name: str, labels: List[str], description: str, alt_name: str) -> Dict[str, Any]:
+    """Metadata of a new Artifact."""
+    return {
+        'kind': 'Artifact',
+        'name': name,
+        'labels': labels,
+        'description': description,
+        'createdTimestamp': now_iso(),
+        'alternativeName': alt_name,
+        'remote': [],
+    }
+
+
+_dir_locks: Dict[str, threading.RLock] = {}
+_dir_locks_guard = threading.RLock()  # re-entrant: a SIGTERM handler may need it
+
+
+def metadata_lock(node_dir: str) -> threading.RLock:
+    """The in-process lock serialising read-modify-writes of ``node_dir``'s ``metadata.yaml``."""
+    key = os.path.realpath(node_dir)
+    with _dir_locks_guard:
+        lock = _dir_locks.get(key)
+        if lock is None:
+            lock = _dir_locks[key] = threading.RLock()
+        return lock
+
+
+def read_metadata(node_dir: str) -> Dict[str, Any]:
+    """``metadata.yaml`` of a Run or Artifact directory."""
+    return read_yaml(os.path.join(node_dir, METADATA_FILE), {})
+
+
+def write_metadata(node_dir: str, metadata: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Writes ``metadata.yaml``, keeping the ``remote`` history already on disk when longer.
+
+    ``remote`` records are appended by uploads/downloads (:func:`append_remote`), possibly on
+    another thread, so the file on disk is the authority for them. Returns the ``remote`` list
+    that was written.
+    """
+    path = os.path.join(node_dir, METADATA_FILE)
+    with metadata_lock(node_dir):
+        remote = list(metadata.get('remote') or [])
+        try:
+            on_disk = (read_yaml(path, {}) or {}).get('remote') or []
+        except (OSError, *yaml_error_types()):
+            on_disk = []
+        if len(on_disk) > len(remote):
+            remote = list(on_disk)
+        data = dict(metadata)
+        data['remote'] = remote
+        write_yaml(path, data)
+        return remote
+
+
+def append_remote(node_dir: str, record: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Appends one upload/download record to the ``remote`` list of ``metadata.yaml``.
+
+    Returns the new ``remote`` list. Safe against concurrent :func:`write_metadata` calls in
+    this process.
+    """
+    path = os.path.join(node_dir, METADATA_FILE)
+    with metadata_lock(node_dir):
+        data = read_yaml(path, {})
+        remote = list(data.get('remote') or [])
+        remote.append(dict(record))
+        data['remote'] = remote
+        write_yaml(path, data)
+        return remote
+
+
+def node_kind(node_dir: str) -> Optional[str]:
+    """``kind`` from a directory's ``metadata.yaml`` (``Run``/``Artifact``), None if unreadable."""
+    try:
+        return read_metadata(node_dir).get('kind')
+    except (OSError, AttributeError, *yaml_error_types()):
+        return None
