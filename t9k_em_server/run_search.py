@@ -7,12 +7,15 @@ statements and reads them through the metadata store's sessions. The HTTP contra
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, distinct, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, distinct, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, aliased
 
 from t9k_em_core import run_files
 
@@ -23,7 +26,23 @@ from .metadata_store import (FolderField, MetadataStore, Node, NodeView, RunFiel
 from .series import band, load_series, series_points
 from .stores import Stores
 
-GROUP_FIELDS = ("status", "name", "description", "labels", "hparam")
+TIMEOUT_MS = 30_000  #: a PostgreSQL search statement is cancelled after this long
+
+
+@contextmanager
+def _reading(meta: MetadataStore) -> Iterator[Session]:
+    """A read session whose statements PostgreSQL cancels after ``TIMEOUT_MS`` (a QueryError).
+    SQLite has no statement timeout; its regular expressions are bounded by length only."""
+    with meta.reading() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}"))
+        try:
+            yield s
+        except OperationalError as exc:
+            if "statement timeout" not in str(exc):
+                raise
+            raise query.QueryError(f"the search took longer than {TIMEOUT_MS / 1000:g} s; "
+                                   "narrow the filter or the folder") from None
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
     else:  # the first page counts in the same pass (the sort visits every match anyway)
         statement = statement.add_columns(func.count().over())
     statement = statement.order_by(*query.order_clauses(keys)).limit(page_size + 1)
-    with meta.reading() as s:
+    with _reading(meta) as s:
         rows = s.execute(statement).all()
         if page_token or not rows:
             total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
@@ -181,7 +200,7 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
     statement = (statement.where(scope.condition(), where).group_by(*columns)
                  .order_by(func.count(distinct(Node.id)).desc(), *[c.asc().nulls_last() for c in columns])
                  .limit(max_groups + 1))
-    with meta.reading() as s:
+    with _reading(meta) as s:
         rows = s.execute(statement).all()
         total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
     out = []

@@ -325,3 +325,17 @@ def test_migration_backfills(stores, sweep):
     assert [r[:4] for r in after[1]] == [r[:4] for r in before[1]]
     for a, b in zip(after[1], before[1]):
         assert all(math.isclose(x, y) for x, y in zip(a[4:], b[4:]))
+
+
+def test_slow_search_is_a_query_error_on_postgresql(stores, sweep, monkeypatch):
+    if stores.meta.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no statement timeout")
+    monkeypatch.setattr(run_search, "TIMEOUT_MS", 1)
+    with stores.meta.engine.connect() as c:  # make any statement take longer than 1 ms
+        c.exec_driver_sql("CREATE OR REPLACE FUNCTION slow() RETURNS boolean AS "
+                          "'SELECT pg_sleep(0.05) IS NOT NULL' LANGUAGE sql")
+        c.commit()
+    from sqlalchemy import func
+    monkeypatch.setattr(parse_filter("").__class__, "condition", lambda self: func.slow())
+    with pytest.raises(QueryError, match="longer than 0.001 s"):
+        run_search.search(stores.meta, sweep, "", ["name"], 10, None)
