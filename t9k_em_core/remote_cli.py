@@ -17,7 +17,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Callable, Optional
 
-from t9k_em_core import config, conflicts
+from t9k_em_core import config, conflicts, run_files
 
 if TYPE_CHECKING:
     from t9k_em_core.client import AISClient

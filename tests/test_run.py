@@ -106,7 +106,7 @@ def test_log_values_of_every_numeric_kind(em_dirs, pack_path):
 def test_c_and_python_fast_paths_pack_the_same_records(tmp_path):
     """``_speedups.pack`` and ``_pack_py`` accept and refuse the same calls, and give the same
     bytes (the time field apart)."""
-    from t9k_em_core import metadata_file, metrics, naming, run_files
+    from t9k_em_core import metrics
     assert metrics._pack is not metrics._pack_py  # built by the development install
     storage = run_files.RunStorage(str(tmp_path))
     storage.create()
