@@ -3,7 +3,6 @@ and ``Reference`` (lineage to assets stored elsewhere)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -67,15 +66,6 @@ class SourceNotFoundError(FileNotFoundError, RuntimeError):
 
     Also a ``RuntimeError``, which is what t9k 0.6.0b0 raised, so its callers' handlers still work.
     """
-
-
-def _core_module(name: str) -> Any:
-    try:
-        return importlib.import_module(f't9k_em_core.{name}')
-    except ModuleNotFoundError as e:
-        if e.name != f't9k_em_core.{name}':
-            raise
-        raise RuntimeError(f'Uploading needs t9k_em_core.{name}, which is not installed') from None
 
 
 def object_path(base: str, obj_path: Optional[str]) -> str:
@@ -234,8 +224,8 @@ class Artifact:
         """
         if self.is_inert:
             return
-        _core_module('transfer').upload_artifact(self.local, folder, make_folder,
-                                                 conflict_strategy)
+        from t9k_em_core import transfer  # the HTTP stack: imported on first use
+        transfer.upload_artifact(self.local, folder, make_folder, conflict_strategy)
         self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
@@ -331,6 +321,7 @@ def load_artifact(path: str) -> Artifact:
     (login needed).
     """
     if not os.path.isdir(path):
-        path = _core_module('transfer').download(path, 'Artifact')
+        from t9k_em_core import transfer  # the HTTP stack: imported on first use
+        path = transfer.download(path, 'Artifact')
     data = artifact_files.read_artifact_dir(path)
     return Artifact(data['metadata'], data['objects'], local_dir=path)

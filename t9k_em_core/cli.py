@@ -4,60 +4,23 @@ Each subcommand is one ``_add_<name>(subparsers)`` function that declares its ar
 ``handler`` to a ``_cmd_<name>(args) -> int`` function; :data:`COMMANDS` lists them. To add a
 subcommand, write that pair and append the first to :data:`COMMANDS`.
 
-``em server ...`` hands every argument after ``server`` to ``t9k_em_server.cli.main`` (imported
-only then, so the core needs no server dependencies).
+Other packages add commands through the entry-point group :data:`COMMAND_GROUP`: an entry point
+``name = "module:main"`` makes ``em name ...`` call ``main(argv)`` with every argument after
+``name`` (the command owns its arguments and its ``--help``). The server package provides
+``em server`` this way, so the core neither imports nor needs it.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from t9k_em_core import catalog, fileio, naming, remote_cli
+from t9k_em_core.cli_table import format_duration, format_size, format_table, format_time
 
 # --- output helpers ---------------------------------------------------------------------------
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain table: columns left-aligned and separated by two spaces, no trailing blanks."""
-    cells = [[str(h) for h in headers]] + [['-' if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
-
-
-def format_duration(seconds: Optional[float]) -> str:
-    """``0.03s``, ``12.3s``, ``4m 05s`` or ``2h 03m``; ``-`` when unknown."""
-    if seconds is None:
-        return '-'
-    if seconds < 10:
-        return f'{seconds:.2f}s'
-    if seconds < 60:
-        return f'{seconds:.1f}s'
-    whole = int(seconds)
-    if whole < 3600:
-        return f'{whole // 60}m {whole % 60:02d}s'
-    return f'{whole // 3600}h {whole % 3600 // 60:02d}m'
-
-
-def format_time(value: Optional[datetime.datetime]) -> str:
-    """``YYYY-mm-dd HH:MM:SS`` in the offset the timestamp was written with; ``-`` when unknown."""
-    return value.strftime('%Y-%m-%d %H:%M:%S') if value is not None else '-'
-
-
-def format_size(size: int) -> str:
-    """A byte count in binary units (``512 B``, ``1.5 KiB``)."""
-    if size < 1024:
-        return f'{size} B'
-    value = size / 1024
-    for unit in ('KiB', 'MiB', 'GiB'):
-        if value < 1024:
-            return f'{value:.1f} {unit}'
-        value /= 1024
-    return f'{value:.1f} TiB'
-
 
 def _number(value: Any) -> str:
     """A metric value with 6 significant digits (floats only)."""
@@ -255,27 +218,38 @@ def _indent(text: str) -> str:
     return '\n'.join('  ' + line for line in text.split('\n'))
 
 
-# --- em server --------------------------------------------------------------------------------
+# --- commands of other packages ---------------------------------------------------------------
+
+COMMAND_GROUP = 't9k_em.commands'
+"""Entry-point group of the commands other packages add to ``em`` (``server``: t9k_em_server)."""
 
 
-def _add_server(subparsers: Any) -> None:
-    p = subparsers.add_parser('server', add_help=False, help='run and manage the tracking server '
-                              '(see `em server --help`)')
+def _package_commands() -> Dict[str, Any]:
+    """The entry points of :data:`COMMAND_GROUP` by command name (read only when needed: scanning
+    the installed distributions takes a noticeable part of a second)."""
+    from importlib.metadata import entry_points
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
+def _add_package_command(subparsers: Any, name: str, entry_point: Any) -> None:
+    package = entry_point.value.split(':')[0].split('.')[0]
+    p = subparsers.add_parser(name, add_help=False, help=f'from {package} (see `em {name} --help`)')
     p.set_defaults(handler=None)  # dispatched in main() before parsing: it owns its arguments
 
 
-def _cmd_server(argv: List[str]) -> int:
+def _run_package_command(name: str, entry_point: Any, argv: List[str]) -> int:
     try:
-        from t9k_em_server.cli import main as server_main
+        command = entry_point.load()
     except ImportError as e:
-        _warn(f'the server is not installed ({e}); install it with: pip install "t9k-em[server]"')
+        _warn(f'`em {name}` cannot start: {e} (for `em server`, install the server: '
+              'pip install "t9k-em[server]")')
         return 1
-    return server_main(argv) or 0
+    return command(argv) or 0
 
 
 # --- entry point ------------------------------------------------------------------------------
 
-COMMANDS: List[Callable[[Any], None]] = [_add_ls, _add_describe, _add_server, *remote_cli.COMMANDS]
+COMMANDS: List[Callable[[Any], None]] = [_add_ls, _add_describe, *remote_cli.COMMANDS]
 
 
 def version() -> str:
@@ -289,22 +263,31 @@ def version() -> str:
         return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``em`` argument parser with every subcommand of :data:`COMMANDS`."""
+def build_parser(package_commands: Optional[Dict[str, Any]] = None) -> argparse.ArgumentParser:
+    """The ``em`` argument parser with every subcommand of :data:`COMMANDS`, and those of
+    ``package_commands`` (entry points of :data:`COMMAND_GROUP`) listed in its help."""
     parser = argparse.ArgumentParser(prog='em', description='t9k experiment management.')
     parser.add_argument('--version', action='version', version=f'em, version {version()}')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for add in COMMANDS:
         add(subparsers)
+    for name, entry_point in (package_commands or {}).items():
+        if name not in subparsers.choices:
+            _add_package_command(subparsers, name, entry_point)
+    parser.set_defaults(commands=frozenset(subparsers.choices))
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs ``em`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ['server']:
-        return _cmd_server(argv[1:])
     parser = build_parser()
+    first = argv[0] if argv else None
+    if first is None or first.startswith('-') or first not in parser.get_default('commands'):
+        package_commands = _package_commands()  # `em`, `em --help`, `em server …`
+        if first in package_commands:
+            return _run_package_command(first, package_commands[first], argv[1:])
+        parser = build_parser(package_commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

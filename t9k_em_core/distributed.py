@@ -5,7 +5,8 @@ The rank comes from the environment variables of the common launchers, read at c
 
 0. a framework whose own rank is authoritative once it is initialised (Horovod: ``hvd.rank()``,
    which may differ from the launcher's variables under elastic training): when its top-level
-   module is already imported, the integration's ``initialized_rank()`` is asked first;
+   module is already imported, the ``initialized_rank`` that its integration registered with
+   :func:`register_rank_source` is asked first;
 1. ``RANK`` (torchrun, ``torch.distributed`` env init);
 2. ``HOROVOD_RANK``, ``OMPI_COMM_WORLD_RANK``, ``PMI_RANK`` (horovodrun, Open MPI, MPICH);
 3. ``LOCAL_RANK`` with ``NODE_RANK``/``GROUP_RANK`` (Lightning's launcher);
@@ -21,18 +22,23 @@ other than 0.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 ALL_RANKS_ENV = 'EM_ALL_RANKS'
 
 _F = TypeVar('_F', bound=Callable[..., Any])
 
-# (framework's top-level module, integration module with ``initialized_rank() -> int | None``).
-_FRAMEWORK_RANKS = (('horovod', 't9k_em_integrations.horovod'),)
+# (framework's top-level module, its integration's ``initialized_rank() -> int | None``).
+_RANK_SOURCES: List[Tuple[str, Callable[[], Optional[int]]]] = []
+
+
+def register_rank_source(framework: str, initialized_rank: Callable[[], Optional[int]]) -> None:
+    """Makes :func:`get_rank` ask ``initialized_rank()`` first whenever the top-level module
+    ``framework`` is imported (an integration registers it; ``None`` means "not initialised")."""
+    _RANK_SOURCES.append((framework, initialized_rank))
 
 
 def _int_env(name: str) -> Optional[int]:
@@ -82,11 +88,11 @@ def _torch_rank() -> Optional[int]:
 
 
 def _framework_rank() -> Optional[int]:
-    for framework, integration in _FRAMEWORK_RANKS:
+    for framework, initialized_rank in _RANK_SOURCES:
         if framework not in sys.modules:
             continue
         try:
-            rank = importlib.import_module(integration).initialized_rank()
+            rank = initialized_rank()
         except Exception:  # a broken framework install says nothing about the rank
             continue
         if rank is not None:

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO, Tuple
 
 EXIT_SYNC_TIMEOUT = 5.0
 """Seconds an exiting process waits for each Run's background upload to finish."""
@@ -25,13 +25,12 @@ _owner_pid = os.getpid()
 _atexit_installed = False
 _sigterm_installed = False
 _previous_sigterm: Any = None
+_exit_callbacks: List[Callable[[], None]] = []
 
 
 def register(run: Any) -> None:
-    """Tracks an open Run: it is ended with status ``Error`` if the process ends first.
-
-    ``run`` must have a method ``_end(status, sync_timeout)``.
-    """
+    """Tracks an open Run: it is ended with ``run.finish('Error', sync_timeout=...)`` if the
+    process ends first."""
     global _atexit_installed
     with _lock:
         _open_runs[id(run)] = run
@@ -53,20 +52,29 @@ def open_runs() -> List[Any]:
         return list(_open_runs.values())
 
 
+def on_exit(callback: Callable[[], None]) -> None:
+    """Calls ``callback()`` when the process ends (as for open Runs), after the open Runs were
+    ended; ``metrics`` flushes there what was logged after a Run's ``finish``."""
+    with _lock:
+        _exit_callbacks.append(callback)
+
+
 def _end_open_runs() -> None:
     if os.getpid() != _owner_pid:
         return
     for run in open_runs():
         try:
-            run._end('Error', sync_timeout=EXIT_SYNC_TIMEOUT)
+            run.finish('Error', sync_timeout=EXIT_SYNC_TIMEOUT)
         except Exception as e:  # keep ending the others
             print(f'EM WARNING: could not end Run at exit: {e!r}', file=sys.stderr)
-    from t9k_em_core import metrics
-
-    try:
-        metrics.flush_all()  # metrics logged after finish() of a Run
-    except Exception as e:
-        print(f'EM WARNING: could not flush metrics at exit: {e!r}', file=sys.stderr)
+    with _lock:
+        callbacks = list(_exit_callbacks)
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception as e:
+            print(f'EM WARNING: {getattr(callback, "__qualname__", callback)} failed at exit: '
+                  f'{e!r}', file=sys.stderr)
 
 
 _DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -438,3 +438,6 @@ if hasattr(os, 'register_at_fork'):
 def flush_all() -> None:
     """Flushes the metric buffers of every open Run of this process."""
     _FLUSHER.flush_all()
+
+
+lifecycle.on_exit(flush_all)  # metrics logged after a Run's finish() reach the disk too

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-# ``Params.parse`` argument → (integration module, key under params['distributed']).
-_DISTRIBUTED_APIS = (
-    ('dist_tf_strategy', 't9k_em_integrations.tf_distribute', 'tensorflow'),
-    ('dist_torch_model', 't9k_em_integrations.torch_distributed', 'torch'),
-    ('dist_hvd', 't9k_em_integrations.horovod', 'horovod'),
-)
+# ``Params.parse`` argument → (key under params['distributed'], describe(obj) -> dict)
+_DESCRIBERS: Dict[str, Tuple[str, Callable[[Any], Dict[str, Any]]]] = {}
+
+
+def register_describer(argument: str, api: str, describe: Callable[[Any], Dict[str, Any]]) -> None:
+    """Makes ``Params.parse(<argument>=obj)`` record ``describe(obj)`` under
+    ``params['distributed'][api]``. The integrations package (``t9k_em_integrations``, imported
+    by ``t9k.em``) registers ``dist_tf_strategy``, ``dist_torch_model`` and ``dist_hvd``."""
+    _DESCRIBERS[argument] = (api, describe)
 
 
 def normalize_value(key: Any, value: Any) -> Any:
@@ -160,8 +162,9 @@ class Params(MutableMapping):
               dist_hvd: Any = None) -> None:
         """Parses hyperparameters from objects of distributed-training frameworks.
 
-        Each given object is described by its integration module (imported only then) and
-        recorded under ``params['distributed'][api]`` with ``api`` one of ``tensorflow``,
+        Each given object is described by the hook its integration registered
+        (:func:`register_describer`; the integration and its framework are imported only then)
+        and recorded under ``params['distributed'][api]`` with ``api`` one of ``tensorflow``,
         ``torch``, ``horovod``.
 
         Args:
@@ -172,11 +175,14 @@ class Params(MutableMapping):
         given = {'dist_tf_strategy': dist_tf_strategy, 'dist_torch_model': dist_torch_model,
                  'dist_hvd': dist_hvd}
         described = {}
-        for arg, module_name, api in _DISTRIBUTED_APIS:
-            if given[arg] is None:
+        for arg, value in given.items():
+            if value is None:
                 continue
-            module = importlib.import_module(module_name)
-            described[api] = normalize_value(f'distributed.{api}', module.describe(given[arg]))
+            if arg not in _DESCRIBERS:
+                raise RuntimeError(f'Params.parse({arg}=...) needs the framework integrations: '
+                                   'import t9k.em (or t9k_em_integrations) first')
+            api, describe = _DESCRIBERS[arg]
+            described[api] = normalize_value(f'distributed.{api}', describe(value))
         if not described:
             return
         distributed = dict(self._data.get('distributed') or {})

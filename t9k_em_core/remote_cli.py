@@ -18,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Callable, Optional
 
 from t9k_em_core import config, conflicts, run_files
+from t9k_em_core.cli_table import format_duration, format_table
 
 if TYPE_CHECKING:
     from t9k_em_core.client import AISClient
@@ -184,7 +185,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def search_remote(args: argparse.Namespace) -> int:
     """``em ls FOLDER --filter/--sort/--columns``: a table of the matching Runs."""
-    from t9k_em_core.cli import format_duration, format_table  # cli imports this module
 
     def run() -> int:
         from t9k_em_core import client as _client, search
@@ -267,7 +267,6 @@ def list_remote(path: str, detail: bool = False, host: Optional[str] = None,
 
     Logs in from the config file unless ``host``/``api_key`` are given.
     """
-    from t9k_em_core.cli import format_table  # cli imports this module
 
     def run() -> int:
         from t9k_em_core import client as _client, transfer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import threading
@@ -16,16 +15,6 @@ from t9k_em_core.params import Params
 
 CONFIG_FILE_KEYS = ('name', 'hparams', 'labels', 'description', 'auto_upload', 'folder',
                     'make_folder', 'conflict_strategy', 'system_metrics')
-
-
-def _core_module(name: str) -> Any:
-    """Imports ``t9k_em_core.<name>`` (upload machinery), with a clear error when absent."""
-    try:
-        return importlib.import_module(f't9k_em_core.{name}')
-    except ModuleNotFoundError as e:
-        if e.name != f't9k_em_core.{name}':
-            raise
-        raise RuntimeError(f'Uploading needs t9k_em_core.{name}, which is not installed') from None
 
 
 class Run:
@@ -76,7 +65,6 @@ class Run:
         self._storage = run_files.NullRunStorage(self.local) if inert else run_files.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
         sample_every = None if inert else sampler.interval_of(system_metrics)
-        sync = _core_module('sync') if auto_upload and not inert else None
         self._end_lock = threading.RLock()  # re-entrant: the SIGTERM handler may end this Run
         self._ended = False
         self._syncer: Any = None
@@ -111,7 +99,8 @@ class Run:
         lifecycle.tee_stdout(self._stdout_log)
         if not inert:
             lifecycle.register(self)
-        if sync is not None:
+        if auto_upload and not inert:
+            from t9k_em_core import sync  # the HTTP stack: only for a Run that uploads
             self._syncer = sync.Syncer(self.local, folder, make_folder, conflict_strategy)
         self._sampling = (None if sample_every is None
                           else sampler.start(self._writer.log, sample_every, self.local))
@@ -179,16 +168,33 @@ class Run:
         """
         self._writer.log(type, metrics, step, epoch)
 
-    def finish(self, *args: Any, **kwargs: Any) -> None:
+    def finish(self, *args: Any, sync_timeout: Optional[float] = None, **kwargs: Any) -> None:
         """Ends the Run: flushes metrics, sets ``status`` (``'Complete'``, or ``status='Error'``)
         and ``end_timestamp``, stops the stdout copy and completes a running auto-upload.
 
-        Calling it again is harmless (nothing happens).
+        Calling it again is harmless (nothing happens). ``sync_timeout``: seconds to wait for
+        the auto-upload (default ``$EM_SYNC_TIMEOUT``); the exit hook of ``lifecycle`` passes a
+        short one when it ends a Run the process left open.
         """
         status = kwargs.pop('status', args[0] if args else 'Complete')
         if status not in ('Complete', 'Error'):
             raise ValueError(f"status must be 'Complete' or 'Error', got {status!r}")
-        self._end(status, sync_timeout=None)
+        with lifecycle.signals_deferred():  # a Ctrl-C or SIGTERM now waits until the Run is ended
+            with self._end_lock:
+                if self._ended:
+                    return
+                self._ended = True
+            if self._sampling is not None:
+                sampler.stop(self._sampling)  # its last sample, before the writer closes
+            self._writer.close()
+            self._await_git()
+            self.status = status
+            self.end_timestamp = metadata_file.now_iso()
+            self._write_metadata()
+            lifecycle.untee_stdout(self._stdout_log)
+            lifecycle.unregister(self)
+        if self._syncer is not None:
+            self._syncer.close(sync_timeout)
 
     def mark_input(self, resource: Any) -> None:
         """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an input."""
@@ -213,7 +219,8 @@ class Run:
         self._await_git()
         if self._stdout_log is not None and not self._stdout_log.closed:
             self._stdout_log.flush()
-        _core_module('transfer').upload_run(self.local, folder, make_folder, conflict_strategy)
+        from t9k_em_core import transfer  # the HTTP stack: imported on first use
+        transfer.upload_run(self.local, folder, make_folder, conflict_strategy)
         self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
@@ -322,24 +329,6 @@ class Run:
         entries.append(entry)
         self._write_metadata()
 
-    def _end(self, status: str, sync_timeout: Optional[float]) -> None:
-        with lifecycle.signals_deferred():  # a Ctrl-C or SIGTERM now waits until the Run is ended
-            with self._end_lock:
-                if self._ended:
-                    return
-                self._ended = True
-            if self._sampling is not None:
-                sampler.stop(self._sampling)  # its last sample, before the writer closes
-            self._writer.close()
-            self._await_git()
-            self.status = status
-            self.end_timestamp = metadata_file.now_iso()
-            self._write_metadata()
-            lifecycle.untee_stdout(self._stdout_log)
-            lifecycle.unregister(self)
-        if self._syncer is not None:
-            self._syncer.close(sync_timeout)
-
 
 # --- module functions ---------------------------------------------------------------------------
 
@@ -438,7 +427,8 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
         if inert:
             metadata = metadata_file.new_run_metadata('default', [], '', os.path.basename(path))
             return Run(metadata, inert=True)
-        path = _core_module('transfer').download(path, 'Run')
+        from t9k_em_core import transfer  # the HTTP stack: imported on first use
+        path = transfer.download(path, 'Run')
     data = run_files.read_run_dir(path, with_metrics=False)
     metadata = data['metadata']
     metadata['endTimestamp'] = None

@@ -10,7 +10,10 @@ of the time.
 The training thread only ever calls :meth:`Syncer.notify` (sets a flag) and, at ``finish``,
 :meth:`Syncer.close`, which waits a bounded time (``EM_SYNC_TIMEOUT``, default 30 s) for the
 final sync. Network trouble never raises into training: it is logged, retried with backoff, and
-the data stays on disk; ``close`` says how to complete the upload with ``em upload``.
+the data stays on disk; ``close`` says how to complete the upload with ``em upload``. Errors are
+told apart by type: a :class:`~t9k_em_core.transfer.TransferError` (a name conflict under
+``conflict_strategy='error'``, a missing Folder, ...) stops the syncing for good, anything else
+(network, server, not logged in yet) is retried.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class Syncer:
                     self._sync_once(final=closing)
                     self.last_error = None
                     backoff = self.interval
-                except (ValueError, RuntimeError) as e:  # conflict 'error', missing Folder, ...
+                except transfer.TransferError as e:  # conflict 'error', missing Folder, ...: for good
                     self._stopped_reason = str(e)
                     logger.warning('auto_upload of %s stopped: %s', self.run_dir, e)
                 except Exception as e:  # network trouble, no login yet: keep data local, retry

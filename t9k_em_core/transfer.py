@@ -49,6 +49,50 @@ _STORAGE_TYPE = {'Folder': 0, 'Run': 2, 'Artifact': 2}
 _DEFAULT_FOLDER_RE = re.compile(r'^/[^/]+/default$')
 
 
+class TransferError(Exception):
+    """Base class of the errors of an upload or download that cannot succeed as asked: trying
+    again unchanged gives the same error (``sync`` stops for good on one). Network and server
+    trouble are :class:`~t9k_em_core.client.AIStoreError` instead, which may pass.
+
+    Each subclass is also the built-in type this module raised before the hierarchy existed,
+    so handlers of ``ValueError``/``RuntimeError`` keep working.
+    """
+
+
+class InvalidFolderError(TransferError, ValueError):
+    """The Folder argument is not a Folder path."""
+
+
+class FolderNotFoundError(TransferError, ValueError):
+    """The Folder does not exist and ``make_folder`` was not given."""
+
+
+class ConflictError(TransferError, RuntimeError):
+    """The name is taken in the Folder and the conflict strategy (``error``, or ``replace`` that
+    could not replace) does not resolve it."""
+
+
+class KindMismatchError(TransferError, RuntimeError):
+    """A directory or node is not of the kind asked for (a Run where an Artifact was meant, a
+    Folder where a Run was meant, a directory of neither kind)."""
+
+
+class NothingToUploadError(TransferError, RuntimeError):
+    """The path neither is a Run/Artifact directory nor holds one."""
+
+
+class FileTooLargeError(TransferError, RuntimeError):
+    """A file is larger than the server's object limit."""
+
+
+class UnsafeObjectPathError(TransferError, RuntimeError):
+    """A downloaded object's path would leave the target directory."""
+
+
+class IncompleteNodeError(TransferError, RuntimeError):
+    """The node on the server has no ``metadata.yaml``: its upload did not finish."""
+
+
 class Node(NamedTuple):
     """A node on the server: its path and ID."""
 
@@ -59,7 +103,7 @@ class Node(NamedTuple):
 def folder_path(folder: str, user: Optional[str]) -> str:
     """Absolute Folder path: a relative ``folder`` goes under ``/<user>/``; no trailing ``/``."""
     if not isinstance(folder, str) or not folder.strip('/'):
-        raise ValueError(f'Invalid folder {folder!r}: give a Folder path such as "default" or '
+        raise InvalidFolderError(f'Invalid folder {folder!r}: give a Folder path such as "default" or '
                          '"/<user>/proj"')
     if not folder.startswith('/'):
         folder = f'/{user}/{folder}'
@@ -272,8 +316,9 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
                 alt_name: str, make_folder_: bool, conflict_strategy: str) -> Optional[Node]:
     """Creates (or finds, on re-upload) the node of a Run/Artifact in ``folder`` (spec §6.3 step 1).
 
-    Returns None when skipped by ``conflict_strategy='skip'``. Raises ``RuntimeError`` for
-    ``'error'`` on a conflict and ``ValueError`` for a missing Folder without ``make_folder``.
+    Returns None when skipped by ``conflict_strategy='skip'``. Raises :class:`ConflictError`
+    for ``'error'`` on a conflict and :class:`FolderNotFoundError` for a missing Folder without
+    ``make_folder``.
     """
     conflicts.check_conflict_strategy(conflict_strategy)
     name = metadata['name']
@@ -288,7 +333,7 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
             return Node(path, node_id)
         except _client.NodeNotFoundError:
             if folder_made or not (make_folder_ or _DEFAULT_FOLDER_RE.match(folder)):
-                raise ValueError(f"Folder does not exist: '{folder}' (pass make_folder=True, "
+                raise FolderNotFoundError(f"Folder does not exist: '{folder}' (pass make_folder=True, "
                                  'or -m on the command line, to create it)') from None
             make_folder(client, folder)
             folder_made = True
@@ -304,14 +349,14 @@ def create_node(client: _client.AISClient, kind: str, folder: str, metadata: dic
         if conflict_strategy == 'skip':
             return None
         if conflict_strategy == 'error':
-            raise RuntimeError(f"{kind} already exists in Folder {folder}: '{name}'")
+            raise ConflictError(f"{kind} already exists in Folder {folder}: '{name}'")
         if conflict_strategy == 'new' and name != alt_name:
             name = alt_name
         elif conflict_strategy == 'replace' and not deleted:
             client.delete_node(path)
             deleted = True
         else:
-            raise RuntimeError(f"{kind} {path} exists and is not {alt_name} (conflict strategy "
+            raise ConflictError(f"{kind} {path} exists and is not {alt_name} (conflict strategy "
                                f"{conflict_strategy!r} could not resolve it)")
 
 
@@ -359,7 +404,7 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
         except FileNotFoundError:
             continue
         if st.st_size > MAX_OBJECT_SIZE:
-            raise RuntimeError(f'File {full} ({st.st_size} bytes) exceeds the limit of ~23.842TiB')
+            raise FileTooLargeError(f'File {full} ({st.st_size} bytes) exceeds the limit of ~23.842TiB')
         sent = state.sent_as(rel)
         if sent == (st.st_size, st.st_mtime_ns) and (
                 not check_server or server_sizes.get(rel) == st.st_size):
@@ -590,7 +635,7 @@ def start_upload(client: _client.AISClient, local_dir: str, kind: str, folder: s
     """
     metadata = metadata_file.read_metadata(local_dir)
     if metadata.get('kind', kind) != kind:
-        raise RuntimeError(f'{local_dir} holds a {metadata.get("kind")}, not a {kind}')
+        raise KindMismatchError(f'{local_dir} holds a {metadata.get("kind")}, not a {kind}')
     alt_name = os.path.basename(os.path.normpath(local_dir))
     node = create_node(client, kind, folder, metadata, alt_name, make_folder_, conflict_strategy)
     if node is not None:
@@ -667,7 +712,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
     conflicts.check_conflict_strategy(conflict_strategy)
     dirs = node_dirs(path)
     if not dirs:
-        raise RuntimeError(f'No Run/Artifact is to be uploaded: {path!r} neither is one nor '
+        raise NothingToUploadError(f'No Run/Artifact is to be uploaded: {path!r} neither is one nor '
                            'holds one')
     client = client or _client.current()
     nodes = []
@@ -680,7 +725,7 @@ def upload(path: str, folder: str = 'default', make_folder: bool = False,
             nodes.append(upload_artifact(local_dir, folder, make_folder, conflict_strategy,
                                          client=client, progress=progress))
         else:
-            raise RuntimeError(f'{os.path.join(local_dir, metadata_file.METADATA_FILE)} has kind '
+            raise KindMismatchError(f'{os.path.join(local_dir, metadata_file.METADATA_FILE)} has kind '
                                f'{kind!r}: neither Run nor Artifact')
     return nodes
 
@@ -689,7 +734,7 @@ def _safe_target(root: str, rel: str) -> str:
     """``root/rel``, refusing object paths that would leave ``root``."""
     parts = [p for p in rel.split('/') if p not in ('', '.')]
     if not parts or '..' in parts or any('\\' in p or '\0' in p for p in parts):
-        raise RuntimeError(f'Refusing to download object with unsafe path {rel!r}')
+        raise UnsafeObjectPathError(f'Refusing to download object with unsafe path {rel!r}')
     return os.path.join(root, *parts)
 
 
@@ -714,13 +759,13 @@ def download(path: str, kind: str, *, client: Optional[_client.AISClient] = None
     except _client.NodeNotFoundError:
         raise OSError(f'Not a local directory or a remote path: {path!r}') from None
     if info.get('type') != kind:
-        raise RuntimeError(f"Remote path refers to type '{info.get('type')}' rather than '{kind}'")
+        raise KindMismatchError(f"Remote path refers to type '{info.get('type')}' rather than '{kind}'")
     alt_name = _alternative_name_of(info) or node_path.rsplit('/', 1)[-1]
     parent = naming.run_parent_dir() if kind == 'Run' else naming.artifact_parent_dir()
     target = _safe_target(parent, alt_name)
     objects = client.list_objects(node_path)
     if metadata_file.METADATA_FILE not in objects:
-        raise RuntimeError(f'{client.host}{node_path} has no {metadata_file.METADATA_FILE}: it is not a '
+        raise IncompleteNodeError(f'{client.host}{node_path} has no {metadata_file.METADATA_FILE}: it is not a '
                            f'complete {kind} (was its upload interrupted?)')
     targets = {rel: _safe_target(target, rel) for rel in objects}
     for dest in set(map(os.path.dirname, targets.values())) | {target}:

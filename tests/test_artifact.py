@@ -146,12 +146,3 @@ def test_load_artifact_in_place_and_round_trip(em_dirs):
     other = em.create_artifact('other')
     other.parse_from_dict(loaded.to_dict())
     assert other.name == 'model' and other.objects == loaded.objects
-
-
-def test_upload_machinery_missing_gives_clear_error(em_dirs, monkeypatch):
-    import sys
-    monkeypatch.setitem(sys.modules, 't9k_em_core.transfer', None)
-    with pytest.raises(RuntimeError, match='Uploading needs t9k_em_core.transfer'):
-        em.create_artifact('up').upload()
-    with pytest.raises(RuntimeError, match='Uploading needs t9k_em_core.transfer'):
-        em.load_artifact(str(em_dirs / 'not_here_261126_000000_abcdef'))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import t9k_em_integrations  # noqa: F401 - registers the describers of parse (t9k.em imports it)
+from t9k_em_core import params as params_module
 from t9k_em_core.params import Params
 
 
@@ -90,6 +92,13 @@ def test_parse_records_each_api_under_distributed(params, uploads):
     assert distributed['torch']['wrapper'] == 'DataParallel'
     assert distributed['torch']['module'] == 'Linear'
     assert uploads[-1]['distributed'] == distributed
+
+
+def test_parse_without_the_integrations_says_what_to_import(params, monkeypatch):
+    monkeypatch.setattr(params_module, '_DESCRIBERS', {})
+    with pytest.raises(RuntimeError, match='import t9k.em'):
+        params.parse(dist_hvd=object())
+    assert 'distributed' not in params
 
 
 def test_parse_propagates_integration_errors(params):

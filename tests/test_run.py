@@ -309,14 +309,6 @@ def test_stdout_is_copied_until_finish(em_dirs, capsys):
     assert 'after finish' in capsys.readouterr().out
 
 
-def test_upload_machinery_missing_gives_clear_error(em_dirs, monkeypatch):
-    monkeypatch.setitem(sys.modules, 't9k_em_core.transfer', None)
-    run = em.create_run(name='upl')
-    with pytest.raises(RuntimeError, match='Uploading needs t9k_em_core.transfer'):
-        run.upload()
-    run.finish()
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('ending', ['r.finish()', 'pass'])  # finished, or ended by the exit hook
 def test_git_info_describes_the_entry_script(tmp_path, ending):

@@ -1,12 +1,14 @@
 """``t9k.em``: experiment management (the public API of t9k 0.6.0b0's ``t9k.em``).
 
-Re-exports the core (:mod:`t9k_em_core`); holds no logic. ``login``, ``logout``, ``upload`` and
+Re-exports the core (:mod:`t9k_em_core`) and imports the integrations package, which registers
+the frameworks' hooks with the core; holds no logic. ``login``, ``logout``, ``upload`` and
 ``search_runs`` are imported on first use, so that ``import t9k.em`` does not load the HTTP stack.
 """
 
 import importlib
 from typing import Any
 
+import t9k_em_integrations  # noqa: F401 - registers the frameworks' hooks with the core
 from t9k_em_core.artifact import Artifact, Reference, create_artifact, load_artifact
 from t9k_em_core.distributed import rank_zero_only
 from t9k_em_core.params import Params
