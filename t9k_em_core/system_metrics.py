@@ -55,7 +55,7 @@ FINAL_SAMPLE_WAIT = 2.0
 """Seconds ``Run.finish`` waits for the probes (busy on the sampler thread) for its last sample."""
 
 RATE_FIELDS = {
-    # counter read by a probe → (field of a sample, rate in units per second of the counter)
+    # cumulative counter read by a probe → the sample field of its rate (counter units per second)
     'disk_read_bytes': 'disk_read_bytes_per_s',
     'disk_write_bytes': 'disk_write_bytes_per_s',
     'net_recv_bytes': 'net_recv_bytes_per_s',
@@ -255,11 +255,6 @@ class GpuProbe:
                 nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM))),
             (f'gpu{k}_throttle_reasons', lambda h: float(self._throttle(h))),
         ]
-
-    @property
-    def gpu_count(self) -> int:
-        """GPUs sampled."""
-        return len({id(handle) for _, handle, _ in self._fields})
 
     def read(self, reading: Reading) -> None:
         gauges = reading.gauges
