@@ -47,7 +47,7 @@ import requests
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from em_server_process import ServerProcess  # noqa: E402
+from support.em_server_process import ServerProcess  # noqa: E402
 
 from t9k_em_server.indexing import derived_of  # noqa: E402
 from t9k_em_server.metadata_store import (MetadataStore, Node, NodeView, utcnow,  # noqa: E402
@@ -237,7 +237,7 @@ def main() -> None:
         backends: list[tuple[str, str | None]] = [] if args.no_sqlite else [("sqlite", None)]
         if not args.no_pg:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from team_services import fresh_pg_database
+            from support.team_services import fresh_pg_database
             backends.append(("postgresql", "pg"))
         sizes = sorted({args.runs, args.mlflow_runs} if not args.no_mlflow else {args.runs})
         for label, kind in backends:

@@ -26,7 +26,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from em_server_process import ServerProcess  # noqa: E402
+from support.em_server_process import ServerProcess  # noqa: E402
 
 from t9k_em_core import metric_file  # noqa: E402
 

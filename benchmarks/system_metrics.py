@@ -8,7 +8,7 @@ a warm-up the CPU time spent on sampling during a window is measured:
   flusher's clock over the same window in a Run that samples nothing (it wakes every 0.5 s
   anyway), per sample taken in the window (counted from the file). Host only (psutil), and
   host + 8 GPUs: this machine has
-  no GPU, so the 8 GPUs are simulated by ``tests/recorded_nvml.py``, a stand-in for ``pynvml``
+  no GPU, so the 8 GPUs are simulated by ``tests/support/recorded_nvml.py``, a stand-in for ``pynvml``
   that answers with written-down values: the Python side of the GPU probe is measured, the
   NVML driver calls (a few µs each on a real GPU) are not.
 - MLflow (``start_run(log_system_metrics=True)``, file store): the CPU clock of its
@@ -87,7 +87,7 @@ def t9k_em(root: str, interval: float, seconds: float, gpus: int) -> Tuple[float
     from t9k import em
     if gpus:
         sys.path.insert(0, os.path.join(REPO, 'tests'))
-        from recorded_nvml import RecordedNvml
+        from support.recorded_nvml import RecordedNvml
         sys.modules['pynvml'] = RecordedNvml(count=gpus)
     else:
         sys.modules['pynvml'] = None  # import pynvml → ImportError: host only

@@ -29,9 +29,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from em_server_process import ServerProcess  # noqa: E402
+from support.em_server_process import ServerProcess  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
-from ui_seed import Seeder, metric_text  # noqa: E402
+from support.ui_seed import Seeder, metric_text  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -1,7 +1,7 @@
 """Takes the screenshots in docs/ (docs/screenshot-*.png) of the web UI with demo data.
 
-Starts a throwaway ``em server`` (tests/em_server_process.py), uploads a small CIFAR-10 sweep
-through the HTTP API (tests/ui_seed.py), and photographs the folder, run, compare, artifact and
+Starts a throwaway ``em server`` (tests/support/em_server_process.py), uploads a small CIFAR-10 sweep
+through the HTTP API (tests/support/ui_seed.py), and photographs the folder, run, compare, artifact and
 lineage pages in headless Chromium.
 
 Usage: .venv/bin/python scripts/ui_screenshots.py [--out docs] [--chromium /usr/bin/chromium]
@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from em_server_process import ServerProcess  # noqa: E402
+from support.em_server_process import ServerProcess  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
-from ui_seed import Seeder, metric_text  # noqa: E402
+from support.ui_seed import Seeder, metric_text  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -6,19 +6,19 @@ Tracking server (``t9k_em_server``), for any test that needs a real server over 
   an embedded SQLite db + blob folder in a temp dir, users ``alice`` and ``bob`` created.
   It is a tuple ``(base_url, api_key, user)`` for alice, so ``base, key, user = em_server`` works;
   it also has ``.url`` (= base_url), ``.keys`` ({user: key}), ``.process`` (the
-  ``tests/em_server_process.ServerProcess``: ``pid``, ``log_text()``, ``data_dir``).
+  ``tests/support/em_server_process.ServerProcess``: ``pid``, ``log_text()``, ``data_dir``).
   The server is shared by the session: use your own folder names, or a fresh user.
 - ``em_add_user`` (session): a factory ``em_add_user(name=None) -> (name, key)`` creating a user
   (random name by default) on that server; the key is also added to ``em_server.keys``.
 - For a server of your own (other db/blob store, kill/restart), use
-  ``ServerProcess(data_dir, db=..., blob_store=...)`` from ``tests/em_server_process.py``.
+  ``ServerProcess(data_dir, db=..., blob_store=...)`` from ``tests/support/em_server_process.py``.
 
 Every Run samples no system metrics unless its test asks (``EM_SYSTEM_METRICS=0`` is set here).
 
 Local runs: ``em_dirs`` puts Runs and Artifacts under ``tmp_path`` (also the working directory),
 outside any distributed job; it returns ``tmp_path``.
 
-Team setup (tests/team_services.py): ``pg_database`` (module) is the URL of a fresh database on
+Team setup (tests/support/team_services.py): ``pg_database`` (module) is the URL of a fresh database on
 the machine's PostgreSQL; ``s3_env`` (module) the ``AWS_*`` environment of a ``moto_server`` with
 the bucket ``em-team``. Mark tests that need PostgreSQL with ``team_services.needs_pg``.
 """
@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 import pytest
 
-from em_server_process import ServerProcess
-from team_services import fresh_pg_database, moto_s3
+from support.em_server_process import ServerProcess
+from support.team_services import fresh_pg_database, moto_s3
 
 # Runs of the tests (and of the jobs they start) sample no system metrics unless a test asks:
 # most tests assert the exact metric types a Run holds. tests/test_system_metrics.py turns it on.

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-import legacy_loader
+from support import legacy_loader
 from t9k import em
 from t9k_em_core import artifact_files, metadata_file
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from legacy_dirs import DATASET_ALT, MODEL_ALT, RUN_ALT, write_legacy_dirs
+from support.legacy_dirs import DATASET_ALT, MODEL_ALT, RUN_ALT, write_legacy_dirs
 from t9k_em_core import cli
 
 EM = [sys.executable, '-m', 't9k_em_core.cli']

@@ -1,5 +1,5 @@
 """EMCallback with real Keras 3 training: TensorFlow backend in this process, the torch backend
-and tf.distribute.MirroredStrategy (two logical CPU devices) in subprocesses (tests/keras_job.py).
+and tf.distribute.MirroredStrategy (two logical CPU devices) in subprocesses (tests/support/keras_job.py).
 
 Run files are read with ``yaml.safe_load``, as t9k 0.6.0b0 reads them.
 """
@@ -79,7 +79,7 @@ class Job:
                'EM_ARTIFACT_PARENT_DIR': str(run_dir.parent / 'artifacts'), **env}
         self.stdout, self.stderr = run_dir.parent / 'stdout.txt', run_dir.parent / 'stderr.txt'
         with open(self.stdout, 'w') as out, open(self.stderr, 'w') as err:
-            self.process = subprocess.Popen([sys.executable, str(HERE / 'keras_job.py'), scenario],
+            self.process = subprocess.Popen([sys.executable, str(HERE / 'support' / 'keras_job.py'), scenario],
                                             env=env, cwd=str(run_dir.parent), stdout=out, stderr=err)
 
     def result(self) -> tuple[int, str, dict]:

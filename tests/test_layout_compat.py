@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-import legacy_dirs
-import legacy_loader
+from support import legacy_dirs
+from support import legacy_loader
 from t9k_em_core import fileio, naming
 
 

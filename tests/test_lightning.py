@@ -360,7 +360,7 @@ def test_pytorch_lightning_namespace(em_dirs):
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize('launcher', ['torchrun', 'lightning'])
 def test_ddp_job_makes_exactly_one_run(em_dirs, launcher):
-    script = str(HERE / 'lightning_ddp_job.py')
+    script = str(HERE / 'support' / 'lightning_ddp_job.py')
     command = ([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
                 '--standalone', script] if launcher == 'torchrun' else [sys.executable, script])
     env = dict(os.environ, PYTHONWARNINGS='ignore')

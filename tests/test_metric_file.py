@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-import legacy_dirs
+from support import legacy_dirs
 from t9k_em_core import fileio, metadata_file, metric_file, run_files
 from t9k_em_core.metrics import MetricWriter
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-import legacy_loader
+from support import legacy_loader
 from t9k import em
 from t9k_em_core import fileio, metadata_file, metric_file, naming, run_files
 
@@ -474,7 +474,7 @@ def test_a_disk_that_fills_up_mid_write_never_leaves_part_of_an_entry(tmp_path):
     code = textwrap.dedent(f"""
         import os, resource, signal, sys
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
-        import legacy_loader
+        from support import legacy_loader
         from t9k import em
         from t9k_em_core import metrics
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

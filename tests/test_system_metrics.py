@@ -1,5 +1,5 @@
 """System metrics (``t9k_em_core.system_metrics``): host numbers are real (psutil) and checked
-against ``/proc``; GPU numbers come from ``tests/recorded_nvml.py``, a stand-in for ``pynvml``
+against ``/proc``; GPU numbers come from ``tests/support/recorded_nvml.py``, a stand-in for ``pynvml``
 with values written down in NVML's units, because this machine has no GPU."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import psutil
 import pytest
 import requests
 
-from legacy_loader import load_run_dir
-from recorded_nvml import GIB, RecordedNvml
+from support.legacy_loader import load_run_dir
+from support.recorded_nvml import GIB, RecordedNvml
 from t9k import em
 from t9k_em_core import fileio, system_metrics
 from t9k_em_core.system_metrics import GpuProbe, HostProbe, Reading, sample_fields, visible_gpus

@@ -1,6 +1,6 @@
 """The web UI in a real browser: headless Chromium (Debian's ``/usr/bin/chromium``) driven by
 Playwright, against the real server subprocess of ``tests/conftest.py`` on loopback. Data goes in
-through the HTTP API, shaped as the 0.6.0b0 client sends it (``tests/ui_seed.py``). Each module
+through the HTTP API, shaped as the 0.6.0b0 client sends it (``tests/support/ui_seed.py``). Each module
 run uses two fresh users, so other tests' data on the shared server does not matter.
 
 Skipped when Chromium or Playwright is missing (``scripts/setup.sh`` installs both).
@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from ui_seed import Seeder, metric_text
+from support.ui_seed import Seeder, metric_text
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402

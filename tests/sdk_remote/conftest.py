@@ -14,8 +14,8 @@ from typing import Iterator, Optional
 
 import pytest
 
-from em_server_process import ServerProcess
-from team_services import fresh_pg_database, pg_available
+from support.em_server_process import ServerProcess
+from support.team_services import fresh_pg_database, pg_available
 from t9k_em_core import client as em_client
 
 

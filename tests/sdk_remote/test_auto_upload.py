@@ -11,7 +11,7 @@ import pytest
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import metadata_file, run_files
-from sdk_remote_util import local_md5s, server_md5s
+from support.sdk_remote_util import local_md5s, server_md5s
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdk_remote_util import make_run
+from support.sdk_remote_util import make_run
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,7 +15,7 @@ import pytest
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import artifact_files, metadata_file, transfer
-from sdk_remote_util import local_md5s, make_artifact, make_run, restart, server_md5s
+from support.sdk_remote_util import local_md5s, make_artifact, make_run, restart, server_md5s
 
 
 @pytest.mark.timeout(180)

@@ -21,12 +21,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from em_server_process import ServerProcess
+from support.em_server_process import ServerProcess
 from t9k_em_core import client as em_client
 from t9k_em_core import transfer
 from t9k_em_server.config import ServerConfig
 from t9k_em_server.metadata_store import MetadataStore
-from sdk_remote_util import make_artifact, restart, server_md5s
+from support.sdk_remote_util import make_artifact, restart, server_md5s
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,7 +114,7 @@ def test_killed_client_resumes_after_server_restart(own_server, workdir: Path, f
     local, md5 = big_artifact(workdir)
     node_path, sent = f'/alice/{folder}/big', 7
     client = em_client.AISClient(server.base_url, key)
-    script = Path(__file__).with_name('stalled_multipart.py')
+    script = Path(__file__).parents[1] / 'support' / 'stalled_multipart.py'
     child = subprocess.Popen([sys.executable, str(script), server.base_url, key, local, folder,
                               str(sent), str(1 << 20), str(UNIT)])
     try:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from em_server_process import ServerProcess
+from support.em_server_process import ServerProcess
 from t9k_em_core import client as em_client
 from t9k_em_core import transfer
-from sdk_remote_util import local_md5s, make_artifact, server_md5s
+from support.sdk_remote_util import local_md5s, make_artifact, server_md5s
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -13,7 +13,7 @@ import pytest
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import metadata_file, metric_file, run_files, transfer
-from sdk_remote_util import local_md5s, make_artifact, make_run, server_md5s
+from support.sdk_remote_util import local_md5s, make_artifact, make_run, server_md5s
 
 pytestmark = pytest.mark.timeout(120)
 

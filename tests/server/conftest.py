@@ -3,7 +3,7 @@ tests/conftest.py; raw HTTP helpers: ``server_api.py``)."""
 from __future__ import annotations
 
 import pytest
-from server_api import Api
+from support.server_api import Api
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import uuid
 import pytest
 import requests
 import uvicorn
-from abuse import snapshot
-from em_server_process import ServerProcess, free_port
-from server_api import Api
+from support.abuse import snapshot
+from support.em_server_process import ServerProcess, free_port
+from support.server_api import Api
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 import requests
-from abuse import RSS_BOUND_MB, peak_rss_mb, served_meanwhile, snapshot
-from em_server_process import ServerProcess
+from support.abuse import RSS_BOUND_MB, peak_rss_mb, served_meanwhile, snapshot
+from support.em_server_process import ServerProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_api import Api, post_batch, tar_of
+from support.server_api import Api, post_batch, tar_of
 
 pytestmark = pytest.mark.timeout(300)
 

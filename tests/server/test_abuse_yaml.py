@@ -5,8 +5,8 @@ bomb is never expanded."""
 from __future__ import annotations
 
 import pytest
-from abuse import RSS_BOUND_MB, peak_rss_mb, served_meanwhile, snapshot
-from server_api import Api, post_batch, tar_of
+from support.abuse import RSS_BOUND_MB, peak_rss_mb, served_meanwhile, snapshot
+from support.server_api import Api, post_batch, tar_of
 
 pytestmark = pytest.mark.timeout(240)
 

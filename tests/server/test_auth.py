@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from server_api import Api
+from support.server_api import Api
 
 pytestmark = pytest.mark.timeout(180)
 

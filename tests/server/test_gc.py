@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from em_server_process import ServerProcess
-from server_api import Api, metric_entries
+from support.em_server_process import ServerProcess
+from support.server_api import Api, metric_entries
 from sqlalchemy import update
-from team_services import needs_pg
+from support.team_services import needs_pg
 
 from t9k_em_server import cli
 from t9k_em_server.config import ServerConfig

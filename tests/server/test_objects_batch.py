@@ -8,7 +8,7 @@ import io
 import tarfile
 
 import pytest
-from server_api import Api, post_batch, tar_of
+from support.server_api import Api, post_batch, tar_of
 
 pytestmark = pytest.mark.timeout(120)
 

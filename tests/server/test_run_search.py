@@ -8,8 +8,8 @@ import math
 
 import pytest
 from alembic import command
-from run_seed import add_run, metric_file, put
-from team_services import needs_pg
+from support.run_seed import add_run, metric_file, put
+from support.team_services import needs_pg
 
 from t9k_em_core import run_files
 from t9k_em_server import run_search

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from server_api import Api
-from em_server_process import ServerProcess
+from support.server_api import Api
+from support.em_server_process import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)
 

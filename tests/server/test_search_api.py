@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from run_seed import metric_file
+from support.run_seed import metric_file
 from test_abuse_csrf import signed_in
 
 from t9k_em_core import fileio, metadata_file, run_files
@@ -28,7 +28,7 @@ def upload_run(api, folder: str, name: str, lr: float, opt: str, acc: list[float
 
 @pytest.fixture(scope="module")
 def swept(em_server, em_add_user):
-    from server_api import Api
+    from support.server_api import Api
     name, key = em_add_user()
     api = Api(em_server.base_url, key, name)
     folder = api.folder()
@@ -76,7 +76,7 @@ def test_bad_query_is_400_with_position(swept):
 
 def test_other_users_folder_is_not_found(swept, em_server):
     api, folder = swept
-    from server_api import Api
+    from support.server_api import Api
     bob = Api(em_server.base_url, em_server.keys["bob"], "bob")
     for path in ("runs", "groups", "fields"):
         reply = bob.request("GET", f"/apis/v1/search/{path}", params={"folder": folder, "by": "status"})

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from server_api import Api, metric_entries as entries
+from support.server_api import Api, metric_entries as entries
 
 from t9k_em_server.blob_store import LocalBlobStore
 from t9k_em_server.metadata_store import MetadataStore

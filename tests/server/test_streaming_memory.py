@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from em_server_process import ServerProcess
+from support.em_server_process import ServerProcess
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,9 +11,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from server_api import Api
-from em_server_process import ServerProcess
-from team_services import fresh_pg_database, needs_pg
+from support.server_api import Api
+from support.em_server_process import ServerProcess
+from support.team_services import fresh_pg_database, needs_pg
 
 pytestmark = pytest.mark.timeout(300)
 

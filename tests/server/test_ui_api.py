@@ -6,7 +6,7 @@ import json
 
 import pytest
 import requests
-from server_api import Api, metric_entries as entries
+from support.server_api import Api, metric_entries as entries
 
 from t9k_em_core import fileio
 

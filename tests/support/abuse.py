@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from server_api import Api
+from support.server_api import Api
 
 #: peak RSS the shared test server may reach during the abuse suites (it idles near 120 MB)
 RSS_BOUND_MB = 400

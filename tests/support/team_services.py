@@ -16,7 +16,7 @@ from typing import Dict, Iterator
 import pytest
 import requests
 
-from em_server_process import free_port
+from support.em_server_process import free_port
 
 PG_ADMIN_URL = os.environ.get('EM_TEST_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test')
 """A database of the test PostgreSQL that new databases are created from (trust auth)."""
