@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from t9k_em_core import run_files
 
 from . import query
-from .indexing import run_fields_of
+from .indexing import flatten_hparams, run_fields_of
 from .metadata_store import (FolderField, MetadataStore, Node, NodeView, RunFields, RunHparam,
                              RunLabel)
 from .series import band, load_series, series_points
@@ -119,20 +119,52 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
 def records(meta: MetadataStore, nodes: list[NodeView]) -> list[dict[str, Any]]:
     """Light records of Runs: id, path, name, status, times, labels, hparams, summaries."""
     summaries = meta.summaries_of([n.id for n in nodes])
-    out = []
-    for node in nodes:
-        meta_doc = node.meta or {}
-        fields = run_fields_of(node, meta_doc)
-        out.append({
-            "id": node.id, "path": node.path, "name": node.name,
+    return [{**_record_base(node), "hparams": node.hparams or {},
+             "summaries": {t: {n: s.as_dict() for n, s in sorted(by_name.items())}
+                           for t, by_name in sorted(summaries.get(node.id, {}).items())}}
+            for node in nodes]
+
+
+def _record_base(node: NodeView) -> dict[str, Any]:
+    """A record's fields of ``metadata.yaml``: id, path, name, status, times, labels, description."""
+    meta_doc = node.meta or {}
+    fields = run_fields_of(node, meta_doc)
+    return {"id": node.id, "path": node.path, "name": node.name,
             "status": meta_doc.get("status"), "start": meta_doc.get("startTimestamp"),
             "end": meta_doc.get("endTimestamp"), "duration": fields.duration if fields else None,
             "labels": fields.labels if fields else node.labels,
-            "description": fields.description if fields else node.description,
-            "hparams": node.hparams or {},
-            "summaries": {t: {n: s.as_dict() for n, s in sorted(by_name.items())}
-                          for t, by_name in sorted(summaries.get(node.id, {}).items())}})
+            "description": fields.description if fields else node.description}
+
+
+def field_values(meta: MetadataStore, nodes: list[NodeView], field_texts: list[str]) -> list[dict[str, Any]]:
+    """Lean rows for plots of many Runs: ``{id, name, values: {field: value or None}}`` with
+    only the given fields (builtins, ``hparams.<key>``, ``<type>.<metric>.<summary>``)."""
+    wanted = [query.parse_field(t) for t in field_texts]
+    summaries = meta.summaries_of([n.id for n in nodes]) if any(f.kind == "metric" for f in wanted) else {}
+    out = []
+    for node in nodes:
+        base = _record_base(node)
+        hparams = {h.key: h for h in flatten_hparams(node.hparams)} if any(
+            f.kind == "hparam" for f in wanted) else {}
+        values: dict[str, Any] = {}
+        for f in wanted:
+            if f.kind == "hparam":
+                values[f.text] = _hparam_value(hparams.get(f.key))
+            elif f.kind == "metric":
+                summary = summaries.get(node.id, {}).get(f.metric_type, {}).get(f.key)
+                values[f.text] = getattr(summary, f.summary) if summary is not None else None
+            else:
+                values[f.text] = base[f.kind]
+        out.append({"id": node.id, "name": node.name, "values": values})
     return out
+
+
+def _hparam_value(h: Any) -> Any:
+    if h is None:
+        return None
+    if h.kind == "bool":
+        return bool(h.num)
+    return h.num if h.kind == "number" else h.text
 
 
 # ------------------------------------------------------------------------------------ groups

@@ -5,6 +5,7 @@
 | endpoint | returns |
 |---|---|
 | ``GET /runs?folder=&recursive=&filter=&order_by=…&page_size=&page_token=`` | ``{runs, total, next_page_token}`` |
+| ``GET /runs?…&fields=…`` (pages up to 10,000) | ``runs`` as ``{id, name, values: {field: value}}`` (plots of many runs) |
 | ``GET /groups?folder=&recursive=&filter=&by=&aggregate=…&max_groups=`` | ``{by, groups: [{value, count, filter, aggregates}], truncated, total}`` |
 | ``GET /fields?folder=&recursive=`` | ``{builtin, summaries, hparams, metrics, fields}`` |
 | ``GET /series?run=…&type=&metric=&x=&max_points=`` | ``{series: [{id, name, path, x, y, total, returned}]}`` |
@@ -33,6 +34,8 @@ api_router = APIRouter(prefix="/apis/v1/search", tags=["search"])
 ui_router = APIRouter(prefix="/api/ui/v1/search", tags=["search"])
 
 MAX_PAGE_SIZE = 1000
+MAX_VALUES_PAGE_SIZE = 10_000  #: pages of lean rows (``fields=``): a parallel-coordinates plot
+MAX_VALUE_FIELDS = 32
 MAX_SERIES_RUNS = 100
 MAX_BAND_GROUPS = 20
 MAX_RUNS_PER_GROUP = 500
@@ -59,15 +62,23 @@ def _answer(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def search_runs(folder: str | None = FOLDER, recursive: bool = RECURSIVE, filter: str = FILTER,
                 order_by: list[str] = Query([], description="field [asc|desc], repeatable; "
                                                             "default start desc"),
-                page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+                page_size: int = Query(50, ge=1, le=MAX_VALUES_PAGE_SIZE,
+                                       description=f"up to {MAX_PAGE_SIZE}; {MAX_VALUES_PAGE_SIZE} "
+                                                   "with fields="),
                 page_token: str | None = Query(None, description="next_page_token of the page before"),
+                fields: list[str] = Query([], description="only these fields: rows {id, name, values}"),
                 user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
+    if len(fields) > MAX_VALUE_FIELDS:
+        raise ApiError(400, f"fields= takes at most {MAX_VALUE_FIELDS} fields")
+    if page_size > MAX_PAGE_SIZE and not fields:
+        raise ApiError(400, f"page_size is at most {MAX_PAGE_SIZE} (or {MAX_VALUES_PAGE_SIZE} with fields=)")
     scope = _scope(stores, user, folder, recursive)
 
     def run() -> dict[str, Any]:
         page = run_search.search(stores.meta, scope, filter, order_by, page_size, page_token)
-        return {"runs": run_search.records(stores.meta, page.nodes), "total": page.total,
-                "next_page_token": page.next_page_token}
+        rows = (run_search.field_values(stores.meta, page.nodes, fields) if fields
+                else run_search.records(stores.meta, page.nodes))
+        return {"runs": rows, "total": page.total, "next_page_token": page.next_page_token}
     return _answer(run)
 
 

@@ -3,6 +3,7 @@
 | endpoint | returns |
 |---|---|
 | ``GET /folders?path=`` (or ``node=<id>``) | the folder and its children; Runs with status, times, labels, hparams, ``last_metrics`` ``{type: {name: value}}``, ``gpu`` ``{util_mean, memory_peak}`` (None without GPU samples) |
+| ``GET /folders?path=&runs=false`` | the folder, its sub-folders and Artifacts, and ``runs``: how many Runs it holds (the folder page pages them from ``/search/runs``) |
 | ``GET /runs/{id}`` | a Run: metadata, hparams, platform, git, ``metrics`` ``{type: [names]}``, ``inputs``/``outputs`` resolved to node ids |
 | ``GET /runs/{id}/series?type=&metric=&x=step\\|epoch\\|time&max_points=`` | ``{x, y, total, returned}``, min/max-bucket downsampled |
 | ``GET /runs/{id}/log?tail_bytes=`` | ``{text, size, truncated}``: the end of ``stdout.log`` (from a line start) |
@@ -83,11 +84,14 @@ def _metric_indexes(stores: Stores, node: NodeView) -> dict[str, Any]:
 
 @router.get("/folders", summary="A folder and its children, with run summaries")
 def folder(path: str | None = None, node: str | None = None,
+           runs: bool = Query(True, description="list the Runs too (false: only count them)"),
            user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
     ref = path or node or f"/{user.name}"
     parent = _node(stores, user, ref)
     if parent.type != "Folder":
         raise ApiError(400, f"{parent.path} is a {parent.type}, not a Folder")
+    if not runs:
+        return _folder_without_runs(stores, parent)
     children, total = stores.meta.list_children(parent.id, None, 0, MAX_CHILDREN)
     runs = [c.id for c in children if c.type == "Run"]
     indexes = stores.meta.series_indexes_of(runs)
@@ -103,6 +107,18 @@ def folder(path: str | None = None, node: str | None = None,
         items.append(item)
     return {"folder": _summary(parent), "children": items, "total": total,
             "truncated": total > len(children)}
+
+
+def _folder_without_runs(stores: Stores, parent: NodeView) -> dict:
+    """The folder, its sub-folders and Artifacts, and the number of its Runs."""
+    items, total = [], 0
+    for kind in ("Folder", "Artifact"):
+        children, count = stores.meta.list_children(parent.id, kind, 0, MAX_CHILDREN)
+        items += [_summary(c) for c in children]
+        total += count
+    _, run_count = stores.meta.list_children(parent.id, "Run", 0, 0)
+    return {"folder": _summary(parent), "children": items, "total": total,
+            "truncated": total > len(items), "runs": run_count}
 
 
 def _gpu_usage(stores: Stores, run: NodeView, indexes: dict[str, Any]) -> dict[str, Any] | None:

@@ -65,6 +65,13 @@ def test_folder_lists_runs_with_summaries(seeded):
     assert children["ds"]["type"] == "Artifact" and children["ds"]["description"] == "a dataset"
 
 
+def test_folder_without_runs_counts_them(seeded):
+    api, folder, run, ds = seeded
+    body = ui(api, "/folders", path=folder, runs="false").json()
+    assert [c["name"] for c in body["children"]] == ["ds"] and body["runs"] == 1
+    assert body["folder"]["path"] == folder and not body["truncated"]
+
+
 def test_run_detail(seeded):
     api, folder, run, ds = seeded
     body = ui(api, f"/runs/{run}").json()
