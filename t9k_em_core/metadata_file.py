@@ -1,6 +1,11 @@
 """``metadata.yaml`` of Run and Artifact directories: its keys, new documents, and the
 read-modify-writes that keep the ``remote`` history (upload/download records) whole when several
-threads of this process write it."""
+threads of this process write it.
+
+A resumed Run has two more keys, which t9k 0.6.0b0 ignores (docs/resume.md, "On disk"):
+:data:`RESUME_KEY` (the key :func:`t9k_em_core.run.create_run` finds the Run by) and
+:data:`SEGMENTS` (one record per rewind, built by :func:`new_segment`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,15 @@ from t9k_em_core.fileio import read_yaml, write_yaml, yaml_error_types
 METADATA_FILE = 'metadata.yaml'
 RUN_METADATA_KEYS = ('name', 'labels', 'description', 'startTimestamp', 'endTimestamp', 'status',
                      'alternativeName', 'associations', 'remote')
+RESUME_KEY = 'resumeKey'
+"""Key of a Run's resume key (a string; absent when the Run was not created with ``resume``)."""
+SEGMENTS = 'segments'
+"""Key of a Run's rewinds: a list of :func:`new_segment` records, oldest first (absent when none)."""
+RUN_EXTRA_KEYS = (RESUME_KEY, SEGMENTS)
+"""Keys of a Run's ``metadata.yaml`` beyond 0.6.0b0's, written only when set."""
+SEGMENT_CUTTING = 'cutting'
+"""Key present (``true``) in the last segment only while the metric files are being cut: the
+record is the rewind's journal, and whoever opens the Run next completes the cut."""
 ARTIFACT_METADATA_KEYS = ('name', 'labels', 'description', 'createdTimestamp', 'alternativeName',
                           'remote')
 
@@ -36,6 +50,26 @@ def new_run_metadata(name: str, labels: List[str], description: str, alt_name: s
         'alternativeName': alt_name,
         'associations': {'input': [], 'output': []},
         'remote': [],
+    }
+
+
+def new_segment(step: int, reason: str, previous_status: str,
+                metric_bytes: Dict[str, int]) -> Dict[str, Any]:
+    """The record of one rewind, as it is journaled (with :data:`SEGMENT_CUTTING`) before the
+    metric files are cut.
+
+    ``resumedAt``: the step the Run was rewound to (every entry with a higher step was dropped);
+    ``timestamp``: when; ``reason``: why (free text); ``previousStatus``: the status the Run had
+    before (that of the segment that ended); ``metricBytes``: the length of each metric file
+    right after the cut (what an incremental upload truncates the server's copy to).
+    """
+    return {
+        'resumedAt': int(step),
+        'timestamp': now_iso(),
+        'reason': str(reason),
+        'previousStatus': previous_status,
+        'metricBytes': {str(k): int(v) for k, v in metric_bytes.items()},
+        SEGMENT_CUTTING: True,
     }
 
 

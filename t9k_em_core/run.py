@@ -38,7 +38,8 @@ class Run:
 
     Attributes:
         name, labels, description, start_timestamp, end_timestamp, status, alternative_name,
-        associations, hparams (also ``params``), metrics, platform, git, remote, local, is_inert.
+        associations, hparams (also ``params``), metrics, platform, git, remote, local, is_inert,
+        resume_key, segments.
     """
 
     def __init__(self, metadata: Dict[str, Any], hparams: Optional[Dict[str, Any]] = None,
@@ -61,6 +62,8 @@ class Run:
             'output': list(associations.get('output') or []),
         }
         self.remote: List[Dict[str, Any]] = list(metadata.get('remote') or [])
+        self.resume_key: Optional[str] = metadata.get(metadata_file.RESUME_KEY)
+        self._segments: List[Dict[str, Any]] = list(metadata.get(metadata_file.SEGMENTS) or [])
         self.local: str = local_dir or os.path.join(naming.run_parent_dir(), self.alternative_name)
         self._storage = run_files.NullRunStorage(self.local) if inert else run_files.RunStorage(self.local)
         self._params = Params(self._write_hparams, hparams)  # TypeError before anything is written
@@ -138,6 +141,11 @@ class Run:
             return {}
         self._writer.flush()
         return run_files.read_metrics(self.local)
+
+    @property
+    def segments(self) -> List[Dict[str, Any]]:
+        """The Run's rewinds, oldest first (``metadata.yaml``'s ``segments``; docs/resume.md)."""
+        return [dict(s) for s in self._segments]
 
     @property
     def is_inert(self) -> bool:
@@ -277,6 +285,8 @@ class Run:
             'associations': {'input': list(self.associations['input']),
                              'output': list(self.associations['output'])},
             'remote': list(self.remote),
+            **({metadata_file.RESUME_KEY: self.resume_key} if self.resume_key is not None else {}),
+            **({metadata_file.SEGMENTS: [dict(s) for s in self._segments]} if self._segments else {}),
         }
 
     def _write_metadata(self) -> None:
