@@ -140,18 +140,20 @@ class Params(MutableMapping):
         """A deep copy of the hyperparameters as a plain dict."""
         return _copy(self._data)
 
-    def update(self, new_params: Dict[str, Any] = None, override: bool = True, **kwargs: Any) -> None:
+    def update(self, new_params: Dict[str, Any], override: bool = True) -> None:  # type: ignore[override]
         """Updates with new params (one ``upload`` for the whole update).
 
         Args:
             new_params: New params to be updated with.
             override: Whether to override current params; if False, existing keys are kept.
+
+        Raises:
+            TypeError: ``new_params`` is not a dict, or a value is not JSON-serialisable
+                (the key is named; nothing changes).
         """
-        if new_params is not None and not isinstance(new_params, Mapping):
+        if not isinstance(new_params, Mapping):
             raise TypeError(f'new_params must be a dict, got {type(new_params).__name__}')
-        incoming = dict(new_params or {})
-        incoming.update(kwargs)
-        normalized = self._normalized(incoming)
+        normalized = self._normalized(new_params)
         if not override:
             normalized = {k: v for k, v in normalized.items() if k not in self._data}
         if normalized:

@@ -204,6 +204,16 @@ class Run:
         if self._syncer is not None:
             self._syncer.close(sync_timeout)
 
+    def update(self, new_params: Dict[str, Any], override: bool = True) -> None:
+        """Updates the hyperparameters of the Run: ``run.params.update(new_params, override)``
+        (one write of ``hyperparameters.yaml``), as the seed's ``Params`` example calls it.
+
+        Args:
+            new_params: New params to be updated with.
+            override: Whether to override current params; if False, existing keys are kept.
+        """
+        self._params.update(new_params, override)
+
     def mark_input(self, resource: Any) -> None:
         """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an input."""
         self._mark('input', resource)
@@ -353,10 +363,21 @@ def _read_config_file(config_path: str) -> Dict[str, Any]:
     return data
 
 
+def _upload_folder(folder: str, folder_path: Optional[str]) -> str:
+    """The upload Folder of ``create_run``, given as ``folder`` or as its seed alias ``folder_path``."""
+    if folder_path is None:
+        return folder
+    if folder not in ('default', folder_path):
+        raise ValueError(f'folder={folder!r} and folder_path={folder_path!r} name different '
+                         'Folders: give one of them (folder_path is another name of folder)')
+    return folder_path
+
+
 def create_run(config_path: Optional[str] = None, name: str = 'default',
                hparams: Optional[Dict[str, Any]] = None, labels: Optional[Sequence[str]] = None,
                description: str = '', auto_upload: bool = False, folder: str = 'default',
                make_folder: bool = False, conflict_strategy: str = 'new', *,
+               folder_path: Optional[str] = None,
                system_metrics: Union[bool, float, None] = None) -> Run:
     """Creates and initializes a new Run.
 
@@ -367,8 +388,9 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
 
     Args:
         config_path: YAML file whose keys (``name``, ``hparams``, ``labels``, ``description``,
-            ``auto_upload``, ``folder``, ``make_folder``, ``conflict_strategy``) take precedence
-            over the arguments. Any other key raises ``ValueError``.
+            ``auto_upload``, ``folder``, ``make_folder``, ``conflict_strategy``,
+            ``system_metrics``) take precedence over the arguments. Any other key raises
+            ``ValueError`` (``folder_path`` too, as in 0.6.0b0).
         name: Name of the Run: 1-40 characters from ``[A-Za-z0-9_-]``, alphanumeric at both ends.
         hparams: Initial hyperparameters (JSON-serialisable).
         labels: Labels of the Run.
@@ -378,6 +400,8 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
         make_folder: Create the Folder and its parents when missing.
         conflict_strategy: ``'skip'``, ``'error'``, ``'new'`` or ``'replace'``, applied when
             the Folder holds a Run of the same name.
+        folder_path: Another name of ``folder`` (the seed's own example writes
+            ``folder_path=``); giving both with different values raises ``ValueError``.
         system_metrics: Sample the GPUs, CPU, memory, disk and network into the metric type
             ``system``: ``True`` every second, a number of seconds (at least 0.1), ``False``
             off. By default what ``$EM_SYSTEM_METRICS`` says (``0`` is off), else every second.
@@ -387,8 +411,9 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
         The Run, status ``Running``.
     """
     args = {'name': name, 'hparams': hparams, 'labels': labels, 'description': description,
-            'auto_upload': auto_upload, 'folder': folder, 'make_folder': make_folder,
-            'conflict_strategy': conflict_strategy, 'system_metrics': system_metrics}
+            'auto_upload': auto_upload, 'folder': _upload_folder(folder, folder_path),
+            'make_folder': make_folder, 'conflict_strategy': conflict_strategy,
+            'system_metrics': system_metrics}
     if config_path is not None:
         args.update(_read_config_file(config_path))
     if args['auto_upload']:

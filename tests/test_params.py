@@ -47,6 +47,10 @@ def test_update_uploads_once_and_respects_override(params, uploads):
     assert params.as_dict() == {'batch_size': 64, 'dropout': 0.5, 'epochs': 3}
     params.update({'batch_size': 1}, override=False)  # nothing new: no upload
     assert len(uploads) == 2
+    with pytest.raises(TypeError):  # new_params is required, as in the seed
+        params.update()
+    with pytest.raises(TypeError, match='new_params must be a dict, got list'):
+        params.update([('a', 1)])
 
 
 def test_non_json_value_is_refused_and_nothing_changes(params, uploads):

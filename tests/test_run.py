@@ -238,6 +238,21 @@ def test_hparams_changes_rewrite_the_file(em_dirs):
     run.finish()
 
 
+def test_run_update_sets_hparams_with_one_write(em_dirs, monkeypatch):
+    """The seed's Params example: ``run.update({...})``."""
+    run = em.create_run(name='upd', hparams={'batch_size': 8, 'lr': 0.1})
+    writes = []
+    write = run._storage.write_hparams
+    monkeypatch.setattr(run._storage, 'write_hparams', lambda data: (writes.append(data), write(data)))
+    run.update({'batch_size': 32, 'epochs': 10})
+    run.update({'lr': 1.0, 'momentum': 0.9}, override=False)
+    assert writes == [{'batch_size': 32, 'lr': 0.1, 'epochs': 10},
+                      {'batch_size': 32, 'lr': 0.1, 'epochs': 10, 'momentum': 0.9}]
+    assert fileio.read_yaml(os.path.join(run.local, 'hyperparameters.yaml')) == writes[-1]
+    assert run.params.as_dict() == writes[-1]
+    run.finish()
+
+
 def test_load_run_in_place_from_any_path_and_resume(em_dirs):
     run = em.create_run(name='resume', hparams={'lr': 0.1})
     run.log('train', {'loss': 1.0}, step=0)

@@ -88,3 +88,14 @@ def test_auto_upload_without_login_keeps_data_local(workdir, monkeypatch, capsys
     assert time.monotonic() - started < 10
     assert 'not logged in' in capsys.readouterr().err
     assert len(run.metrics['train']) == 1
+
+
+@pytest.mark.timeout(60)
+def test_folder_path_is_the_upload_folder(logged_in, folder: str) -> None:
+    """The seed's ``create_run(..., folder_path=...)`` means ``folder``."""
+    run = em.create_run(name='aliased', auto_upload=True, folder_path=folder, make_folder=True)
+    run.log('train', {'loss': 1.0}, step=0)
+    run.finish()
+    assert server_md5s(logged_in, f'/alice/{folder}/aliased') == local_md5s(run.local)
+    with pytest.raises(ValueError, match='give one of them'):
+        em.create_run(name='both', folder='a', folder_path='b')
