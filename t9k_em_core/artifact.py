@@ -229,21 +229,26 @@ class Artifact:
         self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
-        """The Artifact as a dict: ``{metadata, objects}``."""
-        return {'metadata': self._metadata_dict(),
-                'objects': {k: dict(v) for k, v in self.objects.items()}}
+        """The Artifact's metadata as 0.6.0b0 returns it: a flat dict of ``kind``, ``name``,
+        ``labels``, ``description``, ``createdTimestamp``, ``alternativeName`` and ``remote``
+        (the keys of ``metadata.yaml``). The objects are the attribute ``objects``."""
+        return self._metadata_dict()
 
     def parse_from_dict(self, data: Dict[str, Any]) -> None:
-        """Sets this Artifact's attributes from a dict shaped like :meth:`to_dict`'s result."""
-        metadata = data.get('metadata') or {}
-        self.name = metadata.get('name', self.name)
-        self.labels = list(metadata.get('labels', self.labels) or [])
-        self.description = metadata.get('description', self.description) or ''
-        self.created_timestamp = metadata.get('createdTimestamp', self.created_timestamp)
-        self.alternative_name = metadata.get('alternativeName', self.alternative_name)
-        self.remote = list(metadata.get('remote', self.remote) or [])
-        if 'objects' in data:
-            self.objects = {k: dict(v) for k, v in (data['objects'] or {}).items()}
+        """Sets this Artifact's metadata attributes from a dict shaped like :meth:`to_dict`'s
+        result (keys it lacks keep their values) and rewrites ``metadata.yaml``.
+
+        Raises:
+            TypeError: ``data`` is not a dict.
+            ValueError: ``kind`` is not ``'Artifact'``, or a key is not one of :meth:`to_dict`'s.
+        """
+        metadata_file.check_metadata_dict(data, 'Artifact', metadata_file.ARTIFACT_METADATA_KEYS)
+        self.name = data.get('name', self.name)
+        self.labels = list(data.get('labels', self.labels) or [])
+        self.description = data.get('description', self.description) or ''
+        self.created_timestamp = data.get('createdTimestamp', self.created_timestamp)
+        self.alternative_name = data.get('alternativeName', self.alternative_name)
+        self.remote = list(data.get('remote', self.remote) or [])
         if not self.is_inert:
             self._write_metadata()
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import os
 import threading
-from typing import Any, Dict, List, Optional
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional, Sequence
 
 from t9k_em_core.fileio import read_yaml, write_yaml, yaml_error_types
 
@@ -30,6 +31,19 @@ SEGMENT_CUTTING = 'cutting'
 record is the rewind's journal, and whoever opens the Run next completes the cut."""
 ARTIFACT_METADATA_KEYS = ('name', 'labels', 'description', 'createdTimestamp', 'alternativeName',
                           'remote')
+
+
+def check_metadata_dict(data: Any, kind: str, keys: Sequence[str]) -> None:
+    """Checks the argument of ``parse_from_dict``: a dict of the metadata keys of ``kind``
+    (``to_dict``'s shape) with ``kind`` itself, if present, equal to ``kind``."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f'{kind} data must be a dict, got {type(data).__name__}')
+    if data.get('kind', kind) != kind:
+        raise ValueError(f"kind must be {kind!r}, got {data['kind']!r}")
+    unknown = [key for key in data if key not in ('kind', *keys)]
+    if unknown:
+        raise ValueError(f'Unknown key(s) in {kind} data: {", ".join(map(repr, unknown))} '
+                         f'(expected the flat dict of to_dict(): kind, {", ".join(keys)})')
 
 
 def now_iso() -> str:

@@ -242,38 +242,34 @@ class Run:
         self.remote = list(metadata_file.read_metadata(self.local).get('remote') or [])
 
     def to_dict(self) -> Dict[str, Any]:
-        """The Run as a dict: ``{metadata, hparams, metrics, platform, git}``."""
-        return {
-            'metadata': self._metadata_dict(),
-            'hparams': self._params.as_dict(),
-            'metrics': self.metrics,
-            'platform': dict(self.platform),
-            'git': dict(self.git),
-        }
+        """The Run's metadata as 0.6.0b0 returns it: a flat dict of ``kind``, ``name``,
+        ``labels``, ``description``, ``startTimestamp``, ``endTimestamp``, ``status``,
+        ``alternativeName``, ``associations`` and ``remote`` (the keys of ``metadata.yaml``).
+        Hyperparameters, metrics, platform and git are the attributes of the same names."""
+        metadata = self._metadata_dict()
+        return {key: metadata[key] for key in ('kind', *metadata_file.RUN_METADATA_KEYS)}
 
     def parse_from_dict(self, data: Dict[str, Any]) -> None:
-        """Sets this Run's attributes from a dict shaped like :meth:`to_dict`'s result.
+        """Sets this Run's metadata attributes from a dict shaped like :meth:`to_dict`'s result
+        (keys it lacks keep their values) and rewrites ``metadata.yaml``.
 
-        Metadata and hyperparameters are written to the Run's files; ``metrics`` are not (they
-        are on disk already when the dict comes from this Run).
+        Raises:
+            TypeError: ``data`` is not a dict.
+            ValueError: ``kind`` is not ``'Run'``, or a key is not one of :meth:`to_dict`'s.
         """
-        metadata = data.get('metadata') or {}
-        self.name = metadata.get('name', self.name)
-        self.labels = list(metadata.get('labels', self.labels) or [])
-        self.description = metadata.get('description', self.description) or ''
-        self.start_timestamp = metadata.get('startTimestamp', self.start_timestamp)
-        self.end_timestamp = metadata.get('endTimestamp', self.end_timestamp)
-        self.status = metadata.get('status', self.status)
-        self.alternative_name = metadata.get('alternativeName', self.alternative_name)
-        associations = metadata.get('associations')
+        metadata_file.check_metadata_dict(data, 'Run', metadata_file.RUN_METADATA_KEYS)
+        self.name = data.get('name', self.name)
+        self.labels = list(data.get('labels', self.labels) or [])
+        self.description = data.get('description', self.description) or ''
+        self.start_timestamp = data.get('startTimestamp', self.start_timestamp)
+        self.end_timestamp = data.get('endTimestamp', self.end_timestamp)
+        self.status = data.get('status', self.status)
+        self.alternative_name = data.get('alternativeName', self.alternative_name)
+        associations = data.get('associations')
         if associations is not None:
             self.associations = {'input': list(associations.get('input') or []),
                                  'output': list(associations.get('output') or [])}
-        self.remote = list(metadata.get('remote', self.remote) or [])
-        if 'hparams' in data:
-            self.hparams = data['hparams'] or {}
-        self.platform = dict(data.get('platform', self.platform) or {})
-        self.git = dict(data.get('git', self.git) or {})
+        self.remote = list(data.get('remote', self.remote) or [])
         self._write_metadata()
 
     def __repr__(self) -> str:

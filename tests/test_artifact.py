@@ -135,8 +135,9 @@ def test_load_artifact_in_place_and_round_trip(em_dirs):
     os.rename(art.local, moved)
     loaded = em.load_artifact(str(moved))
     assert loaded.local == str(moved) and loaded.objects == art.objects
-    assert loaded.to_dict() == {**art.to_dict(), 'metadata': loaded.to_dict()['metadata']}
-    assert loaded.to_dict()['metadata'] == art.to_dict()['metadata']
+    assert loaded.to_dict() == art.to_dict() == metadata_file.read_metadata(str(moved))
+    assert list(loaded.to_dict()) == ['kind', 'name', 'labels', 'description', 'createdTimestamp',
+                                      'alternativeName', 'remote']  # 0.6.0b0's to_dict()
     assert not os.listdir(em_dirs / 'artifacts')  # no skeleton left in the parent dir
     # no object list or checksum file on disk (0.6.0b0 would take it for an object)
     assert sorted(os.listdir(moved)) == ['a', 'data', 'metadata.yaml', 'references.yaml']
@@ -145,4 +146,7 @@ def test_load_artifact_in_place_and_round_trip(em_dirs):
 
     other = em.create_artifact('other')
     other.parse_from_dict(loaded.to_dict())
-    assert other.name == 'model' and other.objects == loaded.objects
+    assert other.name == 'model' and other.labels == ['x'] and other.objects == {}
+    assert metadata_file.read_metadata(other.local) == loaded.to_dict()
+    with pytest.raises(ValueError, match="Unknown key.*'objects'"):
+        other.parse_from_dict({'metadata': {}, 'objects': {}})

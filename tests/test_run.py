@@ -299,16 +299,35 @@ def test_mark_input_output(em_dirs):
     run.finish()
 
 
-def test_to_dict_parse_from_dict_round_trip(em_dirs):
-    run = em.create_run(name='dict', hparams={'a': [1, 2]}, labels=['x'])
+def test_to_dict_is_0_6_0b0s_flat_metadata_and_parse_from_dict_takes_it(em_dirs):
+    run = em.create_run(name='dict', hparams={'a': [1, 2]}, labels=['x'], description='d')
+    art = em.create_artifact('model')
+    run.mark_output(art)
     run.log('train', {'loss': 1.0}, step=1)
     data = run.to_dict()
+    assert list(data) == ['kind', 'name', 'labels', 'description', 'startTimestamp',
+                          'endTimestamp', 'status', 'alternativeName', 'associations', 'remote']
+    assert data == metadata_file.read_metadata(run.local)  # the dict is metadata.yaml's content
+    assert (data['kind'], data['name'], data['labels'], data['description'], data['status'],
+            data['endTimestamp']) == ('Run', 'dict', ['x'], 'd', 'Running', None)
+    assert data['associations']['output'] == [{'kind': 'Artifact', 'name': art.alternative_name,
+                                               'localDir': art.local}]
     assert json.loads(json.dumps(data)) == data
-    assert data['metadata']['kind'] == 'Run' and data['metrics']['train'][0]['value'] == {'loss': 1.0}
-    other = em.create_run(name='other')
-    other.parse_from_dict(data)
-    assert (other.name, other.labels, other.hparams.as_dict()) == ('dict', ['x'], {'a': [1, 2]})
-    assert other.to_dict()['metadata'] == data['metadata']
+    data['labels'].append('changed')  # a copy: the Run is unchanged
+    assert run.labels == ['x']
+
+    other = em.create_run(name='other', hparams={'b': 1})
+    other.parse_from_dict(run.to_dict())
+    assert other.to_dict() == run.to_dict()
+    assert (other.name, other.labels, other.alternative_name) == ('dict', ['x'], run.alternative_name)
+    assert other.hparams.as_dict() == {'b': 1}  # not metadata: untouched
+    assert metadata_file.read_metadata(other.local) == run.to_dict()  # written to its metadata.yaml
+    other.parse_from_dict({'description': 'only this'})
+    assert (other.name, other.description) == ('dict', 'only this')
+    with pytest.raises(ValueError, match="Unknown key.*'metadata', 'hparams'"):
+        other.parse_from_dict({'metadata': data, 'hparams': {}})  # the nested shape of earlier t9k-em
+    with pytest.raises(ValueError, match="kind must be 'Run'"):
+        other.parse_from_dict(art.to_dict())
     run.finish()
     other.finish()
 
