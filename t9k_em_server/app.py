@@ -4,8 +4,9 @@
 in ``guards.RequestGuard`` (checks every request and headers every response gets). Another
 router (e.g. the web UI pages) is added with ``app.include_router(...)``; it reaches the stores
 through the ``get_stores`` dependency and the caller through ``routers.auth.current_user``.
-``EM_SERVER_BATCH_UPLOAD=0`` leaves out our batch-upload extension (``routers/batch.py``), so the
-server answers it 404 like a real AIStore server would.
+``EM_SERVER_BATCH_UPLOAD=0`` leaves out our batch-upload extension (``routers/batch.py``) and
+``EM_SERVER_APPEND=0`` our append/truncate extension (``routers/appends.py``), so the server
+answers them 404 like a real AIStore server would; ``GET /apis/v1/capabilities`` says which are on.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .guards import RequestGuard
-from .routers import auth, batch, graphs, nodes, objects, search, ui_api
+from .routers import appends, auth, batch, graphs, nodes, objects, search, ui_api
 from .stores import Stores
 
 
@@ -45,7 +46,13 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
         app.include_router(module.router)
     app.include_router(search.api_router)
     app.include_router(search.ui_router)
-    if os.environ.get("EM_SERVER_BATCH_UPLOAD", "1") != "0":  # "0": serve only the 0.6.0b0 API
+    with_batch = os.environ.get("EM_SERVER_BATCH_UPLOAD", "1") != "0"  # "0": as 0.6.0b0's server
+    with_append = os.environ.get("EM_SERVER_APPEND", "1") != "0"
+    if with_batch:
         app.include_router(batch.router)
+    if with_append:
+        app.include_router(appends.router)
+    app.include_router(appends.capabilities_router(with_append, with_batch,
+                                                   stores.limits.max_append_bytes))
     app.include_router(web.router)  # the web UI's pages, sign-in and static files
     return app

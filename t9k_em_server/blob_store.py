@@ -13,10 +13,21 @@ Either way the server reads the bytes once, for the hash, and writes none of the
 
 ``list_blobs`` lists every committed blob with its size and modification time (for the garbage
 collector, ``gc.py``).
+
+``extend`` and ``copy_prefix`` serve our append/truncate extension (``routers/appends.py``). A
+local blob is extended in place: the new key is a second name (hard link) of the same file,
+bytes are written past the old size under an exclusive ``flock`` of the file (which serialises
+every extension of that content, across processes), and the database row is switched while the
+lock is held. So a local blob may hold bytes past the size its object row records (a concurrent
+or failed extension): object readers pass ``end`` (the recorded size). S3 has no append: an
+extension is a new object made by a multipart upload whose first parts are copied inside S3
+(``UploadPartCopy`` of the old object's byte ranges) and whose last part is the new bytes;
+an old object under 5 MiB (S3's smallest non-last part) is read and re-sent instead.
 """
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import mmap
 import os
@@ -29,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 CHUNK = 1 << 20                 # read size for downloads
 S3_PART = 8 << 20               # buffered S3 multipart part size (>= S3's 5 MiB minimum)
@@ -41,6 +53,7 @@ S3_COPY_THREADS = 8             # concurrent UploadPartCopy requests
 #: errors of ``os.copy_file_range`` that mean "not here": copy through user space instead
 NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
+T = TypeVar("T")
 Feed = Callable[[bytes | memoryview], None]
 """Receives a blob's bytes in order (e.g. a hash's ``update``); may raise to stop."""
 
@@ -93,8 +106,10 @@ class BlobStore(ABC):
             writer.commit()
 
     @abstractmethod
-    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
-        """The blob's bytes from ``offset`` on, in chunks (streamed, never all in memory)."""
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK,
+                   end: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` to ``end`` (default: its end), in chunks (streamed,
+        never all in memory). Readers of an object pass its recorded size as ``end``."""
 
     @abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
@@ -125,9 +140,34 @@ class BlobStore(ABC):
             raise
         return writer
 
-    def read_bytes(self, key: str, offset: int = 0) -> bytes:
-        """The whole blob from ``offset`` (for small blobs only)."""
-        return b"".join(self.iter_bytes(key, offset))
+    def read_bytes(self, key: str, offset: int = 0, end: int | None = None) -> bytes:
+        """The blob from ``offset`` to ``end`` (for small blobs only)."""
+        return b"".join(self.iter_bytes(key, offset, end=end))
+
+    @abstractmethod
+    def copy_prefix(self, key: str, size: int, new_key: str) -> BlobWriter:
+        """A pending blob ``new_key`` holding the first ``size`` bytes of blob ``key`` (copied
+        inside the store where it can); the caller may write more, then commits or aborts it."""
+
+    def extend(self, key: str, size: int, data: bytes, new_key: str,
+               check: Callable[[], None], commit: Callable[[], T]) -> T:
+        """Make ``new_key`` hold the first ``size`` bytes of ``key`` followed by ``data``, and
+        return ``commit()``'s answer. ``check()`` runs first (it raises to refuse), ``commit()``
+        once the new blob is durable (it switches the object's row; if it raises, the new blob
+        is dropped). ``key`` stays readable up to ``size``. This version copies (S3)."""
+        check()
+        writer = self.copy_prefix(key, size, new_key)
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            return commit()
+        except BaseException:
+            self.delete([new_key])
+            raise
 
     def describe(self) -> str:
         return type(self).__name__
@@ -182,18 +222,29 @@ class _LocalWriter(BlobWriter):
         os.fsync(self._file.fileno())
         self._synced = True
 
-    def _append(self, src: io.FileIO) -> None:
-        """Copy ``src`` from its position to its end (both file positions advance)."""
+    def _append(self, src: io.FileIO, length: int | None = None) -> None:
+        """Copy ``length`` bytes (default: up to its end) of ``src`` from its position (both
+        file positions advance)."""
+        left = os.fstat(src.fileno()).st_size - src.tell() if length is None else length
         copy_file_range = getattr(os, "copy_file_range", None)  # Linux only
         if copy_file_range is not None:
-            left = os.fstat(src.fileno()).st_size - src.tell()
             try:
                 while left > 0 and (n := copy_file_range(src.fileno(), self._file.fileno(), left)):
                     left -= n
             except OSError as exc:
                 if exc.errno not in NO_KERNEL_COPY:
                     raise
-        shutil.copyfileobj(src, self._file, CHUNK)  # the rest, if the kernel did not copy it all
+        while left > 0 and (chunk := src.read(min(CHUNK, left))):  # what the kernel did not copy
+            self._file.write(chunk)
+            left -= len(chunk)
+        if left > 0:
+            raise PartsChanged(f"{src.name} ended {left} bytes short")
+
+    def append_prefix(self, path: Path, size: int) -> None:
+        """Append the first ``size`` bytes of the file ``path``."""
+        with open(path, "rb", buffering=0) as src:
+            self._append(src, size)
+        self._synced = False
 
     def make_durable(self) -> None:
         if not self._synced:
@@ -265,11 +316,51 @@ class LocalBlobStore(BlobStore):
         for writer in writers:
             writer.publish()
 
-    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK,
+                   end: int | None = None) -> Iterator[bytes]:
         with open(self._path(key), "rb") as f:
             f.seek(offset)
-            while chunk := f.read(chunk_size):
+            left = float("inf") if end is None else end - offset
+            while left > 0 and (chunk := f.read(int(min(chunk_size, left)))):
+                left -= len(chunk)
                 yield chunk
+
+    def copy_prefix(self, key: str, size: int, new_key: str) -> BlobWriter:
+        writer = _LocalWriter(self._path(new_key), self.tmp)
+        try:
+            writer.append_prefix(self._path(key), size)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def extend(self, key: str, size: int, data: bytes, new_key: str,
+               check: Callable[[], None], commit: Callable[[], T]) -> T:
+        """In place, under an exclusive ``flock`` of the file held until ``commit()`` returned:
+        the bytes past ``size`` (those of a failed extension) are cut, ``data`` written and
+        fsynced, and ``new_key`` linked to the same file. A blob whose file is shorter than
+        ``size`` raises ``PartsChanged``."""
+        path, new_path = self._path(key), self._path(new_key)
+        with open(path, "r+b", buffering=0) as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            check()
+            length = os.fstat(f.fileno()).st_size
+            if length < size:
+                raise PartsChanged(f"blob {key} holds {length} bytes, not {size}")
+            if length > size:
+                os.ftruncate(f.fileno(), size)  # no committed version reaches past ``size``
+            os.pwrite(f.fileno(), data, size)
+            os.fsync(f.fileno())
+            try:
+                os.link(path, new_path)
+            except FileNotFoundError:  # the first blob of its 2-hex-digit folder
+                new_path.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, new_path)
+            try:
+                return commit()
+            except BaseException:
+                new_path.unlink(missing_ok=True)
+                raise
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -314,16 +405,19 @@ class _S3Writer(BlobWriter):
                 Bucket=self._bucket, Key=self._key)["UploadId"]
         return self._upload_id
 
-    def copy_parts(self, sources: list[str]) -> None:
-        """Make the objects ``sources`` (full keys) the blob's parts, copied inside S3
-        (UploadPartCopy, several at once); each but the last must hold at least 5 MiB."""
+    def copy_parts(self, sources: list[tuple[str, str | None]]) -> None:
+        """Make the objects ``sources`` (full key, byte range like ``bytes=0-99`` or None for
+        all) the blob's parts, copied inside S3 (UploadPartCopy, several at once); each but the
+        last must hold at least 5 MiB."""
         upload_id = self._start()
 
-        def copy(numbered: tuple[int, str]) -> dict:
-            number, source = numbered
+        def copy(numbered: tuple[int, tuple[str, str | None]]) -> dict:
+            number, (source, byte_range) = numbered
+            extra = {"CopySourceRange": byte_range} if byte_range else {}
             reply = self._s3.upload_part_copy(Bucket=self._bucket, Key=self._key,
                                               UploadId=upload_id, PartNumber=number,
-                                              CopySource={"Bucket": self._bucket, "Key": source})
+                                              CopySource={"Bucket": self._bucket, "Key": source},
+                                              **extra)
             return {"ETag": reply["CopyPartResult"]["ETag"], "PartNumber": number}
 
         with ThreadPoolExecutor(min(S3_COPY_THREADS, len(sources))) as pool:
@@ -400,12 +494,34 @@ class S3BlobStore(BlobStore):
                     feed(chunk)
 
         return _copy_while_hashing(
-            writer, lambda: writer.copy_parts([self._key(part) for part, _ in parts]), hash_parts)
+            writer, lambda: writer.copy_parts([(self._key(part), None) for part, _ in parts]),
+            hash_parts)
 
-    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def copy_prefix(self, key: str, size: int, new_key: str) -> BlobWriter:
+        """Byte ranges of ``key`` copied inside S3 as the first parts (in as few pieces of equal
+        size as S3's 5 GiB part limit allows); under 5 MiB read and written through here."""
+        writer = _S3Writer(self.s3, self.bucket, self._key(new_key))
+        try:
+            if size < S3_MIN_COPY_PART:
+                for chunk in self.iter_bytes(key, end=size):
+                    writer.write(chunk)
+            else:
+                pieces = -(-size // S3_MAX_COPY_PART)
+                bounds = [size * i // pieces for i in range(pieces + 1)]
+                writer.copy_parts([(self._key(key), f"bytes={a}-{b - 1}")
+                                   for a, b in zip(bounds, bounds[1:])])
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def iter_bytes(self, key: str, offset: int = 0, chunk_size: int = CHUNK,
+                   end: int | None = None) -> Iterator[bytes]:
+        if end is not None and end <= offset:
+            return
         args = {"Bucket": self.bucket, "Key": self._key(key)}
-        if offset:
-            args["Range"] = f"bytes={offset}-"
+        if offset or end is not None:
+            args["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
         try:
             body = self.s3.get_object(**args)["Body"]
         except self.s3.exceptions.ClientError as exc:

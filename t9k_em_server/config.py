@@ -24,6 +24,7 @@ class Limits:
     max_json_bytes: int = 1 * MiB          #: JSON request bodies
     max_object_bytes: int = 5 * GiB        #: one single-request object upload (S3's PUT limit)
     max_part_bytes: int = 5 * GiB          #: one multipart part
+    max_append_bytes: int = 16 * MiB       #: the body of one append (held in memory)
     max_parts: int = 10_000                #: parts of one multipart upload
     max_page_size: int = 1000              #: items per page of a listing
     max_labels: int = 100

@@ -760,6 +760,34 @@ class MetadataStore:
                     raise NotFound(node_id) from None
         raise AssertionError("unreachable")
 
+    def switch_object(self, node_id: str, key: str, expected: tuple[str, int] | None,
+                      blob_key: str, size: int, md5: str) -> ObjectView | None:
+        """Point object ``key`` at a new blob only if it still holds ``expected`` (blob key,
+        size), or does not exist when ``expected`` is None (an append or truncate that raced
+        another write loses). Returns the object, or None when it changed meanwhile."""
+        table = StoredObject.__table__
+        now = utcnow()
+        try:
+            with self.engine.execution_options(sqlite_immediate=True).begin() as conn:
+                if expected is None:
+                    if conn.execute(select(Node.id).where(Node.id == node_id)).first() is None:
+                        raise NotFound(node_id)
+                    object_id = conn.execute(table.insert().values(
+                        node_id=node_id, key=key, blob_key=blob_key, size=size, md5=md5,
+                        updated_at=now)).inserted_primary_key[0]
+                else:
+                    object_id = conn.execute(
+                        update(table).where(table.c.node_id == node_id, table.c.key == key,
+                                            table.c.blob_key == expected[0],
+                                            table.c.size == expected[1])
+                        .values(blob_key=blob_key, size=size, md5=md5, updated_at=now)
+                        .returning(table.c.id)).scalar()
+                    if object_id is None:
+                        return None
+        except IntegrityError:
+            return None  # created by another upload meanwhile
+        return ObjectView(object_id, node_id, key, blob_key, size, md5, now)
+
     def get_object(self, node_id: str, key: str) -> ObjectView | None:
         with self.reading() as s:
             row = s.scalar(select(StoredObject).where(StoredObject.node_id == node_id,

@@ -168,7 +168,7 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
             prefix = _md5_of_prefix(blobs, obj.blob_key, old.indexed_bytes)
         if prefix == old.prefix_md5:
             start, incremental = old.indexed_bytes, True
-    columns, consumed = metric_file.read_columns(blobs.iter_bytes(obj.blob_key, start),
+    columns, consumed = metric_file.read_columns(blobs.iter_bytes(obj.blob_key, start, end=obj.size),
                                                    YAML_LIMITS)
     new = Series(columns.step, columns.epoch, columns.time, columns.values)
     indexed = start + consumed

@@ -121,7 +121,7 @@ def _open_download(stores: Stores, user: UserView, path: str) -> tuple[ObjectVie
         obj = stores.meta.get_object(node.id, key)
         if obj is None:
             raise ApiError(404, f"object not found [{path}]")
-        chunks = stores.blobs.iter_bytes(obj.blob_key)
+        chunks = stores.blobs.iter_bytes(obj.blob_key, end=obj.size)
         try:
             return obj, chunks, next(chunks, None)
         except Exception:  # noqa: BLE001 - the blob was replaced and deleted under us

@@ -63,7 +63,8 @@ def _read_document(stores: Stores, node: NodeView, key: str) -> Any:
     if obj is None or obj.size > MAX_DOCUMENT_BYTES:
         return None
     try:
-        return fileio.load_yaml_text(stores.blobs.read_bytes(obj.blob_key).decode("utf-8", "replace"),
+        text = stores.blobs.read_bytes(obj.blob_key, end=obj.size).decode("utf-8", "replace")
+        return fileio.load_yaml_text(text,
                                      stores.limits.yaml)
     except fileio.yaml_error_types():
         return None
@@ -208,7 +209,7 @@ def run_log(node_id: str, tail_bytes: int = Query(256 << 10, ge=1, le=16 << 20),
     if obj is None:
         return {"text": "", "size": 0, "truncated": False}
     offset = max(0, obj.size - tail_bytes)
-    data = stores.blobs.read_bytes(obj.blob_key, offset)
+    data = stores.blobs.read_bytes(obj.blob_key, offset, end=obj.size)
     if offset:
         data = data.split(b"\n", 1)[-1]  # start at a whole line
     return {"text": data.decode("utf-8", "replace"), "size": obj.size, "truncated": offset > 0}
