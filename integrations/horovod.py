@@ -1,13 +1,19 @@
 """Horovod integration: the rank of an initialised job, what ``Params.parse(dist_hvd=hvd)``
 records, a rank-0 guard for user code, and metrics averaged over all ranks.
 
-Horovod event → core call:
+Framework event → core call:
 
-- ``hvd.init()`` done → ``t9k_em_core.distributed.get_rank()`` asks :func:`initialized_rank`
-  (``hvd.rank()``), so ``create_run`` writes (and samples system metrics, if asked) on
-  Horovod's rank 0 only;
-- ``run.params.parse(dist_hvd=hvd)`` → :func:`describe` → ``params['distributed']['horovod']``;
-- metrics of one step or epoch → :func:`log_averaged` → ``Run.log`` of the mean over all ranks.
+=========================================  ======================================================
+Horovod                                    t9k-em core
+=========================================  ======================================================
+``hvd.init()`` done, ``create_run``        ``distributed.get_rank()`` asks :func:`initialized_rank`
+                                           (``hvd.rank()``): the Run writes (and samples system
+                                           metrics, if asked) on Horovod's rank 0 only
+``run.params.parse(dist_hvd=hvd)``         :func:`describe` → ``params['distributed']['horovod']``
+metrics of one step or epoch, every rank   :func:`log_averaged` → ``run.log`` of the mean over
+                                           all ranks (rank 0 writes)
+user code for rank 0                       :func:`rank_zero_only` (``distributed.should_write``)
+=========================================  ======================================================
 
 Supported API modules: ``horovod.torch`` and ``horovod.tensorflow`` (custom training loops).
 ``horovod.keras`` / ``horovod.tensorflow.keras`` are described too, but on Keras 3 their

@@ -28,19 +28,17 @@ from __future__ import annotations
 import math
 import operator
 import os
-import re
 import shutil
-import sys
 import tempfile
 from typing import Any, Dict, Optional
 
 import keras
 
+from t9k_em_core import naming
 from t9k_em_core.artifact import create_artifact
+from t9k_em_core.callstack import find_on_stack
+from t9k_em_core.params import plain_hparams
 from t9k_em_core.run import Run, create_run
-
-_INVALID_NAME_CHARS = re.compile(r'[^A-Za-z0-9_-]+')
-_MAX_NAME_LENGTH = 40
 
 
 class EMCallback(keras.callbacks.Callback):
@@ -188,7 +186,7 @@ class EMCallback(keras.callbacks.Callback):
             hparams = dict(kwargs.get('hparams') or {})
             hparams.update({k: v for k, v in setup.items() if k not in hparams})
             kwargs['hparams'] = hparams
-        kwargs.setdefault('name', valid_run_name(self.model.name))
+        kwargs.setdefault('name', naming.make_valid_name(self.model.name, 'keras'))
         labels = list(kwargs.get('labels') or [])
         kwargs['labels'] = labels if 'keras' in labels else labels + ['keras']
         self.run = create_run(**kwargs)
@@ -208,7 +206,8 @@ class EMCallback(keras.callbacks.Callback):
         try:
             if not getattr(self.run, 'is_inert', False):
                 artifact = create_artifact(
-                    name=valid_run_name(f'{self.run.name[:34]}_model'), labels=['keras', 'model'],
+                    name=naming.make_valid_name(f'{self.run.name[:34]}_model', 'keras'),
+                    labels=['keras', 'model'],
                     description=f'{self._save_model} model of run {self.run.name}')
                 artifact.add_file(os.path.join(self._model_dir, 'model.keras'))
                 self.run.mark_output(artifact)
@@ -231,16 +230,10 @@ class EMEvalCallback(EMCallback):
         super().__init__(run)
 
 
-def valid_run_name(text: str) -> str:
-    """``text`` made a valid Run name: 1-40 of ``[A-Za-z0-9_-]``, alphanumeric at both ends."""
-    name = _INVALID_NAME_CHARS.sub('_', text)[:_MAX_NAME_LENGTH].strip('_-')
-    return name or 'keras'
-
-
 def _training_setup(model: keras.Model, params: Dict[str, Any]) -> Dict[str, Any]:
     """What ``fit`` trains with, as JSON-serialisable hyperparameters."""
     optimizer = model.optimizer
-    optimizer_config = {'class': type(optimizer).__name__, **_plain(optimizer.get_config())}
+    optimizer_config = {'class': type(optimizer).__name__, **plain_hparams(optimizer.get_config())}
     if not isinstance(optimizer_config.get('learning_rate'), (dict, float)):  # a schedule stays
         optimizer_config['learning_rate'] = _number(optimizer.learning_rate)  # a config
     compile_config = model.get_compile_config() or {}
@@ -249,7 +242,7 @@ def _training_setup(model: keras.Model, params: Dict[str, Any]) -> Dict[str, Any
     fit_args = _fit_arguments(model)
     setup = {
         'optimizer': optimizer_config,
-        'lossType': _plain(_names(model.loss)),
+        'lossType': plain_hparams(_names(model.loss)),
         'metricTypes': metrics,
         'batch_size': fit_args.get('batch_size'),
         'epochs': params.get('epochs'),
@@ -265,21 +258,20 @@ def _training_setup(model: keras.Model, params: Dict[str, Any]) -> Dict[str, Any
 def _fit_arguments(model: keras.Model) -> Dict[str, Any]:
     """``batch_size`` and ``validation_split`` of the running ``model.fit`` call, when found.
 
-    Keras 3 does not pass them to callbacks, so they are read from the ``fit`` frame on the
-    stack: the effective batch size from its epoch iterator's data adapter (which also knows the
-    batch of a ``tf.data.Dataset`` or a ``DataLoader``), else the ``batch_size`` argument.
+    Keras 3 does not pass them to callbacks, so they are read from the locals of the ``fit``
+    frame on the stack (:func:`~t9k_em_core.callstack.find_on_stack`): the effective batch size
+    from its epoch iterator's data adapter (which also knows the batch of a ``tf.data.Dataset``
+    or a ``DataLoader``), else the ``batch_size`` argument.
     """
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == 'fit' and frame.f_locals.get('self') is model:
-            local = frame.f_locals
-            adapter = getattr(local.get('epoch_iterator'), 'data_adapter', None)
-            batch_size = _adapter_batch_size(adapter) or local.get('batch_size')
-            split = local.get('validation_split')
-            return {'batch_size': int(batch_size) if batch_size else None,
-                    'validation_split': float(split) if split is not None else None}
-        frame = frame.f_back
-    return {}
+    local = find_on_stack(lambda frame: frame.f_locals if frame.f_code.co_name == 'fit'
+                          and frame.f_locals.get('self') is model else None)
+    if local is None:
+        return {}
+    adapter = getattr(local.get('epoch_iterator'), 'data_adapter', None)
+    batch_size = _adapter_batch_size(adapter) or local.get('batch_size')
+    split = local.get('validation_split')
+    return {'batch_size': int(batch_size) if batch_size else None,
+            'validation_split': float(split) if split is not None else None}
 
 
 def _adapter_batch_size(adapter: Any) -> Optional[int]:
@@ -348,16 +340,3 @@ def _flatten(names: Any) -> list:
     if isinstance(names, list):
         return [n for item in names for n in _flatten(item)]
     return [] if names is None else [names]
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with NumPy scalars and tuples turned into plain JSON-serialisable values."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if hasattr(value, 'item'):
-        return value.item()
-    return str(value)

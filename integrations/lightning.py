@@ -5,12 +5,18 @@ Framework event → core call:
 ============================================  ===================================================
 Lightning                                     t9k-em core
 ============================================  ===================================================
+**EMLogger**
 ``logger.experiment`` (first use, rank 0)     ``create_run(name=<LightningModule class>)``
-``log_hyperparams(params)``                   ``run.params.update(<plain nested dict>)``
+``log_hyperparams(params)``                   ``run.params.update(plain_hparams(params))``
 ``log_graph(model)`` (multi-process only)     ``run.params.parse(dist_torch_model=strategy.model)``
 ``log_metrics(metrics, step)``                ``run.log(<type>, values, step, epoch)`` per type
 ``after_save_checkpoint`` (``log_model``)     ``create_artifact`` + ``add_file`` + ``mark_output``
 ``finalize('success')`` / any other status    ``run.finish()`` / ``run.finish(status='Error')``
+**EMCallback(run)**
+``on_fit_start``                              ``run.params.update(plain_hparams(module.hparams))``
+``on_train_epoch_end``                        ``run.log('train', <callback_metrics>, step, epoch)``
+``on_validation_end`` (not the sanity check)  ``run.log('val', <callback_metrics>, step, epoch)``
+``on_test_end``                               ``run.log('test', <callback_metrics>, step, epoch)``
 ============================================  ===================================================
 
 Metric types (``log_metrics``, ``EMCallback``): a name starting with ``train_`` or ``train/`` is
@@ -33,12 +39,11 @@ base classes.
 
 from __future__ import annotations
 
-import enum
 import os
-import sys
 import weakref
 from argparse import Namespace
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any, Dict, Optional, Tuple, Union
 
 from lightning_utilities.core.rank_zero import rank_zero_only  # shared by both namespaces
@@ -50,6 +55,8 @@ except ImportError:  # only the standalone package is installed
 
 from t9k_em_core import naming
 from t9k_em_core.artifact import create_artifact
+from t9k_em_core.callstack import find_on_stack
+from t9k_em_core.params import plain_hparams
 from t9k_em_core.run import Run, create_run, load_run
 
 __all__ = ['EMLogger', 'EMCallback', 'metric_route', 'plain_hparams']
@@ -69,7 +76,7 @@ _FALLBACK_RUN_NAME = 'lightning'
 _OPEN_RUNS: 'weakref.WeakValueDictionary[str, Run]' = weakref.WeakValueDictionary()
 
 
-# --- plain helpers (no Lightning objects) -----------------------------------------------------
+# --- metric routing (no Lightning objects) -----------------------------------------------------
 
 def metric_route(key: str) -> Tuple[Optional[str], str]:
     """``(type, short name)`` of a metric name under the prefix rule of the module docstring;
@@ -114,40 +121,6 @@ class _MetricSplitter:
                 name = key
             values[name] = value
         return by_type, epoch
-
-
-def plain_hparams(value: Any) -> Any:
-    """A JSON-compatible copy of hyperparameters.
-
-    Namespaces and mappings become dicts (nested ones stay nested, keys become strings),
-    sequences and sets become lists, tensors and NumPy values numbers (or lists), enums their
-    name, paths strings, classes and functions their qualified name, anything else ``str()``.
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Namespace):
-        value = vars(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain_hparams(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain_hparams(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if not isinstance(value, type) and callable(getattr(value, 'tolist', None)):
-        return plain_hparams(value.tolist())  # torch.Tensor, numpy arrays and scalars
-    if callable(value):
-        qualname = getattr(value, '__qualname__', None) or type(value).__qualname__
-        module = getattr(value, '__module__', None)
-        return f'{module}.{qualname}' if module else qualname
-    return str(value)
-
-
-def run_name_from(text: str) -> str:
-    """``text`` made into a valid Run/Artifact name (1-40 of ``[A-Za-z0-9_-]``, alnum ends)."""
-    chars = ''.join(c if c.isascii() and (c.isalnum() or c in '_-') else '_' for c in text)
-    return chars[:40].strip('_-') or _FALLBACK_RUN_NAME
 
 
 def _version_of(run: Run) -> str:
@@ -345,22 +318,22 @@ class _EMLoggerMixin:
         return run
 
     def _calling_trainer(self) -> Any:
-        """The Trainer whose fit/validate/test asks for the experiment (found on the stack),
-        or None when the experiment is used outside a Trainer call."""
+        """The Trainer whose fit/validate/test asks for the experiment (its ``self``, or a
+        ``trainer`` local of a hook on the stack), or None outside a Trainer call."""
         trainer_cls = self._lightning.Trainer
-        frame = sys._getframe(1)
-        while frame is not None:
-            for local_name in ('trainer', 'self'):
-                candidate = frame.f_locals.get(local_name)
-                if isinstance(candidate, trainer_cls):
-                    return candidate
-            frame = frame.f_back
-        return None
+
+        def trainer_of(frame: FrameType) -> Any:
+            local = frame.f_locals
+            return next((c for c in (local.get('trainer'), local.get('self'))
+                         if isinstance(c, trainer_cls)), None)
+        return find_on_stack(trainer_of)
 
     @staticmethod
     def _module_run_name(trainer: Any) -> str:
         module = getattr(trainer, 'lightning_module', None) if trainer is not None else None
-        return run_name_from(type(module).__name__) if module is not None else _FALLBACK_RUN_NAME
+        if module is None:
+            return _FALLBACK_RUN_NAME
+        return naming.make_valid_name(type(module).__name__, _FALLBACK_RUN_NAME)
 
     def _record_distribution(self, trainer: Any) -> None:
         """``params.parse(dist_torch_model=trainer.strategy.model)`` plus the Lightning strategy,
@@ -396,7 +369,7 @@ class _EMLoggerMixin:
             file_name = os.path.basename(path)
             score_text = '' if score is None or monitor is None else f', {monitor}={_number(score)}'
             artifact = create_artifact(
-                name=run_name_from(os.path.splitext(file_name)[0]),
+                name=naming.make_valid_name(os.path.splitext(file_name)[0], _FALLBACK_RUN_NAME),
                 labels=['checkpoint', 'best' if path == best else tag],
                 description=f'Lightning checkpoint {file_name} of Run {run.alternative_name}'
                             f'{score_text}')

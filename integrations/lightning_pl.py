@@ -2,7 +2,8 @@
 
 ``lightning.pytorch`` and ``pytorch_lightning`` are separate packages with separate base classes.
 :mod:`t9k_em_integrations.lightning` builds on the first; this module gives the same classes
-(the same code, from its mixins) on the second, for ``pytorch_lightning.Trainer``::
+(the same code, from its mixins) on the second, for ``pytorch_lightning.Trainer``. Framework
+event → core call: the table of :mod:`t9k_em_integrations.lightning` (the mixins are that code)::
 
     import pytorch_lightning as pl
     from t9k.em.lightning import pl as em_pl   # or: from t9k_em_integrations.lightning_pl import ...

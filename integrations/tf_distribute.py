@@ -1,5 +1,8 @@
 """What ``Params.parse(dist_tf_strategy=...)`` records about ``tf.distribute`` training.
 
+Framework event → core call: ``run.params.parse(dist_tf_strategy=strategy)`` → ``describe(strategy)``
+(registered with the core by ``t9k_em_integrations``) → ``params['distributed']['tensorflow']``.
+
 ``describe(strategy)`` returns a plain, JSON-serialisable dict: the strategy, the replicas and
 their devices, the cross-device communication, the rank of this process, and, for multi-worker
 strategies, the cluster spec with this task's type and index (from the strategy's cluster

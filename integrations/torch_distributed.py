@@ -1,5 +1,8 @@
 """What ``Params.parse(dist_torch_model=...)`` records about ``torch.distributed`` training.
 
+Framework event → core call: ``run.params.parse(dist_torch_model=model)`` → ``describe(model)``
+(registered with the core by ``t9k_em_integrations``) → ``params['distributed']['torch']``.
+
 ``describe(model)`` takes a model wrapped with ``DistributedDataParallel`` or ``DataParallel``
 (a bare module is accepted too) and returns a plain, JSON-serialisable dict: the wrapper, the
 wrapped module, the process group (backend, world size, ranks) and the wrapper's own settings.

@@ -242,8 +242,27 @@ class MetricWriter:
 
     # --- caller's thread ----------------------------------------------------------------------
 
-    def log(self, type: str, metrics: Dict[str, Any], step: int, epoch: Optional[int] = None) -> None:
-        """Validates one set of metrics and buffers it; see ``Run.log``."""
+    def log(self, type: str, metrics: Dict[str, Any], step: int,
+            epoch: Optional[int] = None) -> None:
+        """Logs a set of metrics: ``Run.log`` is this method of the Run's writer.
+
+        Validation happens at once, on the caller's thread; the entry reaches
+        ``metrics/<type>.yaml`` within a second (and at ``finish``/process exit), written by the
+        flusher thread. NaN and infinities are kept.
+
+        Args:
+            type: ``'train'`` (or ``'training'``), ``'val'`` (or ``'validate'``,
+                ``'validation'``), ``'test'`` (or ``'testing'``, ``'eval'``, ``'evaluate'``,
+                ``'evaluation'``), or any other string usable as a file name (custom type).
+            metrics: Metric name to value: a number, a NumPy scalar or a one-element tensor.
+            step: Non-negative integer step the metrics belong to.
+            epoch: Non-negative integer epoch the metrics belong to.
+
+        Raises:
+            TypeError: ``type`` is not a str, a value is not numeric (the key is named),
+                ``step``/``epoch`` is not an integer (bools are refused).
+            ValueError: ``type`` cannot be a file name, ``step``/``epoch`` is negative.
+        """
         record = _pack(self._templates, type, metrics, step, epoch)
         if record is None:
             record = self._pack_slow(type, metrics, step, epoch)

@@ -1,9 +1,9 @@
 """Names of Runs and Artifacts, and of the directories that hold them.
 
-The name rule (1-40 characters from ``[A-Za-z0-9_-]``, first and last alphanumeric), labels, the
-alternative name that makes a directory unique (``<name>_<yymmdd>_<HHMMSS>_<6 random>``, as in
-t9k 0.6.0b0), how such a directory is recognised, where new ones go, and which metric types can
-be file stems.
+The name rule (1-40 characters from ``[A-Za-z0-9_-]``, first and last alphanumeric) and how any
+text is made to follow it, labels, the alternative name that makes a directory unique
+(``<name>_<yymmdd>_<HHMMSS>_<6 random>``, as in t9k 0.6.0b0), how such a directory is
+recognised, where new ones go, and which metric types can be file stems.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def artifact_parent_dir() -> str:
 
 NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_-]{0,38}[a-zA-Z0-9]$|^[a-zA-Z0-9]$')
 NODE_DIR_RE = re.compile(r'[0-9]{6}_[0-9]{6}_[a-z0-9]{6}$')
+_NOT_NAME_CHARS = re.compile(r'[^A-Za-z0-9_-]+')
 _SUFFIX_CHARS = string.ascii_lowercase + string.digits
 _STEM_FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f]')
 
@@ -41,6 +42,14 @@ def validate_name(name: Any, kind: str) -> str:
         raise ValueError(f'Invalid name of {kind}: {name!r} (1-40 characters from [A-Za-z0-9_-], '
                          'first and last alphanumeric)')
     return name
+
+
+def make_valid_name(text: str, fallback: str) -> str:
+    """``text`` made a valid Run/Artifact name: each run of characters outside ``[A-Za-z0-9_-]``
+    becomes one ``_``, the result is cut to 40 characters and stripped of ``_``/``-`` at both
+    ends; ``fallback`` (itself a valid name) when nothing is left. For names that integrations
+    derive from framework objects (a model's or a checkpoint's name)."""
+    return _NOT_NAME_CHARS.sub('_', text)[:40].strip('_-') or fallback
 
 
 def validate_labels(labels: Any) -> List[str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import os
+import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -29,7 +32,38 @@ def normalize_value(key: Any, value: Any) -> Any:
     return _plain(value)
 
 
+def plain_hparams(value: Any) -> Any:
+    """A JSON-compatible copy of hyperparameters taken from framework objects (a Lightning
+    module's ``hparams``, a Keras optimizer's config), for :meth:`Params.update`.
+
+    Namespaces and mappings become dicts (nested ones stay nested, keys become strings),
+    sequences and sets become lists, tensors and NumPy values numbers (or lists), enums their
+    name, paths strings, classes and functions their qualified name, anything else ``str()``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    argparse = sys.modules.get('argparse')  # a Namespace means argparse is imported: no import here
+    if argparse is not None and isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain_hparams(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain_hparams(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if not isinstance(value, type) and callable(getattr(value, 'tolist', None)):
+        return plain_hparams(value.tolist())  # torch.Tensor, numpy arrays and scalars
+    if callable(value):
+        qualname = getattr(value, '__qualname__', None) or type(value).__qualname__
+        module = getattr(value, '__module__', None)
+        return f'{module}.{qualname}' if module else qualname
+    return str(value)
+
+
 def _plain(value: Any) -> Any:
+    """``value`` (JSON-serialisable already) with tuples turned into lists; keys are kept."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

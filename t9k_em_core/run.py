@@ -97,7 +97,7 @@ class Run:
             self._git_capture.start()
         self._writer = MetricWriter(self._storage, known_types, self._metric_types_changed,
                                     self._changed)
-        self.log = self._writer.log  # the hot path skips one call level; see Run.log
+        self.log = self._writer.log
         self._stdout_log = self._storage.open_stdout_log()
         lifecycle.tee_stdout(self._stdout_log)
         if not inert:
@@ -154,27 +154,9 @@ class Run:
 
     # --- seed API -------------------------------------------------------------------------------
 
-    def log(self, type: str, metrics: Dict[str, float], step: int,
-            epoch: Optional[int] = None) -> None:
-        """Logs a set of metrics of the Run.
-
-        Validation happens at once; the entry reaches ``metrics/<type>.yaml`` within a second
-        (and at ``finish``/process exit). NaN and infinities are kept.
-
-        Args:
-            type: ``'train'`` (or ``'training'``), ``'val'`` (or ``'validate'``,
-                ``'validation'``), ``'test'`` (or ``'testing'``, ``'eval'``, ``'evaluate'``,
-                ``'evaluation'``), or any other string usable as a file name (custom type).
-            metrics: Metric name to value: a number, a NumPy scalar or a one-element tensor.
-            step: Non-negative integer step the metrics belong to.
-            epoch: Non-negative integer epoch the metrics belong to.
-
-        Raises:
-            TypeError: ``type`` is not a str, a value is not numeric (the key is named),
-                ``step``/``epoch`` is not an integer (bools are refused).
-            ValueError: ``type`` cannot be a file name, ``step``/``epoch`` is negative.
-        """
-        self._writer.log(type, metrics, step, epoch)
+    # ``Run.log`` is the writer's method: here for its signature and documentation; each Run
+    # binds its own writer's ``log`` over it in ``__init__``, so the hot path makes one call.
+    log = MetricWriter.log
 
     def finish(self, *args: Any, sync_timeout: Optional[float] = None, **kwargs: Any) -> None:
         """Ends the Run: flushes metrics, sets ``status`` (``'Complete'``, or ``status='Error'``)

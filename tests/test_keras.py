@@ -22,7 +22,6 @@ keras = pytest.importorskip('keras')
 
 from t9k.em.keras import EMCallback, EMEvalCallback, EMFitCallback  # noqa: E402
 from t9k_em_core.run import create_run  # noqa: E402
-from t9k_em_integrations.keras import valid_run_name  # noqa: E402
 
 HERE = pathlib.Path(__file__).parent
 pytestmark = pytest.mark.skipif(keras.backend.backend() != 'tensorflow',
@@ -102,14 +101,6 @@ def jobs(tmp_path_factory):
         if job.process.poll() is None:
             job.process.kill()
             job.process.wait()
-
-
-@pytest.mark.parametrize('model_name, run_name', [
-    ('mlp', 'mlp'), ('my model!', 'my_model'), ('_x.y_', 'x_y'), ('...', 'keras'),
-    ('a' * 39 + '.b', 'a' * 39), ('résumé', 'r_sum'),
-])
-def test_run_names_are_made_valid(model_name, run_name):
-    assert valid_run_name(model_name) == run_name
 
 
 def test_fit_creates_names_describes_and_completes_a_run():

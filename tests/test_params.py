@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import enum
+import json
+import pathlib
+
 import pytest
 
 import t9k_em_integrations  # noqa: F401 - registers the describers of parse (t9k.em imports it)
@@ -109,3 +114,31 @@ def test_parse_propagates_integration_errors(params):
     with pytest.raises(TypeError, match='torch.nn.Module'):
         params.parse(dist_torch_model='not a model')
     assert 'distributed' not in params
+
+
+class _Color(enum.Enum):
+    RED = 1
+
+
+def _activation(x):
+    return x
+
+
+def test_plain_hparams_makes_framework_values_json_compatible(params, uploads):
+    """What integrations take from framework objects (a Lightning module's ``hparams``, a Keras
+    optimizer's config) becomes plain values that ``Params`` accepts."""
+    np = pytest.importorskip('numpy')
+    given = argparse.Namespace(
+        lr=np.float32(0.5), sizes=(1, 2), tags={'a'}, weights=np.array([1, 2]), color=_Color.RED,
+        path=pathlib.PurePosixPath('/data/x'), act=_activation, cls=Params, plain=None,
+        nested={1: {'flag': True}}, other=object())
+    plain = params_module.plain_hparams(given)
+    assert json.loads(json.dumps(plain)) == plain
+    assert plain['lr'] == 0.5 and plain['sizes'] == [1, 2] and plain['tags'] == ['a']
+    assert plain['weights'] == [1, 2] and plain['color'] == 'RED' and plain['path'] == '/data/x'
+    assert plain['act'] == f'{__name__}._activation'
+    assert plain['cls'] == 't9k_em_core.params.Params'
+    assert plain['nested'] == {'1': {'flag': True}} and plain['plain'] is None
+    assert plain['other'].startswith('<object object at ')
+    params.update(plain)
+    assert uploads[-1]['color'] == 'RED'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -44,6 +45,26 @@ def test_create_run_writes_every_file(em_dirs):
     assert meta['status'] == 'Complete' and meta['endTimestamp'] == run.end_timestamp
     run.finish()  # harmless
     assert metadata_file.read_metadata(run.local)['endTimestamp'] == run.end_timestamp
+
+
+@pytest.mark.parametrize('text, name', [
+    ('mlp', 'mlp'), ('my model!', 'my_model'), ('_x.y_', 'x_y'), ('...', 'fallback'),
+    ('a' * 39 + '.b', 'a' * 39), ('résumé', 'r_sum'), ('epoch=3-step=120', 'epoch_3-step_120'),
+    ('a  b', 'a_b'), ('x' * 45, 'x' * 40),
+])
+def test_names_made_from_framework_text_follow_the_name_rule(text, name):
+    """What the integrations name Runs and Artifacts after (a model, a module class, a
+    checkpoint file) becomes a valid name, or the fallback when nothing valid is left."""
+    assert naming.make_valid_name(text, 'fallback') == name
+    assert naming.validate_name(name, 'Run') == name
+
+
+def test_log_is_the_writers_documented_method(em_dirs):
+    """``run.log`` is the writer's method (one call on the hot path) and says how to call it."""
+    run = em.create_run(name='documented')
+    assert list(inspect.signature(run.log).parameters) == ['type', 'metrics', 'step', 'epoch']
+    assert 'step: Non-negative integer step' in inspect.getdoc(run.log)
+    run.finish()
 
 
 def test_finish_with_error_status(em_dirs):
