@@ -14,6 +14,6 @@ def __getattr__(name: str) -> Any:
         from t9k_em_core.config import CONFIG
         return CONFIG
     if name == 'em':
-        import importlib
-        return importlib.import_module('t9k.em')
+        import t9k.em  # the import system sets the attribute ``em`` of this package
+        return t9k.em
     raise AttributeError(f"module 't9k' has no attribute {name!r}")

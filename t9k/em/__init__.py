@@ -5,7 +5,6 @@ the frameworks' hooks with the core; holds no logic. ``login``, ``logout``, ``up
 ``search_runs`` are imported on first use, so that ``import t9k.em`` does not load the HTTP stack.
 """
 
-import importlib
 from typing import Any
 
 import t9k_em_integrations  # noqa: F401 - registers the frameworks' hooks with the core
@@ -17,18 +16,15 @@ from t9k_em_core.run import Run, create_run, load_run
 __all__ = ['Artifact', 'Params', 'Reference', 'Run', 'create_artifact', 'create_run',
            'load_artifact', 'load_run', 'login', 'logout', 'rank_zero_only', 'search_runs', 'upload']
 
-_LAZY = {
-    'login': ('t9k_em_core.client', 'login'),
-    'logout': ('t9k_em_core.client', 'logout'),
-    'upload': ('t9k_em_core.transfer', 'upload'),
-    'search_runs': ('t9k_em_core.search', 'search_runs'),
-}
-
-
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 't9k.em' has no attribute {name!r}")
+    if name in ('login', 'logout'):
+        from t9k_em_core import client
+        value = getattr(client, name)
+    elif name == 'upload':
+        from t9k_em_core.transfer import upload as value
+    elif name == 'search_runs':
+        from t9k_em_core.search import search_runs as value
+    else:
+        raise AttributeError(f"module 't9k.em' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -4,7 +4,6 @@
 same two for the ``pytorch_lightning`` namespace (``from t9k.em.lightning.pl import EMLogger``).
 """
 
-import importlib
 from typing import Any
 
 from t9k_em_integrations.lightning import EMCallback, EMLogger
@@ -14,5 +13,6 @@ __all__ = ['EMCallback', 'EMLogger', 'pl']
 
 def __getattr__(name: str) -> Any:
     if name == 'pl':  # ``t9k.em.lightning.pl`` without importing it first
-        return importlib.import_module(f'{__name__}.pl')
+        import t9k.em.lightning.pl  # the import system sets the attribute ``pl`` of this package
+        return t9k.em.lightning.pl
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
