@@ -1,10 +1,15 @@
 """``em server``: run the tracking server, manage users and keys.
 
     em server [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--db URL] [--blob-store URL]
-    em server add-user NAME   [--data-dir DIR | --db URL]   # prints the new key as the last line
+    em server add-user NAME [--admin] [--data-dir DIR | --db URL]  # prints the new key last
     em server add-key NAME    [--data-dir DIR | --db URL]
     em server list-users      [--data-dir DIR | --db URL]
     em server revoke-key (KEY | --user NAME) [--data-dir DIR | --db URL]
+    em server set-admin NAME [--off]           [--data-dir DIR | --db URL]
+    em server add-group GROUP                  [--data-dir DIR | --db URL]
+    em server add-member GROUP USER…           [--data-dir DIR | --db URL]
+    em server remove-member GROUP USER…        [--data-dir DIR | --db URL]
+    em server list-groups                      [--data-dir DIR | --db URL]
     em server gc [--data-dir DIR | --db URL --blob-store URL] [--older-than HOURS] [--dry-run]
 
 ``t9k_em_core.cli`` delegates ``em server …`` here; ``python -m t9k_em_server …`` works too.
@@ -18,7 +23,9 @@ from pathlib import Path
 
 from .config import DEFAULT_DATA_DIR, ServerConfig
 
-COMMANDS = ("add-user", "add-key", "list-users", "revoke-key")  #: user and key commands
+#: user, key and group commands
+COMMANDS = ("add-user", "add-key", "list-users", "revoke-key", "set-admin", "add-group",
+            "add-member", "remove-member", "list-groups")
 
 
 def _store_options(parser: argparse.ArgumentParser, blobs: bool = False) -> None:
@@ -36,7 +43,7 @@ def _store_options(parser: argparse.ArgumentParser, blobs: bool = False) -> None
 def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="em server", description="Run the t9k-em tracking server in the foreground.",
-        epilog="other commands: em server {add-user,add-key,list-users,revoke-key,gc} --help")
+        epilog=f"other commands: em server {{{','.join(COMMANDS)},gc}} --help")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     _store_options(parser, blobs=True)
@@ -60,8 +67,17 @@ def _gc_parser() -> argparse.ArgumentParser:
 
 def _command_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"em server {command}")
-    if command in ("add-user", "add-key"):
+    if command in ("add-user", "add-key", "set-admin"):
         parser.add_argument("name", help="user name (1-40 characters [A-Za-z0-9_-])")
+    if command == "add-user":
+        parser.add_argument("--admin", action="store_true",
+                            help="an admin sees and manages everything, users and groups included")
+    if command == "set-admin":
+        parser.add_argument("--off", action="store_true", help="take the admin role away")
+    if command in ("add-group", "add-member", "remove-member"):
+        parser.add_argument("group", help="group name (1-40 characters [A-Za-z0-9_-])")
+    if command in ("add-member", "remove-member"):
+        parser.add_argument("users", nargs="+", metavar="USER")
     if command == "revoke-key":
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("key", nargs="?", help="the API key to revoke")
@@ -86,9 +102,25 @@ def _run_command(command: str, argv: list[str]) -> int:
     meta = _open_meta(args)
     try:
         if command == "add-user":
-            key = users.add_user(meta, args.name)
-            print(f"created user {args.name!r} with root folder /{args.name}; API key:")
+            key = users.add_user(meta, args.name, admin=args.admin)
+            role = "admin" if args.admin else "user"
+            print(f"created {role} {args.name!r} with root folder /{args.name}; API key:")
             print(key)
+        elif command == "set-admin":
+            meta.set_admin(args.name, not args.off)
+            print(f"{args.name!r} is {'no longer ' if args.off else ''}an admin")
+        elif command == "add-group":
+            users.add_group(meta, args.group)
+            print(f"created group {args.group!r}")
+        elif command in ("add-member", "remove-member"):
+            adding = command == "add-member"
+            for name in args.users:
+                changed = meta.set_member(args.group, name, adding)
+                state = "is in" if adding else "is not in"
+                print(f"{name!r} {state} {args.group!r}{'' if changed else ' (already)'}")
+        elif command == "list-groups":
+            for group in meta.list_groups():
+                print(f"{group.name}\t{', '.join(group.members)}")
         elif command == "add-key":
             key = users.add_key(meta, args.name)
             print(f"new API key for {args.name!r}:")
@@ -96,17 +128,22 @@ def _run_command(command: str, argv: list[str]) -> int:
         elif command == "list-users":
             for user in meta.list_users():
                 print(f"{user.name}\tcreated {user.created_at:%Y-%m-%d %H:%M:%S}Z\t"
-                      f"{user.active_keys} active key(s)")
+                      f"{user.active_keys} active key(s){chr(9) + 'admin' if user.is_admin else ''}")
         elif args.user:
             print(f"revoked {meta.revoke_user_keys(args.user)} key(s) of {args.user!r}")
         else:
             print(f"revoked a key of {users.revoke_key(meta, args.key)!r}")
         return 0
     except Conflict:
-        print(f"em server: user {args.name!r} already exists (add another key: "
-              f"em server add-key {args.name})", file=sys.stderr)
-    except NotFound:
-        print("em server: no such user or active key", file=sys.stderr)
+        if command == "add-group":
+            print(f"em server: group {args.group!r} already exists", file=sys.stderr)
+        else:
+            print(f"em server: user {args.name!r} already exists (add another key: "
+                  f"em server add-key {args.name})", file=sys.stderr)
+    except NotFound as exc:
+        missing = exc.args[0] if command in ("set-admin", "add-member", "remove-member") else \
+            "user or active key"
+        print(f"em server: no such {missing}", file=sys.stderr)
     except ValueError as exc:
         print(f"em server: {exc}", file=sys.stderr)
     finally:

@@ -1,4 +1,5 @@
-"""The metadata store: users, keys, nodes, objects, lineage edges, multipart uploads, series caches.
+"""The metadata store: users, keys, groups, shares, nodes, objects, lineage edges, multipart
+uploads, series caches.
 
 One SQLAlchemy implementation serves SQLite (the embedded default) and PostgreSQL (several server
 processes sharing one database). Uniqueness is enforced by the database (a node's ``path``, an
@@ -17,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String,
-                        Text, UniqueConstraint, bindparam, create_engine, delete, event, func, literal,
-                        or_, select, update)
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint, and_, bindparam, create_engine, delete, event,
+                        false, func, literal, or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -62,6 +63,36 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+                                         index=True)
+
+
+class Share(Base):
+    """A Folder (and everything below it) shared with a user or a group (``grantee_kind``
+    ``user``/``group``, ``grantee_id`` that user's or group's id) as ``viewer`` or ``editor``."""
+
+    __tablename__ = "shares"
+    __table_args__ = (UniqueConstraint("node_id", "grantee_kind", "grantee_id", name="uq_shares_grantee"),
+                      Index("ix_shares_grantee", "grantee_kind", "grantee_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    grantee_kind: Mapped[str] = mapped_column(String(8))
+    grantee_id: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -338,6 +369,27 @@ class UserView:
     name: str
     created_at: datetime
     active_keys: int = 0
+    is_admin: bool = False
+
+    @classmethod
+    def of(cls, row: User, active_keys: int = 0) -> "UserView":
+        return cls(row.id, row.name, _aware(row.created_at), active_keys, bool(row.is_admin))
+
+
+@dataclass(frozen=True)
+class ShareView:
+    """One share of a Folder: to whom (``kind`` user/group, ``name``) and as what ``role``."""
+
+    kind: str
+    name: str
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class GroupView:
+    name: str
+    members: list[str]
 
 
 def _aware(value: datetime) -> datetime:
@@ -477,18 +529,19 @@ class MetadataStore:
 
     # ---- users and keys -------------------------------------------------------------------
 
-    def create_user(self, name: str, key_hash: str, key_prefix: str, root_extra: str) -> UserView:
+    def create_user(self, name: str, key_hash: str, key_prefix: str, root_extra: str,
+                    admin: bool = False) -> UserView:
         """Create a user, their root Folder ``/<name>`` and their first key."""
         try:
             with self.writing() as s:
-                user = User(name=name)
+                user = User(name=name, is_admin=admin)
                 s.add(user)
                 s.flush()
                 s.add(ApiKey(user_id=user.id, key_hash=key_hash, key_prefix=key_prefix))
                 s.add(Node(owner_id=user.id, parent_id=None, path=f"/{name}", name=name,
                            type="Folder", storage_type=0, labels="[]", description="",
                            extra=root_extra))
-                return UserView(user.id, user.name, _aware(user.created_at), 1)
+                return UserView.of(user, 1)
         except IntegrityError as exc:
             raise Conflict(name) from exc
 
@@ -528,13 +581,19 @@ class MetadataStore:
             rows = s.execute(select(User, func.coalesce(active.c.n, 0))
                              .outerjoin(active, active.c.user_id == User.id)
                              .order_by(User.name)).all()
-            return [UserView(u.id, u.name, _aware(u.created_at), n) for u, n in rows]
+            return [UserView.of(u, n) for u, n in rows]
+
+    def get_users(self, ids: set[int]) -> dict[int, UserView]:
+        if not ids:
+            return {}
+        with self.reading() as s:
+            return {u.id: UserView.of(u) for u in s.scalars(select(User).where(User.id.in_(ids)))}
 
     def user_by_key_hash(self, key_hash: str) -> UserView | None:
         with self.reading() as s:
             user = s.scalar(select(User).join(ApiKey, ApiKey.user_id == User.id)
                             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
-            return UserView(user.id, user.name, _aware(user.created_at)) if user else None
+            return UserView.of(user) if user else None
 
     def create_session(self, token_hash: str, user_id: int, expires_at: datetime,
                        max_per_user: int) -> None:
@@ -554,11 +613,136 @@ class MetadataStore:
                             .where(UiSession.token_hash == token_hash)).first()
             if row is None or _aware(row[1]) < utcnow():
                 return None
-            return UserView(row[0].id, row[0].name, _aware(row[0].created_at))
+            return UserView.of(row[0])
 
     def delete_session(self, token_hash: str) -> None:
         with self.writing() as s:
             s.execute(delete(UiSession).where(UiSession.token_hash == token_hash))
+
+    def set_admin(self, user_name: str, admin: bool) -> None:
+        with self.writing() as s:
+            if s.execute(update(User).where(User.name == user_name)
+                         .values(is_admin=admin)).rowcount == 0:
+                raise NotFound(f"user {user_name!r}")
+
+    # ---- groups ---------------------------------------------------------------------------
+
+    def create_group(self, name: str) -> None:
+        try:
+            with self.writing() as s:
+                s.add(Group(name=name))
+        except IntegrityError as exc:
+            raise Conflict(name) from exc
+
+    def set_member(self, group_name: str, user_name: str, member: bool) -> bool:
+        """Add (``member``) or remove a user of a group; False when nothing changed.
+        NotFound names the group or user that does not exist."""
+        with self.writing() as s:
+            group_id = s.scalar(select(Group.id).where(Group.name == group_name))
+            if group_id is None:
+                raise NotFound(f"group {group_name!r}")
+            user_id = s.scalar(select(User.id).where(User.name == user_name))
+            if user_id is None:
+                raise NotFound(f"user {user_name!r}")
+            row = s.get(GroupMember, (group_id, user_id))
+            if member and row is None:
+                s.add(GroupMember(group_id=group_id, user_id=user_id))
+            elif not member and row is not None:
+                s.delete(row)
+            else:
+                return False
+            return True
+
+    def list_groups(self) -> list[GroupView]:
+        with self.reading() as s:
+            rows = s.execute(select(Group.name, User.name)
+                             .outerjoin(GroupMember, GroupMember.group_id == Group.id)
+                             .outerjoin(User, User.id == GroupMember.user_id)
+                             .order_by(Group.name, User.name)).all()
+        groups: dict[str, list[str]] = {}
+        for group, member in rows:
+            groups.setdefault(group, [])
+            if member is not None:
+                groups[group].append(member)
+        return [GroupView(name, members) for name, members in groups.items()]
+
+    # ---- shares ---------------------------------------------------------------------------
+
+    def _grantee_id(self, s: Session, kind: str, name: str) -> int:
+        table = User if kind == "user" else Group
+        grantee = s.scalar(select(table.id).where(table.name == name))
+        if grantee is None:
+            raise NotFound(f"{kind} {name!r}")
+        return grantee
+
+    def share(self, node_id: str, kind: str, name: str, role: str) -> ShareView:
+        """Share a node with the user or group ``name`` (``kind``) as ``role``, replacing an
+        earlier role of that grantee. NotFound names a missing node, user or group."""
+        for attempt in range(2):
+            try:
+                with self.writing() as s:
+                    if s.get(Node, node_id) is None:
+                        raise NotFound(node_id)
+                    grantee = self._grantee_id(s, kind, name)
+                    row = s.scalar(select(Share).where(Share.node_id == node_id,
+                                                       Share.grantee_kind == kind,
+                                                       Share.grantee_id == grantee))
+                    if row is None:
+                        row = Share(node_id=node_id, grantee_kind=kind, grantee_id=grantee, role=role)
+                        s.add(row)
+                    row.role, row.created_at = role, utcnow()
+                    s.flush()
+                    return ShareView(kind, name, role, _aware(row.created_at))
+            except IntegrityError:  # a concurrent share of the same grantee: update it instead
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def unshare(self, node_id: str, kind: str, name: str) -> bool:
+        """Revoke a grantee's share of a node; False when there was none."""
+        with self.writing() as s:
+            grantee = self._grantee_id(s, kind, name)
+            return s.execute(delete(Share).where(Share.node_id == node_id, Share.grantee_kind == kind,
+                                                 Share.grantee_id == grantee)).rowcount > 0
+
+    def shares_of(self, node_id: str) -> list[ShareView]:
+        """Who a node is shared with, users first, by name."""
+        out = []
+        with self.reading() as s:
+            for kind, table in (("user", User), ("group", Group)):
+                rows = s.execute(select(table.name, Share.role, Share.created_at)
+                                 .join(Share, and_(Share.grantee_id == table.id,
+                                                   Share.grantee_kind == kind))
+                                 .where(Share.node_id == node_id).order_by(table.name)).all()
+                out += [ShareView(kind, name, role, _aware(at)) for name, role, at in rows]
+        return out
+
+    @staticmethod
+    def _shares_for(user_id: int) -> Any:
+        """The condition "this share reaches ``user_id``": directly, or through a group."""
+        groups = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
+        return or_(and_(Share.grantee_kind == "user", Share.grantee_id == user_id),
+                   and_(Share.grantee_kind == "group", Share.grantee_id.in_(groups)))
+
+    def share_roles(self, user_id: int, paths: list[str]) -> list[tuple[str, str]]:
+        """(path, role) of every share reaching the user on one of the nodes at ``paths``."""
+        if not paths:
+            return []
+        with self.reading() as s:
+            rows = s.execute(select(Node.path, Share.role).join(Share, Share.node_id == Node.id)
+                             .where(Node.path.in_(paths), self._shares_for(user_id))).all()
+            return [(path, role) for path, role in rows]
+
+    def shared_with(self, user_id: int) -> list[tuple[NodeView, list[str]]]:
+        """Every node shared with the user (directly or through a group), by path, with the
+        roles it is shared as."""
+        with self.reading() as s:
+            rows = s.execute(select(Node, Share.role).join(Share, Share.node_id == Node.id)
+                             .where(self._shares_for(user_id)).order_by(Node.path)).all()
+        out: dict[str, tuple[NodeView, list[str]]] = {}
+        for node, role in rows:
+            out.setdefault(node.id, (NodeView.of(node), []))[1].append(role)
+        return list(out.values())
 
     # ---- nodes ----------------------------------------------------------------------------
 
@@ -695,17 +879,12 @@ class MetadataStore:
 
     # ---- objects --------------------------------------------------------------------------
 
-    def find_owner(self, candidates: list[tuple[str, str]]) -> tuple[NodeView, str] | None:
-        """Among (node path, key) splits, the one whose node exists with the longest path."""
-        if not candidates:
-            return None
+    def nodes_at(self, paths: list[str]) -> dict[str, NodeView]:
+        """{path: node} of the given paths that name nodes."""
+        if not paths:
+            return {}
         with self.reading() as s:
-            rows = {r.path: r for r in s.scalars(
-                select(Node).where(Node.path.in_([p for p, _ in candidates])))}
-        for path, key in candidates:
-            if path in rows:
-                return NodeView.of(rows[path]), key
-        return None
+            return {r.path: NodeView.of(r) for r in s.scalars(select(Node).where(Node.path.in_(paths)))}
 
     def put_object(self, node_id: str, key: str, blob_key: str, size: int,
                    md5: str) -> tuple[ObjectView, str | None]:
@@ -839,15 +1018,14 @@ class MetadataStore:
                 pass  # a concurrent request added the same edge
         return added
 
-    def edges_of(self, owner_id: int, node_ids: list[str]) -> list[tuple[str, str]]:
-        """Every edge of this owner touching one of ``node_ids``."""
+    def edges_touching(self, node_ids: list[str]) -> list[tuple[int, str, str]]:
+        """(owner id, src, dst) of every edge touching one of ``node_ids``, oldest first."""
         if not node_ids:
             return []
         with self.reading() as s:
-            rows = s.execute(select(Edge.src, Edge.dst).where(
-                Edge.owner_id == owner_id,
+            rows = s.execute(select(Edge.owner_id, Edge.src, Edge.dst).where(
                 or_(Edge.src.in_(node_ids), Edge.dst.in_(node_ids))).order_by(Edge.id)).all()
-            return [(a, b) for a, b in rows]
+            return [(o, a, b) for o, a, b in rows]
 
     # ---- multipart ------------------------------------------------------------------------
 

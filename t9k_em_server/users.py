@@ -4,7 +4,7 @@ A key is a random lowercase UUID (the format the 0.6.0b0 client insists on). Onl
 is stored: random UUID keys carry 122 bits of entropy, so a slow hash adds nothing.
 A server process remembers a key that checked out for ``EM_SERVER_KEY_CACHE_SECONDS`` (default 5,
 ``0`` turns it off; see :class:`KeyCache`), so a revoked key stops working within that time. Creating a
-user also creates their root Folder ``/<name>``; a user sees only ``/<name>/…``.
+user also creates their root Folder ``/<name>``; what else a user sees is ``access``'s call.
 """
 from __future__ import annotations
 
@@ -33,20 +33,26 @@ def new_key() -> str:
     return str(uuid.uuid4())
 
 
-def check_user_name(name: str) -> str:
+def check_user_name(name: str, what: str = "user") -> str:
     if not NAME_RE.fullmatch(name):
-        raise ValueError(f"invalid user name {name!r}: use 1-40 characters [A-Za-z0-9_-], "
+        raise ValueError(f"invalid {what} name {name!r}: use 1-40 characters [A-Za-z0-9_-], "
                          "starting and ending with a letter or digit")
     return name
 
 
-def add_user(meta: MetadataStore, name: str) -> str:
-    """Create a user with a root Folder; returns their new API key. Conflict if the name exists."""
+def add_user(meta: MetadataStore, name: str, admin: bool = False) -> str:
+    """Create a user (an ``admin`` if asked) with a root Folder; returns their new API key.
+    Conflict if the name exists."""
     check_user_name(name)
     key = new_key()
     extra = json.dumps({"createdTimestamp": datetime.now().astimezone().isoformat()})
-    meta.create_user(name, hash_key(key), key[:8], extra)
+    meta.create_user(name, hash_key(key), key[:8], extra, admin)
     return key
+
+
+def add_group(meta: MetadataStore, name: str) -> None:
+    """Create an empty group (Conflict if the name exists); group names follow the user rule."""
+    meta.create_group(check_user_name(name, "group"))
 
 
 def add_key(meta: MetadataStore, name: str) -> str:

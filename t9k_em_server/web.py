@@ -40,6 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
+from .access import Role, role_of
 from .logredact import without_key_params
 from .metadata_store import UserView, utcnow
 from .routers.auth import SESSION_COOKIE, csrf_token
@@ -274,12 +275,12 @@ def lineage_page(request: Request, node_id: str, stores: Stores = Depends(get_st
 
 @router.get(f"{UI}/nodes/{{node_id}}")
 def node_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
-    """Redirect to the page of a node by id, whatever its type (404 if it is not the user's)."""
+    """Redirect to the page of a node by id, whatever its type (404 if the user cannot see it)."""
     user = session_user(request, stores)
     if user is None:
         return _signin_redirect(request)
     node = stores.meta.get_node(node_id) if not node_id.startswith("/") else None
-    if node is None or node.owner_id != user.id:
+    if role_of(stores.meta, user, node) == Role.NONE:
         return HTMLResponse("node not found", status_code=404)
     kind = {"Run": "runs", "Artifact": "artifacts"}.get(node.type)
     target = f"{UI}/{kind}/{quote(node.id)}" if kind else f"{UI}/folders{quote(node.path)}"

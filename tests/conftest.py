@@ -21,6 +21,10 @@ outside any distributed job; it returns ``tmp_path``.
 Team setup (tests/support/team_services.py): ``pg_database`` (module) is the URL of a fresh database on
 the machine's PostgreSQL; ``s3_env`` (module) the ``AWS_*`` environment of a ``moto_server`` with
 the bucket ``em-team``. Mark tests that need PostgreSQL with ``team_services.needs_pg``.
+
+Sharing (tests/support/team_world.py): ``team`` (module, once on SQLite and once on PostgreSQL)
+is a ``World``: a server with one user per role (owner, editor, viewer, group member, stranger,
+admin) towards alice's shared Folder, and a Folder of hers shared with nobody.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from typing import NamedTuple
 import pytest
 
 from support.em_server_process import ServerProcess
-from support.team_services import fresh_pg_database, moto_s3
+from support.team_services import fresh_pg_database, moto_s3, pg_available
+from support.team_world import World, team_world
 
 # Runs of the tests (and of the jobs they start) sample no system metrics unless a test asks:
 # most tests assert the exact metric types a Run holds. tests/test_system_metrics.py turns it on.
@@ -43,6 +48,20 @@ def pg_database():
     """A fresh database on the local PostgreSQL (one per test module); yields its URL."""
     with fresh_pg_database() as url:
         yield url
+
+
+@pytest.fixture(scope='module', params=['sqlite', 'postgresql'])
+def team(request, tmp_path_factory) -> Iterator[World]:
+    """The sharing ``World`` (see the module doc), on SQLite, then on PostgreSQL."""
+    data_dir = tmp_path_factory.mktemp(f'team-{request.param}')
+    if request.param == 'sqlite':
+        with team_world(data_dir) as world:
+            yield world
+        return
+    if not pg_available():
+        pytest.skip('PostgreSQL not reachable')
+    with fresh_pg_database() as url, team_world(data_dir, url) as world:
+        yield world
 
 
 @pytest.fixture(scope='module')

@@ -33,6 +33,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..access import Role, object_for
 from ..errors import ApiError
 from ..indexing import DOCUMENTS, index_stored_object
 from ..metadata_store import NodeView, ObjectView, UserView
@@ -40,7 +41,7 @@ from ..stores import Stores, get_stores
 from ..uploads import new_blob_key
 from .auth import current_user
 from .common import drop_blobs, read_body
-from .objects import object_json, resolve
+from .objects import object_json
 
 router = APIRouter(prefix="/apis/v1", tags=["objects"])
 
@@ -89,7 +90,7 @@ def _changed(obj: ObjectView | None, wanted: str) -> ApiError:
 
 
 def _target(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str]:
-    node, key = resolve(stores, user, path)
+    node, key = object_for(stores.meta, user, path, Role.EDITOR)
     if (node.type, key) in DOCUMENTS:
         raise ApiError(400, f"{key} is parsed whole by the server: upload it whole")
     return node, key

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..access import STORABLE, Role, node_for
 from ..errors import ApiError, node_not_found
 from ..indexing import index_stored_object, parse_document
 from ..metadata_store import NodeView, NotFound, UserView
@@ -25,8 +26,8 @@ from ..paths import normalise_key
 from ..stores import Stores, get_stores
 from ..uploads import PendingBlob, Received
 from .auth import current_user
-from .common import check_path_access, drop_blobs, read_body
-from .objects import STORABLE, object_json, series_prefix_at
+from .common import drop_blobs, read_body
+from .objects import object_json, series_prefix_at
 
 router = APIRouter(prefix="/apis/v1", tags=["objects"])
 
@@ -45,11 +46,11 @@ class Member:
 
 
 def batch_node(stores: Stores, user: UserView, path: str) -> NodeView:
-    """The Run/Artifact/Model/Dataset a batch goes to (403 foreign, 404 missing, 400 a Folder)."""
-    check_path_access(user, path)
-    node = stores.meta.get_node(path.rstrip("/"))
-    if node is None:
-        raise node_not_found(path)
+    """The Run/Artifact/Model/Dataset a batch goes to (404 missing or not visible, 403 without
+    ``EDITOR``, 400 a Folder); only a node path, never an id."""
+    if not path.startswith("/"):
+        raise ApiError(400, f"invalid node path {path[:200]!r}: must be absolute")
+    node = node_for(stores.meta, user, path, Role.EDITOR)
     if node.type not in STORABLE:
         raise ApiError(400, f"{node.path} is a {node.type}: objects belong to a Run, Artifact, "
                             "Model or Dataset")

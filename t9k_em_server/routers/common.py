@@ -1,4 +1,4 @@
-"""Helpers shared by the routers: permission checks, JSON bodies, pagination, node JSON."""
+"""Helpers shared by the routers: JSON bodies, pagination, node JSON (permissions: ``access``)."""
 from __future__ import annotations
 
 import json
@@ -9,44 +9,11 @@ from pydantic import BaseModel, ValidationError
 
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import ApiError, node_not_found, permission_denied
-from ..metadata_store import NodeView, UserView
-from ..paths import parse_node_path
+from ..errors import ApiError
+from ..metadata_store import NodeView
 from ..stores import Stores
 
 log = logging.getLogger(__name__)
-
-
-def check_path_access(user: UserView, path: str) -> list[str]:
-    """Parse a node path and make sure it lies in the user's tree (403 otherwise)."""
-    names = parse_node_path(path)
-    if names[0] != user.name:
-        raise permission_denied()
-    return names
-
-
-def check_owner_prefix(user: UserView, path: str) -> None:
-    """403 unless an (object) path starts with ``/<user>/``."""
-    if not (path == f"/{user.name}" or path.startswith(f"/{user.name}/")):
-        raise permission_denied()
-
-
-def visible_node(node: NodeView | None, user: UserView, ref: str) -> NodeView:
-    """The node if the user owns it; a missing or foreign one reads as "node not found"."""
-    if node is None or node.owner_id != user.id:
-        raise node_not_found(ref)
-    return node
-
-
-def user_node(stores: Stores, user: UserView, ref: str, type_: str | None = None) -> NodeView:
-    """The node at a path (``/…``) or id that ``user`` may see; 404 otherwise (or when it is
-    not of ``type_``)."""
-    if ref.startswith("/"):
-        ref = "/" + "/".join(check_path_access(user, ref))
-    node = visible_node(stores.meta.get_node(ref), user, ref)
-    if type_ and node.type != type_:
-        raise ApiError(404, f"{ref} is a {node.type}, not a {type_}")
-    return node
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,11 +1,12 @@
 """``/apis/v1/graphs``: lineage edges (input Artifact → Run → output Artifact).
 
 Edge ends are opaque ids: em node ids, Asset Hub ids, or ``<asset id>:<ref>`` strings, so ids this
-server does not know are accepted (spec §5.8). Edges belong to the user who added them and show
-only to them. Nothing tells a node of another user from an unknown id: ``GET`` answers
-``404 node not found`` for an id that is neither the user's node nor an end of one of their edges,
-and ``POST`` takes another user's node id as the opaque id it is to this user (the edge names
-nothing of that node to anyone: views resolve only the viewer's own nodes).
+server does not know are accepted (spec §5.8). Which edges a user sees is
+``access.visible_edges``: their own, and at a node they can see, those drawn by its editors.
+Nothing tells a node the user cannot see from an unknown id: ``GET`` answers ``404 node not
+found`` for an id that is neither a node the user can see nor an end of one of their edges, and
+neighbours show their name, path and type only when the user can see them; ``POST`` takes any id
+as the opaque id it is to this user.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..access import visible_edges, visible_nodes
 from ..errors import ApiError, node_not_found
 from ..metadata_store import UserView
 from ..stores import Stores, get_stores
@@ -36,13 +38,13 @@ class GraphEdges(BaseModel):
     graphs: list[GraphEdge]
 
 
-def _neighbour(stores: Stores, ids: list[str], user: UserView) -> list[dict]:
-    known = stores.meta.get_nodes(ids)
+def _neighbours(stores: Stores, ids: list[str], user: UserView) -> list[dict]:
+    visible = visible_nodes(stores.meta, user, ids)
     out = []
     for node_id in ids:
-        node = known.get(node_id)
+        node = visible.get(node_id)
         item: dict = {"id": node_id}
-        if node is not None and node.owner_id == user.id:
+        if node is not None:
             item.update(name=node.name, path=node.path, type=node.type)
         out.append(item)
     return out
@@ -52,13 +54,12 @@ def _neighbour(stores: Stores, ids: list[str], user: UserView) -> list[dict]:
 def get_graph(current: str = Query(..., description="node id"),
               user: UserView = Depends(current_user),
               stores: Stores = Depends(get_stores)) -> dict:
-    node = stores.meta.get_node(current) if not current.startswith("/") else None
-    edges = stores.meta.edges_of(user.id, [current])
-    if not edges and (node is None or node.owner_id != user.id):
+    edges = visible_edges(stores.meta, user, [current])
+    if not edges and current not in visible_nodes(stores.meta, user, [current]):
         raise node_not_found(current)
     incoming = list(dict.fromkeys(src for src, dst in edges if dst == current))
     outgoing = list(dict.fromkeys(dst for src, dst in edges if src == current))
-    return {"in": _neighbour(stores, incoming, user), "out": _neighbour(stores, outgoing, user)}
+    return {"in": _neighbours(stores, incoming, user), "out": _neighbours(stores, outgoing, user)}
 
 
 @router.post("/graphs", summary="Add lineage edges (spec §5.8)",

@@ -5,13 +5,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..access import Role, canonical_ref, node_for, parent_for
 from ..errors import ApiError, conflict, node_not_found
-from ..metadata_store import Conflict, NodeView, NotAFolder, NotFound, UserView
+from ..metadata_store import Conflict, NotAFolder, NotFound, UserView
 from ..paths import check_name
 from ..stores import Stores, get_stores
 from .auth import current_user
-from .common import (body_schema, check_path_access, drop_blobs, node_json, page_args,
-                     pagination, parse_body, parse_json, read_json, visible_node)
+from .common import (body_schema, drop_blobs, node_json, page_args, pagination, parse_body,
+                     parse_json, read_json)
 
 NODE_TYPES = {"Folder": 0, "Run": 2, "Artifact": 2, "Model": 3, "Dataset": 3}  #: default storageType
 STORAGE_TYPES = (0, 1, 2, 3)  #: what AIStore clients send (spec server-api §5.3)
@@ -73,21 +74,13 @@ def _check_fields(stores: Stores, labels: list[str] | None, description: str | N
         raise ApiError(400, f"extra longer than {limits.max_extra_chars} characters")
 
 
-def _lookup(stores: Stores, user: UserView, ref: str) -> NodeView:
-    """A node by path (403 outside the user's tree) or by id (404 if not the user's)."""
-    if ref.startswith("/"):
-        names = check_path_access(user, ref)
-        ref = "/" + "/".join(names)
-    return visible_node(stores.meta.get_node(ref), user, ref)
-
-
 @router.get("/nodes", summary="List the children of a Folder (spec §5.2)")
 def list_nodes(parent: str = Query(..., description="path or id of the parent"),
                type: str | None = Query(None, description="only children of this type"),
                page: int = 1, size: int = 20,
                user: UserView = Depends(current_user),
                stores: Stores = Depends(get_stores)) -> dict:
-    node = _lookup(stores, user, parent)
+    node = node_for(stores.meta, user, parent)
     page, size, offset = page_args(page, size, stores.limits.max_page_size)
     children, total = stores.meta.list_children(node.id, type or None, offset, size)
     return {"data": [node_json(c) for c in children], "pagination": pagination(page, size, total)}
@@ -97,8 +90,10 @@ def list_nodes(parent: str = Query(..., description="path or id of the parent"),
 async def create_node(request: Request, user: UserView = Depends(current_user),
                       stores: Stores = Depends(get_stores)) -> dict:
     body: NodeCreate = parse_body(NodeCreate, await read_json(request, stores.limits.max_json_bytes))
-    parent_names = check_path_access(user, body.parent)
-    parent = "/" + "/".join(parent_names)
+    parent = canonical_ref(body.parent)
+    if not parent.startswith("/"):
+        raise ApiError(400, f"invalid node path {body.parent[:200]!r}: must be absolute")
+    await run_in_threadpool(node_for, stores.meta, user, parent, Role.EDITOR)
     check_name(body.name)
     if body.type not in NODE_TYPES:
         raise ApiError(400, f"invalid node type {body.type!r}: use one of {', '.join(NODE_TYPES)}")
@@ -125,7 +120,7 @@ async def create_node(request: Request, user: UserView = Depends(current_user),
 def node_info(node: str = Query(..., description="path or id"),
               user: UserView = Depends(current_user),
               stores: Stores = Depends(get_stores)) -> dict:
-    return node_json(_lookup(stores, user, node))
+    return node_json(node_for(stores.meta, user, node))
 
 
 @router.put("/nodes", summary="Rename or edit a node (spec §5.6)",
@@ -133,11 +128,12 @@ def node_info(node: str = Query(..., description="path or id"),
 async def update_node(request: Request, user: UserView = Depends(current_user),
                       stores: Stores = Depends(get_stores)) -> dict:
     body: NodeUpdate = parse_body(NodeUpdate, await read_json(request, stores.limits.max_json_bytes))
-    node = await run_in_threadpool(_lookup, stores, user, body.node)
+    node = await run_in_threadpool(node_for, stores.meta, user, body.node, Role.EDITOR)
     if body.name is not None:
         check_name(body.name)
         if node.parent_id is None:
             raise ApiError(400, "a user's root folder cannot be renamed")
+        await run_in_threadpool(parent_for, stores.meta, user, node, Role.EDITOR)
     _check_fields(stores, body.labels, body.description, body.extra)
     try:
         updated = await run_in_threadpool(
@@ -158,9 +154,10 @@ async def delete_node(request: Request, user: UserView = Depends(current_user),
     if "node" not in data and "node" in request.query_params:
         data = {"node": request.query_params["node"]}
     body: NodeRef = parse_body(NodeRef, data)
-    node = await run_in_threadpool(_lookup, stores, user, body.node)
+    node = await run_in_threadpool(node_for, stores.meta, user, body.node)
     if node.parent_id is None:
         raise ApiError(400, "a user's root folder cannot be deleted")
+    await run_in_threadpool(parent_for, stores.meta, user, node, Role.EDITOR)
     try:
         blobs = await run_in_threadpool(stores.meta.delete_subtree, node.path)
     except NotFound:

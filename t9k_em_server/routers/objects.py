@@ -14,20 +14,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..access import STORABLE, Role, object_for, role_of
 from ..blob_store import PartsChanged
 from ..errors import ApiError, node_not_found
 from ..indexing import index_stored_object, needs_prefix_hint, parse_document
 from ..metadata_store import NodeView, NotFound, ObjectView, UserView
-from ..paths import normalise_key, object_path_candidates
 from ..stores import Stores, get_stores
 from ..uploads import Digest, Received, new_blob_key, receive_upload
 from .auth import current_user
-from .common import (body_schema, check_owner_prefix, drop_blobs, page_args, pagination,
-                     parse_body, read_json)
+from .common import body_schema, drop_blobs, page_args, pagination, parse_body, read_json
 
 router = APIRouter(prefix="/apis/v1", tags=["objects"])
 
-STORABLE = ("Run", "Artifact", "Model", "Dataset")
 
 
 class CompletedPart(BaseModel):
@@ -39,18 +37,6 @@ class CompleteMultipart(BaseModel):
     """Body of the multipart completion (spec §5.12 step 3); note ``etag`` spelling."""
 
     parts: list[CompletedPart]
-
-
-def resolve(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str]:
-    """(owning node, normalised key) of an object path; 403/404/400 as the spec expects."""
-    check_owner_prefix(user, path)
-    found = stores.meta.find_owner(object_path_candidates(path))
-    if found is None:
-        raise node_not_found(path.rsplit("/", 1)[0] or path)
-    node, raw_key = found
-    if node.type not in STORABLE:  # a Folder: the Run/Artifact below it does not exist
-        raise node_not_found(f"{node.path}/{raw_key.split('/', 1)[0]}")
-    return node, normalise_key(raw_key)
 
 
 def series_prefix_at(stores: Stores, node: NodeView, key: str) -> int | None:
@@ -65,7 +51,7 @@ def series_prefix_at(stores: Stores, node: NodeView, key: str) -> int | None:
 
 def _upload_target(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str, int | None]:
     """(owning node, key, series prefix offset) of an object about to be uploaded."""
-    node, key = resolve(stores, user, path)
+    node, key = object_for(stores.meta, user, path, Role.EDITOR)
     return node, key, series_prefix_at(stores, node, key)
 
 
@@ -117,7 +103,7 @@ def _stream(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
 def _open_download(stores: Stores, user: UserView, path: str) -> tuple[ObjectView, Iterator[bytes], bytes | None]:
     """Find the object and read its first chunk (retrying once if an overwrite raced us)."""
     for attempt in range(2):
-        node, key = resolve(stores, user, path)
+        node, key = object_for(stores.meta, user, path, Role.VIEWER)
         obj = stores.meta.get_object(node.id, key)
         if obj is None:
             raise ApiError(404, f"object not found [{path}]")
@@ -150,7 +136,7 @@ async def object_download(stores: Stores, user: UserView, path: str) -> Streamin
 @router.delete("/objects", summary="Delete one object")
 def delete_object(path: str = Query(...), user: UserView = Depends(current_user),
                   stores: Stores = Depends(get_stores)) -> dict:
-    node, key = resolve(stores, user, path)
+    node, key = object_for(stores.meta, user, path, Role.EDITOR)
     try:
         blob = stores.meta.delete_object(node.id, key)
     except NotFound:
@@ -163,13 +149,11 @@ def delete_object(path: str = Query(...), user: UserView = Depends(current_user)
 def list_objects(path: str = Query(...), page: int = 1, size: int = 20,
                  user: UserView = Depends(current_user),
                  stores: Stores = Depends(get_stores)) -> dict:
-    check_owner_prefix(user, path.rstrip("/") or "/")
     page, size, offset = page_args(page, size, stores.limits.max_page_size)
     path = path.rstrip("/")
-    node = stores.meta.get_node(path)
-    prefix = ""
-    if node is None:
-        node, key = resolve(stores, user, path)
+    node, prefix = stores.meta.get_node(path) if path.startswith("/") else None, ""
+    if role_of(stores.meta, user, node) == Role.NONE:
+        node, key = object_for(stores.meta, user, path, Role.VIEWER)
         prefix = key + "/"
     if node.type not in STORABLE:
         return {"data": [], "pagination": pagination(page, size, 0)}
@@ -182,7 +166,7 @@ def list_objects(path: str = Query(...), page: int = 1, size: int = 20,
 # ------------------------------------------------------------------------------- multipart
 
 def _upload_of(stores: Stores, user: UserView, upload_id: str, path: str) -> tuple[NodeView, str]:
-    node, key = resolve(stores, user, path)
+    node, key = object_for(stores.meta, user, path, Role.EDITOR)
     found = stores.meta.get_multipart(upload_id)
     if found is None or found != (node.id, key):
         raise ApiError(404, f"upload not found [{upload_id}]")
@@ -192,7 +176,7 @@ def _upload_of(stores: Stores, user: UserView, upload_id: str, path: str) -> tup
 @router.post("/objects/multipart", summary="Start a multipart upload (spec §5.12 step 1)")
 def start_multipart(path: str = Query(...), user: UserView = Depends(current_user),
                     stores: Stores = Depends(get_stores)) -> dict:
-    node, key = resolve(stores, user, path)
+    node, key = object_for(stores.meta, user, path, Role.EDITOR)
     try:
         upload_id = stores.meta.create_multipart(node.id, key)
     except NotFound:

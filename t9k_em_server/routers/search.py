@@ -22,13 +22,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from .. import run_search
+from ..access import node_for
 from ..errors import ApiError
 from ..metadata_store import UserView
 from ..query import QueryError
 from ..series import X_AXES
 from ..stores import Stores, get_stores
 from .auth import current_user
-from .common import user_node
 
 api_router = APIRouter(prefix="/apis/v1/search", tags=["search"])
 ui_router = APIRouter(prefix="/api/ui/v1/search", tags=["search"])
@@ -40,13 +40,14 @@ MAX_SERIES_RUNS = 100
 MAX_BAND_GROUPS = 20
 MAX_RUNS_PER_GROUP = 500
 
-FOLDER = Query(None, description="Folder path (/<user>/…) or id; default: the user's root")
+FOLDER = Query(None, description="Folder path or id (the user's or one shared with them); "
+                                "default: the user's root")
 RECURSIVE = Query(False, description="also the Runs of every Folder below it")
 FILTER = Query("", description="query language, e.g. hparams.lr <= 0.01 and val.accuracy.max > 0.9")
 
 
 def _scope(stores: Stores, user: UserView, folder: str | None, recursive: bool) -> run_search.Scope:
-    node = user_node(stores, user, folder or f"/{user.name}")
+    node = node_for(stores.meta, user, folder or f"/{user.name}")
     if node.type != "Folder":
         raise ApiError(400, f"{node.path} is a {node.type}, not a Folder")
     return run_search.Scope(node.id, recursive)
@@ -116,7 +117,7 @@ def many_series(type: str = Query(..., description="metric type, e.g. val"),
                                                       max_points, max_groups, runs_per_group))
     if not run or len(run) > MAX_SERIES_RUNS:
         raise ApiError(400, f"give 1 to {MAX_SERIES_RUNS} run ids (run=…), or by=")
-    runs = [user_node(stores, user, ref, "Run") for ref in dict.fromkeys(run)]
+    runs = [node_for(stores.meta, user, ref, type_="Run") for ref in dict.fromkeys(run)]
     return {"type": type, "metric": metric, "x_axis": x,
             "series": run_search.runs_series(stores, runs, type, metric, x, max_points)}
 

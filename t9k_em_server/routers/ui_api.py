@@ -23,13 +23,13 @@ from fastapi.responses import StreamingResponse
 
 from t9k_em_core import artifact_files, fileio, run_files, system_metrics
 
+from ..access import node_for, role_of, visible_edges, visible_nodes
 from ..errors import ApiError
 from ..metadata_store import NodeView, UserView
 from ..series import (X_AXES, gpu_usage, index_metric_object, load_series, metric_type_of,
                       series_points)
 from ..stores import Stores, get_stores
 from .auth import current_user
-from .common import user_node as _node
 from .objects import object_download
 
 router = APIRouter(prefix="/api/ui/v1", tags=["ui"])
@@ -88,7 +88,7 @@ def folder(path: str | None = None, node: str | None = None,
            runs: bool = Query(True, description="list the Runs too (false: only count them)"),
            user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
     ref = path or node or f"/{user.name}"
-    parent = _node(stores, user, ref)
+    parent = node_for(stores.meta, user, ref)
     if parent.type != "Folder":
         raise ApiError(400, f"{parent.path} is a {parent.type}, not a Folder")
     if not runs:
@@ -107,7 +107,8 @@ def folder(path: str | None = None, node: str | None = None,
             item["gpu"] = _gpu_usage(stores, child, indexes.get(child.id, {}))
         items.append(item)
     return {"folder": _summary(parent), "children": items, "total": total,
-            "truncated": total > len(children)}
+            "truncated": total > len(children),
+            "role": role_of(stores.meta, user, parent).name.lower()}
 
 
 def _folder_without_runs(stores: Stores, parent: NodeView) -> dict:
@@ -135,7 +136,7 @@ def _gpu_usage(stores: Stores, run: NodeView, indexes: dict[str, Any]) -> dict[s
 def _resolve_associations(stores: Stores, user: UserView, run: NodeView) -> tuple[list, list]:
     """Inputs/outputs from ``metadata.yaml`` associations plus lineage edges, as node summaries."""
     associations = (run.meta or {}).get("associations") or {}
-    edges = stores.meta.edges_of(user.id, [run.id])
+    edges = visible_edges(stores.meta, user, [run.id])
     ids: dict[str, list[tuple[str, dict]]] = {"input": [], "output": []}
     for direction in ("input", "output"):
         for entry in associations.get(direction) or []:
@@ -144,12 +145,12 @@ def _resolve_associations(stores: Stores, user: UserView, run: NodeView) -> tupl
             kind = entry.get("kind")
             node_id = entry.get("id")
             if kind == "Artifact" and entry.get("name"):
-                found = stores.meta.find_by_alt_name(user.id, "Artifact", str(entry["name"]))
+                found = stores.meta.find_by_alt_name(run.owner_id, "Artifact", str(entry["name"]))
                 node_id = found.id if found else None
             ids[direction].append((str(node_id) if node_id else "", entry))
     ids["input"] += [(src, {}) for src, dst in edges if dst == run.id]
     ids["output"] += [(dst, {}) for src, dst in edges if src == run.id]
-    known = stores.meta.get_nodes([i for d in ids.values() for i, _ in d if i])
+    known = visible_nodes(stores.meta, user, [i for d in ids.values() for i, _ in d if i])
     result: dict[str, list] = {}
     for direction, entries in ids.items():
         seen, out = set(), []
@@ -158,7 +159,7 @@ def _resolve_associations(stores: Stores, user: UserView, run: NodeView) -> tupl
                 continue
             seen.add(node_id)
             node = known.get(node_id)
-            if node is not None and node.owner_id == user.id:
+            if node is not None:
                 out.append({**_summary(node), "known": True})
             else:
                 out.append({"id": node_id or None, "type": entry.get("kind"),
@@ -170,7 +171,7 @@ def _resolve_associations(stores: Stores, user: UserView, run: NodeView) -> tupl
 @router.get("/runs/{node_id}", summary="One Run: metadata, hparams, environment, metric names, lineage")
 def run_detail(node_id: str, user: UserView = Depends(current_user),
                stores: Stores = Depends(get_stores)) -> dict:
-    run = _node(stores, user, node_id, "Run")
+    run = node_for(stores.meta, user, node_id, type_="Run")
     inputs, outputs = _resolve_associations(stores, user, run)
     indexes = _metric_indexes(stores, run)
     return {**_summary(run), "hparams": run.hparams or {},
@@ -191,7 +192,7 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
                user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
     if x not in X_AXES:
         raise ApiError(400, f"x must be one of {', '.join(X_AXES)}")
-    run = _node(stores, user, node_id, "Run")
+    run = node_for(stores.meta, user, node_id, type_="Run")
     obj = stores.meta.get_object(run.id, run_files.metric_index_path(type))
     if obj is None:
         raise ApiError(404, f"no metric type {type!r} in {run.path}")
@@ -204,7 +205,7 @@ def run_series(node_id: str, type: str = Query(..., description="metric type, e.
 @router.get("/runs/{node_id}/log", summary="The end of a Run's stdout.log")
 def run_log(node_id: str, tail_bytes: int = Query(256 << 10, ge=1, le=16 << 20),
             user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
-    run = _node(stores, user, node_id, "Run")
+    run = node_for(stores.meta, user, node_id, type_="Run")
     obj = stores.meta.get_object(run.id, run_files.STDOUT_FILE)
     if obj is None:
         return {"text": "", "size": 0, "truncated": False}
@@ -218,7 +219,7 @@ def run_log(node_id: str, tail_bytes: int = Query(256 << 10, ge=1, le=16 << 20),
 @router.get("/artifacts/{node_id}", summary="One Artifact: metadata, objects, references")
 def artifact_detail(node_id: str, user: UserView = Depends(current_user),
                     stores: Stores = Depends(get_stores)) -> dict:
-    artifact = _node(stores, user, node_id, "Artifact")
+    artifact = node_for(stores.meta, user, node_id, type_="Artifact")
     objects, total = stores.meta.list_objects(artifact.id, "", 0, MAX_OBJECTS)
     references = _read_document(stores, artifact, artifact_files.REFERENCES_FILE)
     references = references if isinstance(references, dict) else {}
@@ -233,20 +234,20 @@ def artifact_detail(node_id: str, user: UserView = Depends(current_user),
 @router.get("/lineage/{node_id}", summary="The lineage graph around a node")
 def lineage(node_id: str, depth: int = Query(3, ge=1, le=10),
             user: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
-    start = _node(stores, user, node_id)
+    start = node_for(stores.meta, user, node_id)
     seen, frontier, edges = {start.id}, [start.id], set()
     for _ in range(depth):
-        found = stores.meta.edges_of(user.id, frontier)
+        found = visible_edges(stores.meta, user, frontier)
         edges.update(found)
         frontier = [end for edge in found for end in edge if end not in seen]
         seen.update(frontier)
         if not frontier:
             break
-    known = stores.meta.get_nodes(sorted(seen))
+    known = visible_nodes(stores.meta, user, sorted(seen))
     nodes = []
     for nid in sorted(seen):
         node = known.get(nid)
-        if node is not None and node.owner_id == user.id:
+        if node is not None:
             nodes.append({**_summary(node), "known": True})
         else:
             nodes.append({"id": nid, "type": None, "name": nid, "path": None, "known": False})

@@ -104,20 +104,24 @@ def test_users_are_isolated(em_server, em_add_user):
     folder = alice.folder()
     run_id = alice.node(folder, "secret", "Run")
     assert alice.put(f"{folder}/secret/w.txt", b"alice's").status_code == 200
-    attempts = [
-        bob.request("GET", "/apis/v1/nodes/info", params={"node": f"{folder}/secret"}),
-        bob.request("GET", "/apis/v1/nodes", params={"parent": folder}),
-        bob.create(folder, "intruder", "Run"),
-        bob.put(f"{folder}/secret/w.txt", b"bob's"),
-        bob.put(f"{folder}/secret/new.txt", b"bob's"),
-        bob.get(f"{folder}/secret/w.txt"),
-        bob.request("GET", "/apis/v1/objects/ls", params={"path": f"{folder}/secret"}),
-        bob.request("DELETE", "/apis/v1/nodes", json={"node": f"{folder}/secret"}),
-        bob.request("PUT", "/apis/v1/nodes", json={"node": f"{folder}/secret", "name": "x"}),
-        bob.request("POST", "/apis/v1/objects/multipart", params={"path": f"{folder}/secret/m.bin"}),
-    ]
-    for reply in attempts:
-        assert reply.status_code == 403 and reply.text == "permission denied", (reply.request.url, reply.text)
+    def attempts(folder: str) -> list:
+        return [
+            bob.request("GET", "/apis/v1/nodes/info", params={"node": f"{folder}/secret"}),
+            bob.request("GET", "/apis/v1/nodes", params={"parent": folder}),
+            bob.create(folder, "intruder", "Run"),
+            bob.put(f"{folder}/secret/w.txt", b"bob's"),
+            bob.put(f"{folder}/secret/new.txt", b"bob's"),
+            bob.get(f"{folder}/secret/w.txt"),
+            bob.request("GET", "/apis/v1/objects/ls", params={"path": f"{folder}/secret"}),
+            bob.request("DELETE", "/apis/v1/nodes", json={"node": f"{folder}/secret"}),
+            bob.request("PUT", "/apis/v1/nodes", json={"node": f"{folder}/secret", "name": "x"}),
+            bob.request("POST", "/apis/v1/objects/multipart", params={"path": f"{folder}/secret/m.bin"}),
+        ]
+    # alice's folder answers exactly like one that does not exist: no existence leak by path
+    ghost = f"/{a_name}/ghost-folder"
+    for reply, unknown in zip(attempts(folder), attempts(ghost)):
+        assert reply.status_code == 404 and reply.text.startswith("node not found ["), reply.text
+        assert (reply.status_code, reply.text.replace(folder, ghost)) == (unknown.status_code, unknown.text)
     by_id = [bob.request("GET", "/apis/v1/nodes/info", params={"node": run_id}),
              bob.request("DELETE", "/apis/v1/nodes", json={"node": run_id})]
     for reply in by_id:

@@ -80,7 +80,7 @@ def test_other_users_folder_is_not_found(swept, em_server):
     bob = Api(em_server.base_url, em_server.keys["bob"], "bob")
     for path in ("runs", "groups", "fields"):
         reply = bob.request("GET", f"/apis/v1/search/{path}", params={"folder": folder, "by": "status"})
-        assert reply.status_code == 403, (path, reply.text)
+        assert reply.status_code == 404 and reply.text == f"node not found [{folder}]", (path, reply.text)
     node_id = api.request("GET", "/apis/v1/nodes/info", params={"node": folder})
     if node_id.status_code == 200:
         reply = bob.request("GET", "/apis/v1/search/runs", params={"folder": node_id.json()["id"]})

@@ -118,5 +118,5 @@ def test_ui_api_is_per_user(seeded, em_server):
     api, folder, run, ds = seeded
     other = Api(em_server.base_url, em_server.api_key, em_server.user)
     assert ui(other, f"/runs/{run}").status_code == 404
-    assert ui(other, "/folders", path=folder).status_code == 403
+    assert ui(other, "/folders", path=folder).status_code == 404
     assert requests.get(api.base + f"/api/ui/v1/runs/{run}", timeout=10).status_code == 401

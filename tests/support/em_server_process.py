@@ -6,6 +6,7 @@ goes to ``<data_dir>/server-<port>.log`` (``log_text()``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -78,21 +81,38 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
         raise RuntimeError("no free port found")
 
-    def add_user(self, name: str | None = None) -> tuple[str, str]:
-        """Create a user (a random name by default) in this server's stores; returns (name, key).
+    def add_user(self, name: str | None = None, admin: bool = False) -> tuple[str, str]:
+        """Create a user (a random name by default; an admin if asked) in this server's stores;
+        returns (name, key).
 
         Runs in this process through ``t9k_em_server.users`` (what ``em server add-user`` calls),
         which is much quicker than a CLI subprocess; the CLI itself is tested in test_auth.py.
         """
         from t9k_em_server import users
+
+        name = name or "u" + uuid.uuid4().hex[:10]
+        with self.metadata() as meta:
+            return name, users.add_user(meta, name, admin=admin)
+
+    def add_group(self, name: str, members: list[str]) -> None:
+        """Create a group with these members (what ``em server add-group``/``add-member`` call)."""
+        from t9k_em_server import users
+
+        with self.metadata() as meta:
+            users.add_group(meta, name)
+            for member in members:
+                meta.set_member(name, member, True)
+
+    @contextlib.contextmanager
+    def metadata(self) -> Iterator[Any]:
+        """This server's metadata store, migrated, opened in this process."""
         from t9k_em_server.config import ServerConfig
         from t9k_em_server.metadata_store import MetadataStore
 
-        name = name or "u" + uuid.uuid4().hex[:10]
         meta = MetadataStore(ServerConfig(data_dir=self.data_dir, db_url=self.db).resolved_db_url)
         try:
             meta.upgrade()
-            return name, users.add_user(meta, name)
+            yield meta
         finally:
             meta.close()
 

@@ -1,5 +1,5 @@
-// The folder tree of the sidebar: the user's root folder, expanded down to the current folder;
-// other folders load their children when opened.
+// The folder tree of the sidebar: the user's root folder, expanded down to the current folder,
+// then "Shared with me" (folders others shared with the user); folders load their children when opened.
 import { getJSON, el, mount, links } from "./common.js";
 
 async function childFolders(path) {
@@ -30,9 +30,19 @@ function item(folder, current) {
   return li;
 }
 
-/** Render the tree of the signed-in user's folders into container, opened at currentPath. */
+/** Render the tree of the signed-in user's folders and of those shared with them into
+ * container, opened at currentPath. */
 export function renderTree(container, currentPath) {
   const user = document.documentElement.dataset.user;
   const rootPath = `/${user}`;
-  mount(container, el("h3", {}, "Folders"), el("ul", { class: "tree root" }, item({ name: user, path: rootPath }, currentPath || rootPath)));
+  const current = currentPath || rootPath;
+  const shared = el("ul", { class: "tree root shared" });
+  mount(container, el("h3", {}, "Folders"), el("ul", { class: "tree root" }, item({ name: user, path: rootPath }, current)),
+    el("h3", {}, "Shared with me"), shared);
+  getJSON("/shared").then((data) => {
+    const folders = data.folders || [];
+    mount(shared, folders.length
+      ? folders.map((f) => item({ name: `${f.path.slice(1)} (${f.role})`, path: f.path }, current))
+      : [el("li", { class: "subtitle" }, "nothing yet")]);
+  }).catch(() => mount(shared, []));
 }
