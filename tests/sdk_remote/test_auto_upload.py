@@ -77,6 +77,23 @@ def test_sync_stops_on_conflict_error_and_finish_says_how_to_complete(
     assert metadata_file.read_metadata(run.local)['remote'] == []
 
 
+@pytest.mark.timeout(120)
+def test_sync_stops_for_good_on_a_missing_folder(logged_in, folder: str, monkeypatch,
+                                                 capsys) -> None:
+    """A missing Folder (no make_folder) is a TransferError: the syncer stops at once instead
+    of retrying, and finish says how to complete the upload."""
+    monkeypatch.setenv('EM_SYNC_INTERVAL', '0.2')
+    run = em.create_run(name='nowhere', auto_upload=True, folder=f'{folder}/missing')
+    run.log('train', {'loss': 1.0}, step=0)
+    started = time.monotonic()
+    run.finish()
+    assert time.monotonic() - started < 10  # a permanent stop is not waited for
+    err = capsys.readouterr().err
+    assert f"Folder does not exist: '/alice/{folder}/missing'" in err
+    assert f'em upload {run.local} -f {folder}/missing -c new' in err
+    assert metadata_file.read_metadata(run.local)['remote'] == []
+
+
 @pytest.mark.timeout(60)
 def test_auto_upload_without_login_keeps_data_local(workdir, monkeypatch, capsys) -> None:
     monkeypatch.setenv('EM_SYNC_INTERVAL', '0.2')

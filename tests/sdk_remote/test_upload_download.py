@@ -123,8 +123,9 @@ def test_conflict_strategies(logged_in, folder: str) -> None:
 
 def test_missing_folder_rules(logged_in, folder: str) -> None:
     run = make_run('r', steps=1)
-    with pytest.raises(ValueError, match=f"Folder does not exist: '/alice/{folder}/x'"):
+    with pytest.raises(ValueError, match=f"Folder does not exist: '/alice/{folder}/x'") as raised:
         run.upload(folder=f'{folder}/x')
+    assert isinstance(raised.value, transfer.FolderNotFoundError)  # a TransferError: final
     # `default` is made on demand, as in 0.6.0b0
     node = transfer.upload_run(run.local, client=logged_in)
     assert node.path.startswith('/alice/default/')
