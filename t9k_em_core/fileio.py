@@ -67,14 +67,21 @@ def is_temporary_file(name: str) -> bool:
     return _TMP_RE.match(name) is not None
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Replaces ``path`` with ``text`` atomically (temporary file in the same folder + rename)."""
+def write_text_atomic(path: str, text: str, durable: bool = False) -> None:
+    """Replaces ``path`` with ``text`` atomically (temporary file in the same folder + rename).
+    With ``durable``, the text and the rename reach the disk before returning (fsync of the file
+    and of its folder), as a journal needs."""
     head, base = os.path.split(path)
     tmp = os.path.join(head, f'.{base}.t9ktmp{os.getpid()}_{threading.get_ident()}')
     try:
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(head or '.')
     except BaseException:
         try:
             os.unlink(tmp)
@@ -83,9 +90,30 @@ def write_text_atomic(path: str, text: str) -> None:
         raise
 
 
-def write_yaml(path: str, data: Any) -> None:
-    """Dumps ``data`` to ``path`` atomically."""
-    write_text_atomic(path, dump_yaml(data))
+def write_yaml(path: str, data: Any, durable: bool = False) -> None:
+    """Dumps ``data`` to ``path`` atomically (see :func:`write_text_atomic` for ``durable``)."""
+    write_text_atomic(path, dump_yaml(data), durable)
+
+
+def fsync_dir(path: str) -> None:
+    """Makes the entries of folder ``path`` (a rename into it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def truncate_file(path: str, length: int) -> None:
+    """Cuts ``path`` to ``length`` bytes in place (one ``ftruncate``: a reader sees the old
+    length or the new one) and makes the cut durable; a file already that short is left alone."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if os.fstat(fd).st_size > length:
+            os.ftruncate(fd, length)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def append_bytes(path: str, data: bytes) -> None:

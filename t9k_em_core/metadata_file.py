@@ -119,12 +119,12 @@ def read_metadata(node_dir: str) -> Dict[str, Any]:
     return read_yaml(os.path.join(node_dir, METADATA_FILE), {})
 
 
-def write_metadata(node_dir: str, metadata: Dict[str, Any]) -> List[Dict[str, Any]]:
+def write_metadata(node_dir: str, metadata: Dict[str, Any], durable: bool = False) -> List[Dict[str, Any]]:
     """Writes ``metadata.yaml``, keeping the ``remote`` history already on disk when longer.
 
     ``remote`` records are appended by uploads/downloads (:func:`append_remote`), possibly on
     another thread, so the file on disk is the authority for them. Returns the ``remote`` list
-    that was written.
+    that was written. ``durable``: on disk before returning (a rewind's journal).
     """
     path = os.path.join(node_dir, METADATA_FILE)
     with metadata_lock(node_dir):
@@ -137,7 +137,7 @@ def write_metadata(node_dir: str, metadata: Dict[str, Any]) -> List[Dict[str, An
             remote = list(on_disk)
         data = dict(metadata)
         data['remote'] = remote
-        write_yaml(path, data)
+        write_yaml(path, data, durable)
         return remote
 
 

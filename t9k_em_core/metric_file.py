@@ -347,6 +347,54 @@ def last_entry(path: str, tail_size: int = 1 << 13) -> Optional[Dict[str, Any]]:
         tail_size *= 4  # no whole entry in the tail: read more
 
 
+# --- rewinding ---------------------------------------------------------------------------------
+
+_SEQUENCE_STEP = re.compile(rb'\n  sequence:\n    epoch: [^\n]*\n    step: ([0-9]+)\n'
+                            rb'    timestamp: [^\n]+\n')
+
+
+def _entry_step(data: bytes, begin: int, end: int) -> Optional[int]:
+    """Step of the entry ``data[begin:end]`` (from its ``- `` to the next), None when it is not
+    a whole entry (a last entry cut mid-append). The canonical shape is matched without YAML."""
+    match = _SEQUENCE_STEP.search(data, begin, end)
+    if match is not None and match.end() == end:
+        return int(match.group(1))
+    try:
+        loaded = load_yaml_text(data[begin:end].decode('utf-8', 'replace'))
+    except yaml_error_types():
+        return None
+    if not (isinstance(loaded, list) and len(loaded) == 1 and is_entry(loaded[0])):
+        return None
+    step = loaded[0]['sequence']['step']
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def cut_offset(path: str, step: int, block_size: int = 1 << 16) -> int:
+    """Length of a metric file without its last entries of step > ``step``: the end of the last
+    entry with step ≤ ``step`` (0 when there is none), found by reading the file backward,
+    ``block_size`` bytes at a time, so the cost grows with what is dropped, not with the file.
+
+    A last entry cut short mid-append is dropped as well. Entries are taken to be in step order
+    (a higher step before the last entry with step ≤ ``step`` is kept)."""
+    with open(path, 'rb') as f:
+        cut = f.seek(0, os.SEEK_END)
+        start, data = cut, b''  # data = the file's bytes [start, start + len(data))
+        while cut > 0:
+            end = cut - start
+            boundary = data.rfind(ENTRY_START, 0, end) + 1  # the last entry before the cut
+            if boundary == 0 and start > 0:  # it begins before data: read the block before
+                read = min(start, max(block_size, end))
+                start -= read
+                f.seek(start)
+                data = f.read(read) + data[:end]
+                continue
+            entry_step = _entry_step(data, boundary, end)
+            if entry_step is not None and entry_step <= step:
+                return cut
+            cut = start + boundary
+        return 0
+
+
 # --- reading entries as columns (NumPy) -------------------------------------------------------
 
 PIECE = 4 << 20

@@ -24,6 +24,7 @@ type's text as soon as :data:`_WRITE_AT` bytes of it are spelled (while still in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import os
@@ -31,7 +32,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from t9k_em_core import lifecycle, metric_file, naming, run_files
 
@@ -392,6 +393,14 @@ class MetricWriter:
                     self._on_new_type(list(self._types_on_disk))
                 except OSError as e:
                     print(f'EM WARNING: cannot update index.yaml: {e}', file=sys.stderr)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Flushes, then holds every write to the files until the block ends (a rewind cuts
+        them meanwhile); entries logged in the block wait in the buffer."""
+        with self._io_lock:
+            self.flush()
+            yield
 
     def close(self) -> None:
         """Flushes and stops periodic flushing. A later ``log`` reopens the writer (with a warning)."""

@@ -10,11 +10,12 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from t9k_em_core import conflicts, distributed, environment, fileio, lifecycle, metadata_file, naming, run_files
 from t9k_em_core import system_metrics as sampler
 from t9k_em_core.artifact import Artifact, Reference
-from t9k_em_core.metrics import MetricWriter
+from t9k_em_core.metrics import MetricWriter, to_index
 from t9k_em_core.params import Params
+from t9k_em_core.resume import complete_pending_cut, cut_files, find_run_dir, plan_cut, resolve_key
 
 CONFIG_FILE_KEYS = ('name', 'hparams', 'labels', 'description', 'auto_upload', 'folder',
-                    'make_folder', 'conflict_strategy', 'system_metrics')
+                    'make_folder', 'conflict_strategy', 'system_metrics', 'resume')
 
 
 class Run:
@@ -54,6 +55,7 @@ class Run:
         self.start_timestamp: str = metadata.get('startTimestamp') or metadata_file.now_iso()
         self.end_timestamp: Optional[str] = None
         self.status: str = 'Running'
+        self._previous_status: str = metadata.get('status') or 'Running'  # before a reopen
         self.alternative_name: str = (metadata.get('alternativeName')
                                       or naming.alternative_name(self.name))
         associations = metadata.get('associations') or {}
@@ -196,6 +198,37 @@ class Run:
         """
         self._params.update(new_params, override)
 
+    def rewind(self, step: int, reason: str = 'rewind') -> None:
+        """Drops every metric entry with a step greater than ``step``, in every metric type but
+        ``system``, and records a segment (``segments``): resumed at ``step``, now, for
+        ``reason``. Call it when training goes back to a checkpoint of step ``step``, before
+        logging the redone steps; the integrations do it themselves (docs/resume.md).
+
+        Crash-safe: the rewind is journaled in ``metadata.yaml`` first, and a process killed
+        midway leaves each metric file whole, cut or not; the next ``load_run`` or
+        ``create_run(resume=...)`` completes the cut. Its cost grows with the entries dropped,
+        not with the length of the Run.
+
+        Raises:
+            TypeError, ValueError: ``step`` is not a non-negative integer.
+            RuntimeError: the Run is finished (reopen it with :func:`load_run` first).
+        """
+        step = to_index('step', step)
+        if self.is_inert:
+            return
+        if self._ended:
+            raise RuntimeError(f'Run {self.alternative_name} is finished: reopen it with load_run '
+                               'before rewinding it')
+        with lifecycle.signals_deferred(), self._writer.paused():
+            lengths = plan_cut(self.local, step)
+            segment = metadata_file.new_segment(step, reason, self._previous_status, lengths)
+            self._segments.append(segment)
+            self._write_metadata(durable=True)  # the journal: the cut is known before it starts
+            cut_files(self.local, lengths)
+            del segment[metadata_file.SEGMENT_CUTTING]
+            self._write_metadata(durable=True)
+        self._previous_status = 'Running'
+
     def mark_input(self, resource: Any) -> None:
         """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an input."""
         self._mark('input', resource)
@@ -277,8 +310,8 @@ class Run:
             **({metadata_file.SEGMENTS: [dict(s) for s in self._segments]} if self._segments else {}),
         }
 
-    def _write_metadata(self) -> None:
-        self.remote = self._storage.write_metadata(self._metadata_dict())
+    def _write_metadata(self, durable: bool = False) -> None:
+        self.remote = self._storage.write_metadata(self._metadata_dict(), durable)
         self._changed()
 
     def _write_hparams(self, data: Dict[str, Any]) -> None:
@@ -356,8 +389,8 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
                description: str = '', auto_upload: bool = False, folder: str = 'default',
                make_folder: bool = False, conflict_strategy: str = 'new', *,
                folder_path: Optional[str] = None,
-               system_metrics: Union[bool, float, None] = None) -> Run:
-    """Creates and initializes a new Run.
+               system_metrics: Union[bool, float, None] = None, resume: Optional[str] = None) -> Run:
+    """Creates and initializes a new Run, or with ``resume`` continues the Run of a restarted job.
 
     Its directory is ``$EM_RUN_PARENT_DIR/<alternativeName>`` (default parent ``.em/runs``;
     the variable is read at each call). On a non-zero rank of distributed training the Run is
@@ -367,7 +400,7 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
     Args:
         config_path: YAML file whose keys (``name``, ``hparams``, ``labels``, ``description``,
             ``auto_upload``, ``folder``, ``make_folder``, ``conflict_strategy``,
-            ``system_metrics``) take precedence over the arguments. Any other key raises
+            ``system_metrics``, ``resume``) take precedence over the arguments. Any other key raises
             ``ValueError`` (``folder_path`` too, as in 0.6.0b0).
         name: Name of the Run: 1-40 characters from ``[A-Za-z0-9_-]``, alphanumeric at both ends.
         hparams: Initial hyperparameters (JSON-serialisable).
@@ -384,6 +417,14 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
             ``system``: ``True`` every second, a number of seconds (at least 0.1), ``False``
             off. By default what ``$EM_SYSTEM_METRICS`` says (``0`` is off), else every second.
             Inert Runs (non-zero ranks) never sample. See docs/system-metrics.md.
+        resume: ``'auto'`` or a resume key (str). The Run of this name whose resume key it is
+            (under ``$EM_RUN_PARENT_DIR``) is reopened like :func:`load_run` (status
+            ``Running``, new metrics appended; ``hparams`` are merged in); when there is none,
+            a new Run is created with that key. ``'auto'`` takes the key from the job:
+            ``$EM_RESUME_KEY``, else torchelastic's run id, the Kubernetes pod's owner or the
+            Slurm job id; outside any job it creates a new Run. Follow it with
+            :meth:`Run.rewind` to the step of the checkpoint training goes on from
+            (docs/resume.md).
 
     Returns:
         The Run, status ``Running``.
@@ -391,7 +432,7 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
     args = {'name': name, 'hparams': hparams, 'labels': labels, 'description': description,
             'auto_upload': auto_upload, 'folder': _upload_folder(folder, folder_path),
             'make_folder': make_folder, 'conflict_strategy': conflict_strategy,
-            'system_metrics': system_metrics}
+            'system_metrics': system_metrics, 'resume': resume}
     if config_path is not None:
         args.update(_read_config_file(config_path))
     if args['auto_upload']:
@@ -406,9 +447,22 @@ def create_run(config_path: Optional[str] = None, name: str = 'default',
         description = ''
     if not isinstance(description, str):
         raise TypeError(f'description must be a str, got {type(description).__name__}')
-    alt_name = naming.alternative_name(run_name)
-    metadata = metadata_file.new_run_metadata(run_name, naming.validate_labels(args['labels']), description, alt_name)
+    labels = naming.validate_labels(args['labels'])
     inert = rank != 0 and not all_ranks
+    key = None if args['resume'] is None else resolve_key(args['resume'])
+    found = None if key is None or inert else find_run_dir(naming.run_parent_dir(), key, run_name)
+    if found is not None:
+        run = _reopen(found, inert=False, auto_upload=bool(args['auto_upload']),
+                      folder=args['folder'], make_folder=bool(args['make_folder']),
+                      conflict_strategy=args['conflict_strategy'],
+                      system_metrics=args['system_metrics'])
+        if args['hparams']:
+            run.params.update(args['hparams'])
+        return run
+    alt_name = naming.alternative_name(run_name)
+    metadata = metadata_file.new_run_metadata(run_name, labels, description, alt_name)
+    if key is not None:
+        metadata[metadata_file.RESUME_KEY] = key
     return Run(metadata, args['hparams'], inert=inert,
                auto_upload=bool(args['auto_upload']) and not inert, folder=args['folder'],
                make_folder=bool(args['make_folder']), conflict_strategy=args['conflict_strategy'],
@@ -442,11 +496,19 @@ def load_run(path: str, auto_upload: bool = False, folder: str = 'default',
             return Run(metadata, inert=True)
         from t9k_em_core import transfer  # the HTTP stack: imported on first use
         path = transfer.download(path, 'Run')
+    return _reopen(path, inert=inert, auto_upload=auto_upload and not inert, folder=folder,
+                   make_folder=make_folder, conflict_strategy=conflict_strategy,
+                   system_metrics=system_metrics)
+
+
+def _reopen(path: str, *, inert: bool, auto_upload: bool, folder: str, make_folder: bool,
+            conflict_strategy: str, system_metrics: Union[bool, float, None]) -> Run:
+    """The Run of local directory ``path``, reopened in place (status ``Running``), after
+    completing a rewind a killed process left unfinished."""
+    if not inert:
+        complete_pending_cut(path)
     data = run_files.read_run_dir(path, with_metrics=False)
-    metadata = data['metadata']
-    metadata['endTimestamp'] = None
-    metadata['status'] = 'Running'
-    return Run(metadata, data['hparams'], platform=data['platform'], git=data['git'],
-               local_dir=path, inert=inert, auto_upload=auto_upload and not inert, folder=folder,
+    return Run(data['metadata'], data['hparams'], platform=data['platform'], git=data['git'],
+               local_dir=path, inert=inert, auto_upload=auto_upload, folder=folder,
                make_folder=make_folder, conflict_strategy=conflict_strategy,
                system_metrics=system_metrics)

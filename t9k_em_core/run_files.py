@@ -55,9 +55,9 @@ class RunStorage:
         """Creates the directory and ``metrics/`` (no error when they exist)."""
         os.makedirs(os.path.join(self.run_dir, METRICS_DIR), exist_ok=True)
 
-    def write_metadata(self, metadata: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def write_metadata(self, metadata: Dict[str, Any], durable: bool = False) -> List[Dict[str, Any]]:
         """See :func:`t9k_em_core.metadata_file.write_metadata`."""
-        return metadata_file.write_metadata(self.run_dir, metadata)
+        return metadata_file.write_metadata(self.run_dir, metadata, durable)
 
     def write_index(self, metric_types: Iterable[str]) -> None:
         """Rewrites ``index.yaml``."""
@@ -105,7 +105,7 @@ class NullRunStorage(RunStorage):
     def create(self) -> None:
         pass
 
-    def write_metadata(self, metadata: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def write_metadata(self, metadata: Dict[str, Any], durable: bool = False) -> List[Dict[str, Any]]:
         return list(metadata.get('remote') or [])
 
     def write_index(self, metric_types: Iterable[str]) -> None:
