@@ -248,7 +248,7 @@ def signout(request: Request, csrf: str = Form(""), stores: Stores = Depends(get
 def folder_page(request: Request, path: str, stores: Stores = Depends(get_stores)) -> Response:
     path = "/" + path.strip("/")
     return _page(request, stores, "folder.js", sidebar=True, nav="folders",
-                 preload=f"/folders?path={quote(path, safe='')}", path=path)
+                 preload=f"/folders?path={quote(path, safe='')}&runs=false", path=path)
 
 
 @router.get(f"{UI}/runs/{{node_id}}", response_class=HTMLResponse)

@@ -18,14 +18,11 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from support.browser import CHROMIUM, chromium, sign_in
 from support.ui_seed import Seeder, metric_text
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-CHROMIUM = os.environ.get("EM_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from playwright.sync_api import Page, expect  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
@@ -78,20 +75,8 @@ def seeded(em_server, em_add_user):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
-
-
-def sign_in(browser: Browser, base: str, key: str) -> Page:
-    """A page in a fresh browser context, signed in with ``key`` through the sign-in form."""
-    page = browser.new_context(base_url=base, viewport={"width": 1400, "height": 900}).new_page()
-    page.goto("/ui/signin")
-    page.fill("#apikey", key)
-    page.click("#signin")
-    page.wait_for_url(re.compile(r".*/ui/folders/.*"))
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +138,7 @@ def test_folder_table_sorts_filters_and_shows_columns(alice_page, seeded):
     expect(page.locator("#artifacts")).to_contain_text("model-a")
     header = page.locator("#runs thead th.sortable")
     expect(header.filter(has_text="lr")).to_be_visible()
-    expect(header.filter(has_text="val/loss")).to_be_visible()
+    expect(header.filter(has_text="val.loss.last")).to_be_visible()
     row_a = page.locator("tr", has=page.locator("a", has_text="resnet-a"))
     expect(row_a).to_contain_text("Complete")
     expect(row_a).to_contain_text("30m 0s")
@@ -162,25 +147,31 @@ def test_folder_table_sorts_filters_and_shows_columns(alice_page, seeded):
     last_val_loss = 2.2 * math.exp(-3) + 0.05 * math.sin(VAL_POINTS)  # curve()'s last val entry
     expect(row_a).to_contain_text(f"{last_val_loss:.5g}")
     header.filter(has_text=re.compile(r"^lr")).click()  # numbers sort descending first
+    expect(page.locator("#runs th[data-field='hparams.lr'] .arrow")).to_have_text("▼")
     names = page.locator("#runs tbody tr a.name").all_inner_texts()
     assert names[:3] == ["big-run", "resnet-b", "resnet-a"]
-    page.fill("#filter", "status:error")
+    page.fill("#filter", "status = 'Error'")
+    page.press("#filter", "Enter")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("big-run")
-    expect(page.locator("#artifacts tbody tr")).to_have_count(0)
-    page.fill("#filter", "baseline")
+    page.fill("#filter", "labels contains 'baseline'")
+    page.press("#filter", "Enter")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("resnet-a")
     page.fill("#filter", "")
+    page.press("#filter", "Enter")
     expect(rows).to_have_count(3)
     # The column picker: choose which hparams/metrics are columns; the choice survives a reload.
-    page.click("details.dropdown > summary")
+    page.click("#columns > summary")
     page.locator("label.pick", has_text="optimizer.betas").locator("input").check()
     page.locator("label.pick", has_text=re.compile(r"^lr$")).locator("input").uncheck()
+    page.locator("input[aria-label='train.loss.min']").check()
     expect(header.filter(has_text="optimizer.betas")).to_be_visible()
+    expect(header.filter(has_text="train.loss.min")).to_be_visible()
     expect(header.filter(has_text=re.compile(r"^lr"))).to_have_count(0)
     page.reload()
     expect(page.locator("#runs thead th.sortable").filter(has_text="optimizer.betas")).to_be_visible()
+    expect(page.locator("#runs thead th.sortable").filter(has_text="train.loss.min")).to_be_visible()
 
 
 SYSTEM_SAMPLES = 40

@@ -85,8 +85,9 @@ class Seeder:
             metrics: dict[str, str] | None = None, status: str = "Complete", start: float,
             end: float | None = None, labels: list[str] | None = None, description: str = "",
             platform: dict | None = None, git: dict | None = None, stdout: str = "",
-            inputs: list[str] = (), outputs: list[str] = ()) -> tuple[str, str]:
-        """Upload a Run; ``metrics`` maps a type to its metric file text. Returns (id, node path)."""
+            inputs: list[str] = (), outputs: list[str] = (), extras: bool = True) -> tuple[str, str]:
+        """Upload a Run; ``metrics`` maps a type to its metric file text. Returns (id, node path).
+        ``extras=False`` leaves out platform, git, index and log (sweeps of many runs)."""
         self.folder(folder)
         alt = naming.alternative_name(name)
         node_id = self._node(folder, "Run", name, alt, labels or [], description)
@@ -110,6 +111,8 @@ class Seeder:
             "stdout.log": stdout,
         }
         self.run_metadata[path] = meta
+        if not extras:
+            files = {k: files[k] for k in ("metadata.yaml", "hyperparameters.yaml")}
         for key, text in files.items():
             self.put(f"{path}/{key}", text)
         for mtype, text in (metrics or {}).items():

@@ -7,11 +7,12 @@ export const UI = document.documentElement.dataset.ui || "/ui";
 // The page's CSRF token: the server requires it as X-EM-CSRF on every cookie-authenticated write.
 const CSRF = document.documentElement.dataset.csrf || "";
 
-/** GET a UI JSON API path (relative to API) with query params; the session cookie authenticates. */
+/** GET a UI JSON API path (relative to API) with query params (an object, or URLSearchParams for
+ *  repeated names); the session cookie authenticates. */
 export async function getJSON(path, params = {}) {
   const url = new URL(API + path, location.origin);
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
+  for (const [k, v] of params instanceof URLSearchParams ? params.entries() : Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== "") url.searchParams.append(k, v);
   }
   return request(url, { headers: { Accept: "application/json" } });
 }
@@ -193,98 +194,49 @@ export function breadcrumbs(path, lastIsFolder = true) {
 
 // ---- table -------------------------------------------------------------------------------
 /**
- * A sortable, filterable table.
- * columns: [{key, title, value(row) -> sortable value, render(row) -> Node|string, num, group}]
- * The filter matches a free-text query against every column's rendered text; "key:text" limits
- * it to one column whose title or key starts with "key".
+ * A table of a few rows, sorted in the browser (runs, which can be many, have runs_table.js).
+ * columns: [{key, title, value(row) -> sortable value, render(row) -> Node|string, num}]
  */
 export class Table {
-  constructor(columns, rows, { sortKey = null, sortDir = -1, checkable = false, onCheck = null, emptyText = "Nothing here yet." } = {}) {
+  constructor(columns, rows, { sortKey = null, sortDir = -1, emptyText = "Nothing here yet." } = {}) {
     this.columns = columns;
     this.rows = rows;
     this.sortKey = sortKey;
     this.sortDir = sortDir;
-    this.query = "";
-    this.checkable = checkable;
-    this.onCheck = onCheck;
-    this.checked = new Set();
     this.emptyText = emptyText;
     this.node = el("div", { class: "table-wrap" });
     this.render();
   }
 
-  setQuery(q) { this.query = q.trim().toLowerCase(); this.render(); }
-
-  textOf(col, row) {
-    const v = col.value ? col.value(row) : row[col.key];
-    return v === null || v === undefined ? "" : String(typeof v === "number" ? fmtValue(v) : v).toLowerCase();
-  }
-
-  visibleRows() {
-    let rows = this.rows;
-    if (this.query) {
-      const terms = this.query.split(/\s+/).filter(Boolean);
-      rows = rows.filter((r) => terms.every((t) => {
-        const m = t.match(/^([^:]+):(.*)$/);
-        if (m) {
-          const cols = this.columns.filter((c) => c.title.toLowerCase().startsWith(m[1]) || c.key.toLowerCase().startsWith(m[1]));
-          if (cols.length) return cols.some((c) => this.textOf(c, r).includes(m[2]));
-        }
-        return this.columns.some((c) => this.textOf(c, r).includes(t));
-      }));
-    }
-    if (this.sortKey) {
-      const col = this.columns.find((c) => c.key === this.sortKey);
-      const get = (r) => (col && col.value ? col.value(r) : r[this.sortKey]);
-      rows = [...rows].sort((a, b) => {
-        const x = get(a), y = get(b);
-        const xe = x === null || x === undefined || x === "", ye = y === null || y === undefined || y === "";
-        if (xe || ye) return xe === ye ? 0 : xe ? 1 : -1; // blanks last in both directions
-        if (typeof x === "number" && typeof y === "number") return (x - y) * this.sortDir;
-        return String(x).localeCompare(String(y), undefined, { numeric: true }) * this.sortDir;
-      });
-    }
-    return rows;
+  sortedRows() {
+    if (!this.sortKey) return this.rows;
+    const col = this.columns.find((c) => c.key === this.sortKey);
+    const get = (r) => (col && col.value ? col.value(r) : r[this.sortKey]);
+    return [...this.rows].sort((a, b) => {
+      const x = get(a), y = get(b);
+      const xe = x === null || x === undefined || x === "", ye = y === null || y === undefined || y === "";
+      if (xe || ye) return xe === ye ? 0 : xe ? 1 : -1; // blanks last in both directions
+      if (typeof x === "number" && typeof y === "number") return (x - y) * this.sortDir;
+      return String(x).localeCompare(String(y), undefined, { numeric: true }) * this.sortDir;
+    });
   }
 
   render() {
-    const groups = this.columns.some((c) => c.group);
-    const head = [];
-    if (groups) {
-      const cells = [];
-      if (this.checkable) cells.push(el("th", { class: "check" }));
-      let i = 0;
-      while (i < this.columns.length) {
-        const g = this.columns[i].group || "";
-        let n = 0;
-        while (i + n < this.columns.length && (this.columns[i + n].group || "") === g) n++;
-        cells.push(el("th", { class: "group", colspan: n }, g));
-        i += n;
-      }
-      head.push(el("tr", {}, cells));
-    }
-    const cells = [];
-    if (this.checkable) cells.push(el("th", { class: "check" }));
-    for (const c of this.columns) {
+    const head = el("tr", {}, this.columns.map((c) => {
       const arrow = this.sortKey === c.key ? el("span", { class: "arrow" }, this.sortDir > 0 ? "▲" : "▼") : null;
-      cells.push(el("th", {
+      return el("th", {
         class: `sortable${c.num ? " num" : ""}`, title: `Sort by ${c.title}`, dataset: { key: c.key },
         onclick: () => {
           if (this.sortKey === c.key) this.sortDir = -this.sortDir;
           else { this.sortKey = c.key; this.sortDir = c.num ? -1 : 1; }
           this.render();
         },
-      }, c.title, arrow));
-    }
-    head.push(el("tr", {}, cells));
-    const rows = this.visibleRows();
+      }, c.title, arrow);
+    }));
+    const rows = this.sortedRows();
     const body = rows.map((r) => el("tr", { dataset: { id: r.id } },
-      this.checkable ? el("td", { class: "check" }, r.type === "Run" ? el("input", {
-        type: "checkbox", checked: this.checked.has(r.id), "aria-label": `select ${r.name}`,
-        onchange: (e) => { e.target.checked ? this.checked.add(r.id) : this.checked.delete(r.id); this.onCheck && this.onCheck(this.checked); },
-      }) : null) : null,
       this.columns.map((c) => el("td", { class: c.num ? "num" : "" }, c.render ? c.render(r) : fmtValue(c.value ? c.value(r) : r[c.key])))));
     const table = el("table", { class: "data" }, el("thead", {}, head), el("tbody", {}, body));
-    mount(this.node, table, rows.length ? null : el("div", { class: "empty" }, this.rows.length ? "No rows match the filter." : this.emptyText));
+    mount(this.node, table, rows.length ? null : el("div", { class: "empty" }, this.emptyText));
   }
 }

@@ -3,7 +3,7 @@
 import { getJSON, el, mount, links } from "./common.js";
 
 async function childFolders(path) {
-  const data = await getJSON("/folders", { path });
+  const data = await getJSON("/folders", { path, runs: "false" });
   return (data.children || []).filter((c) => c.type === "Folder").sort((a, b) => a.name.localeCompare(b.name));
 }
 
