@@ -91,11 +91,11 @@ def folder(path: str | None = None, node: str | None = None,
     parent = node_for(stores.meta, user, ref)
     if parent.type != "Folder":
         raise ApiError(400, f"{parent.path} is a {parent.type}, not a Folder")
+    role = role_of(stores.meta, user, parent).name.lower()
     if not runs:
-        return _folder_without_runs(stores, parent)
+        return {**_folder_without_runs(stores, parent), "role": role}
     children, total = stores.meta.list_children(parent.id, None, 0, MAX_CHILDREN)
-    runs = [c.id for c in children if c.type == "Run"]
-    indexes = stores.meta.series_indexes_of(runs)
+    indexes = stores.meta.series_indexes_of([c.id for c in children if c.type == "Run"])
     items = []
     for child in children:
         item = _summary(child)
@@ -107,8 +107,7 @@ def folder(path: str | None = None, node: str | None = None,
             item["gpu"] = _gpu_usage(stores, child, indexes.get(child.id, {}))
         items.append(item)
     return {"folder": _summary(parent), "children": items, "total": total,
-            "truncated": total > len(children),
-            "role": role_of(stores.meta, user, parent).name.lower()}
+            "truncated": total > len(children), "role": role}
 
 
 def _folder_without_runs(stores: Stores, parent: NodeView) -> dict:
