@@ -18,7 +18,7 @@ import os
 import tarfile
 import threading
 import uuid
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -61,13 +61,25 @@ class BatchUnsupportedError(AIStoreError):
     0.6.0b0's server or a real AIStore. Send the files one request each instead."""
 
 
+class AppendConflictError(AIStoreError):
+    """An append or truncate found the object other than the client expected (a lost or
+    replayed request): ``size`` and ``md5`` are the object as the server holds it."""
+
+    def __init__(self, message: str, size: int, md5: Optional[str]) -> None:
+        super().__init__(message)
+        self.size = size
+        self.md5 = md5
+
+
 class RequestFailedError(AIStoreError):
     """Any other failed request. ``status`` is the HTTP status, ``body`` the reply text."""
 
-    def __init__(self, message: str, status: int, body: str) -> None:
+    def __init__(self, message: str, status: int, body: str,
+                 headers: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.headers = headers or {}
 
 
 def default_retry(attempts: int = 5) -> Retry:
@@ -169,6 +181,7 @@ class AISClient:
         self.user: Optional[str] = None
         #: whether the server has the batch upload: None until the first batch is tried
         self.batch_upload: Optional[bool] = None
+        self._capabilities: Optional[dict] = None
         self.session = requests.Session()
         self.session.headers['Authorization'] = f'Bearer {api_key}'
         self.set_retry(retry or default_retry())
@@ -224,7 +237,7 @@ class AISClient:
                 f'{where} answered with a redirect ({status} to {response.headers.get("Location")}):'
                 ' the host URL is probably not the AIStore API', status, text)
         raise RequestFailedError(f'{where} failed with {status} {response.reason}: {text.strip()}',
-                                 status, text)
+                                 status, text, response.headers)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
@@ -308,10 +321,55 @@ class AISClient:
 
     def list_objects(self, node_path: str) -> dict[str, int]:
         """Every object under a node: relative path (no leading ``/``) to size in bytes."""
+        return {rel: size for rel, (size, _) in self.list_object_digests(node_path).items()}
+
+    def list_object_digests(self, node_path: str) -> dict[str, tuple[int, Optional[str]]]:
+        """Every object under a node: relative path to (size in bytes, MD5 hex or None)."""
         def page(n: int) -> dict:
             return self._json('GET', '/apis/v1/objects/ls',
                               params={'path': node_path, 'size': LIST_PAGE_SIZE, 'page': n})
-        return {item['path'].lstrip('/'): int(item.get('size_bytes') or 0) for item in _paged(page)}
+        return {item['path'].lstrip('/'): (int(item.get('size_bytes') or 0), item.get('md5'))
+                for item in _paged(page)}
+
+    def capabilities(self) -> dict:
+        """Our server's extensions (``GET /apis/v1/capabilities``), asked once; ``{}`` from a
+        server without them (0.6.0b0's, a real AIStore)."""
+        if self._capabilities is None:
+            try:
+                reply = self._json('GET', '/apis/v1/capabilities')
+            except (NodeNotFoundError, RequestFailedError):
+                reply = None
+            self._capabilities = reply if isinstance(reply, dict) else {}
+        return self._capabilities
+
+    def can_append(self) -> bool:
+        """Whether the server has our append/truncate extension."""
+        return bool(self.capabilities().get('append'))
+
+    def append_object(self, object_path: str, offset: int, data: bytes) -> dict:
+        """Appends ``data`` to an object that holds ``offset`` bytes (0: creates it); returns the
+        server's ``{size_bytes, md5, ...}``. :class:`AppendConflictError` when it holds another
+        size."""
+        return self._conditional('/apis/v1/objects/append',
+                                 {'path': object_path, 'offset': offset,
+                                  'md5': hashlib.md5(data).hexdigest()},
+                                 data=data, headers={'Content-Type': 'application/octet-stream'})
+
+    def truncate_object(self, object_path: str, size: int) -> dict:
+        """Cuts an object to its first ``size`` bytes; returns the server's ``{size_bytes, md5,
+        ...}``. :class:`AppendConflictError` when it holds fewer."""
+        return self._conditional('/apis/v1/objects/truncate', {'path': object_path, 'size': size})
+
+    def _conditional(self, path: str, params: dict, **kwargs: Any) -> dict:
+        try:
+            return self._json('POST', path, params=params, **kwargs)
+        except RequestFailedError as e:
+            if e.status != 409:
+                raise
+            size = e.headers.get('X-EM-Object-Size', '')
+            if not size.isdigit():
+                raise
+            raise AppendConflictError(str(e), int(size), e.headers.get('X-EM-Object-MD5')) from e
 
     def upload_object(self, object_path: str, local_file: str) -> os.stat_result:
         """Uploads a whole file (up to 100 MiB) to ``object_path``, overwriting.

@@ -32,6 +32,16 @@ def metric_index_path(metric_type: str) -> str:
     return f'{METRICS_DIR}/{metric_type}.yaml'
 
 
+def grows_by_appends(rel: str) -> bool:
+    """Whether the file ``rel`` (relative, ``/``-separated) of a Run only ever grows at its end
+    while the Run is open: the metric files and ``stdout.log`` (a rewind replaces a metric file
+    with a shorter one)."""
+    if rel == STDOUT_FILE:
+        return True
+    folder, _, name = rel.partition('/')
+    return folder == METRICS_DIR and name.endswith('.yaml') and '/' not in name
+
+
 def index_data(metric_types: Iterable[str]) -> Dict[str, Any]:
     """Content of ``index.yaml`` for the given metric types (in first-logged order)."""
     return {

@@ -1,11 +1,16 @@
 """Background upload of a live Run (``auto_upload=True``).
 
-A :class:`Syncer` owns one daemon thread. Every ``EM_SYNC_INTERVAL`` seconds (default 3) it
-creates the Run's node once (conflict strategy, ``remote`` record), then uploads the files that
-changed since they were last sent (metadata, hyperparameters, appended metric files, ...) and the
-lineage of new associations. Big files are not re-sent more often than the link allows: after a
-cycle that took ``d`` seconds the next one waits at least ``4 d``, so uploading uses at most ~20 %
-of the time.
+A :class:`Syncer` owns one daemon thread. It creates the Run's node once (conflict strategy,
+``remote`` record; a reopened or resumed Run finds its node again), then uploads the files that
+changed since they were last sent (metadata, hyperparameters, metric files, ...) and the lineage
+of new associations. On a server with our append extension the metric files and ``stdout.log``
+send only their new bytes (:mod:`~t9k_em_core.incremental`; a rewound file is cut back on the
+server), every ``EM_SYNC_INTERVAL`` seconds (default 0.5), so the server is at most ~1 s behind
+the metric files (which ``Run.log`` writes within 0.5 s). Against a server without it (0.6.0b0's,
+a real AIStore) changed files are re-sent whole, every 3 s by default, and a cycle that took
+``d`` seconds is followed by a pause of at least ``4 d``, so re-sending a growing file uses at
+most ~20 % of the time (appends need no such spacing: a cycle costs what was appended since the
+last one).
 
 The training thread only ever calls :meth:`Syncer.notify` (sets a flag) and, at ``finish``,
 :meth:`Syncer.close`, which waits a bounded time (``EM_SYNC_TIMEOUT``, default 30 s) for the
@@ -26,11 +31,12 @@ import time
 from typing import Optional
 
 from t9k_em_core import client as _client
-from t9k_em_core import conflicts, metadata_file, transfer
+from t9k_em_core import conflicts, incremental, metadata_file, transfer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 3.0
+DEFAULT_INTERVAL_S = 3.0         # whole-file uploads
+APPEND_INTERVAL_S = 0.5          # with the append extension
 DEFAULT_TIMEOUT_S = 30.0
 MAX_BACKOFF_S = 60.0
 DUTY_FACTOR = 4.0
@@ -55,7 +61,8 @@ class Syncer:
         folder: Folder to upload to (relative: under ``/<user>/``).
         make_folder: Create the Folder and its parents when missing.
         conflict_strategy: ``skip``, ``error``, ``new`` or ``replace`` (``ValueError`` at once).
-        interval: Seconds between syncs (default ``$EM_SYNC_INTERVAL`` or 3).
+        interval: Seconds between syncs (default ``$EM_SYNC_INTERVAL``, else 0.5 on a server
+            with the append extension and 3 on one without).
     """
 
     def __init__(self, run_dir: str, folder: str = 'default', make_folder: bool = False,
@@ -65,9 +72,12 @@ class Syncer:
         self.folder = folder
         self.make_folder = make_folder
         self.conflict_strategy = conflict_strategy
-        self.interval = _env_seconds('EM_SYNC_INTERVAL', DEFAULT_INTERVAL_S) \
-            if interval is None else interval
+        if interval is None and os.environ.get('EM_SYNC_INTERVAL'):
+            interval = _env_seconds('EM_SYNC_INTERVAL', DEFAULT_INTERVAL_S)
+        self._fixed_interval = interval is not None
+        self.interval = DEFAULT_INTERVAL_S if interval is None else interval
         self.node: Optional[transfer.Node] = None
+        self._appender: Optional[incremental.Appender] = None
         self.last_error: Optional[BaseException] = None
         self._state: Optional[transfer.UploadState] = None
         self._linked: Optional[dict] = None
@@ -134,6 +144,8 @@ class Syncer:
                 return
             if self.last_error is not None:
                 pause = min(backoff, 1.0) if closing else backoff
+            elif self._appender is not None:  # a cycle costs what was appended: no need to space them
+                pause = self.interval
             else:
                 pause = max(self.interval, DUTY_FACTOR * (time.monotonic() - started))
             self._wake.wait(pause)
@@ -161,8 +173,12 @@ class Syncer:
                 return
             self.node = node
             self._state = transfer.UploadState(client.host, node.path, self.run_dir)
+            if client.can_append():
+                self._appender = incremental.Appender(client, node.path, self._state)
+                if not self._fixed_interval:
+                    self.interval = APPEND_INTERVAL_S
         transfer.send_files(client, self.run_dir, self.node.path, self._state, progress=False,
-                            check_server=final)
+                            check_server=final, appender=self._appender)
         associations = metadata_file.read_metadata(self.run_dir).get('associations') or {}
         if associations != self._linked:
             transfer.link_lineage(client, self.node.id, associations,

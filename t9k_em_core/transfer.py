@@ -34,7 +34,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple, Optional
 
 from t9k_em_core import client as _client
-from t9k_em_core import artifact_files, conflicts, fileio, metadata_file, naming, run_files
+from t9k_em_core import (artifact_files, conflicts, fileio, incremental, metadata_file, naming,
+                         run_files)
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class UploadState:
         self._save_lock = threading.Lock()
         self._sent: dict[str, tuple[int, int]] = {}
         self._multipart: dict[str, dict[str, Any]] = {}
+        self._checkpoints: dict[str, list[tuple[int, str]]] = {}
         self._saved_at = 0.0
         self._unsaved_parts = 0
         self._dirty = False
@@ -156,6 +158,8 @@ class UploadState:
             self._sent = {k: (int(v[0]), int(v[1])) for k, v in data['files'].items()}
             self._multipart = {rel: _multipart_record(m)
                                for rel, m in (data.get('multipart') or {}).items()}
+            self._checkpoints = {rel: [(int(n), str(md5)) for n, md5 in points]
+                                 for rel, points in (data.get('checkpoints') or {}).items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             pass  # what did load is kept; the rest is sent again
 
@@ -166,14 +170,26 @@ class UploadState:
         """``(size, mtime_ns)`` with which ``rel`` was last sent, or None."""
         return self._sent.get(rel)
 
-    def mark(self, rel: str, size: int, mtime_ns: int) -> None:
-        """Records that ``rel`` with this size and mtime reached the server."""
+    def mark(self, rel: str, size: int, mtime_ns: int,
+             checkpoints: Optional[list[tuple[int, str]]] = None) -> None:
+        """Records that ``rel`` with this size and mtime reached the server; ``checkpoints``
+        (appended files, :mod:`~t9k_em_core.incremental`): ``(size, MD5 of the first size
+        bytes)`` of states the server acknowledged."""
         with self._lock:
             self._sent[rel] = (size, mtime_ns)
             self._multipart.pop(rel, None)
+            if checkpoints is None:
+                self._checkpoints.pop(rel, None)
+            else:
+                self._checkpoints[rel] = list(checkpoints)
             due = self._changed()
         if due:
             self.save()
+
+    def checkpoints_of(self, rel: str) -> list[tuple[int, str]]:
+        """The checkpoints recorded with the last append of ``rel`` (oldest first)."""
+        with self._lock:
+            return list(self._checkpoints.get(rel, ()))
 
     def multipart_of(self, rel: str, object_path: str, size: int, mtime_ns: int,
                      part_bytes: int) -> Optional[tuple[str, dict[int, str]]]:
@@ -220,6 +236,8 @@ class UploadState:
                 if not self._dirty:
                     return
                 snapshot = {'files': {k: list(v) for k, v in self._sent.items()},
+                            'checkpoints': {k: [list(p) for p in v]
+                                            for k, v in self._checkpoints.items()},
                             'multipart': {rel: {**m, 'parts': {str(n): tag for n, tag
                                                                in m['parts'].items()}}
                                           for rel, m in self._multipart.items()}}
@@ -385,18 +403,23 @@ def _local_files(local_dir: str) -> list[str]:
 
 
 def send_files(client: _client.AISClient, local_dir: str, node_path: str, state: UploadState,
-               progress: Optional[bool] = None, check_server: bool = True) -> int:
+               progress: Optional[bool] = None, check_server: bool = True,
+               appender: Optional[incremental.Appender] = None) -> int:
     """Uploads the files of ``local_dir`` that the server does not have yet; returns their count.
 
     A file is skipped when ``state`` says it was sent with its current size and mtime and (with
-    ``check_server``) the server lists it with that size. Files over 100 MiB go as multipart,
-    resuming an interrupted one (:class:`_Multipart`). On failure the state of what did arrive
-    is saved and the error is raised.
+    ``check_server``) the server lists it with that size. With an ``appender`` (a Run, on a server
+    with the append extension) the files that grow by appends send only their new bytes.
+    Other files over 100 MiB go as multipart, resuming an interrupted one (:class:`_Multipart`).
+    On failure the state of what did arrive is saved and the error is raised.
     """
     server_sizes: dict[str, int] = {}
     if state and check_server:
         server_sizes = client.list_objects(node_path)
     todo: list[tuple[str, str, int, int]] = []
+    appended = 0
+    if appender is not None:
+        appender.begin(local_dir)
     for rel in _local_files(local_dir):
         full = os.path.join(local_dir, *rel.split('/'))
         try:
@@ -409,9 +432,13 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
         if sent == (st.st_size, st.st_mtime_ns) and (
                 not check_server or server_sizes.get(rel) == st.st_size):
             continue
+        if appender is not None and run_files.grows_by_appends(rel):
+            appender.send(rel, full)
+            appended += 1
+            continue
         todo.append((rel, full, st.st_size, st.st_mtime_ns))
     if not todo:
-        return 0
+        return appended
     try:
         with _Progress(progress, os.path.basename(os.path.normpath(local_dir))) as bar, \
                 ThreadPoolExecutor(client.concurrency, thread_name_prefix='em-upload') as pool:
@@ -419,7 +446,7 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
             _run_uploads(client, pool, todo, node_path, state, bar)
     finally:
         state.save()  # after the pool: parts still in flight at a failure are recorded too
-    return len(todo)
+    return len(todo) + appended
 
 
 def _batches(todo: list[tuple[str, str, int, int]]) -> list[list[tuple[str, str, int, int]]]:
@@ -664,8 +691,9 @@ def upload_run(local_dir: str, folder: str = 'default', make_folder: bool = Fals
     node = start_upload(client, local_dir, 'Run', folder, make_folder, conflict_strategy)
     if node is None:
         return None
-    send_files(client, local_dir, node.path, UploadState(client.host, node.path, local_dir),
-               progress)
+    state = UploadState(client.host, node.path, local_dir)
+    send_files(client, local_dir, node.path, state, progress,
+               appender=incremental.Appender(client, node.path, state) if client.can_append() else None)
     associations = metadata_file.read_metadata(local_dir).get('associations') or {}
     link_lineage(client, node.id, associations, folder, make_folder, conflict_strategy, progress)
     return node

@@ -3,9 +3,10 @@ downsampled.
 
 Entries are parsed by :func:`t9k_em_core.metric_file.read_columns`, the one reader of the format
 (its YAML fallback within ``config.YAML_LIMITS``).
-A metric object may hold a million entries and is re-uploaded whole after each append, so
-indexing is incremental: when the new content starts with the bytes already indexed (same MD5 of
-that prefix), only the bytes past the indexed offset are parsed, into one more segment. A trailing
+A metric object may hold a million entries and grows by appends (our append extension) or is
+re-uploaded whole after each one (a server-less client), so indexing is incremental: when the new
+content starts with the bytes already indexed (same MD5 of that prefix; an append passes it as
+``prefix_hint``), only the bytes past the indexed offset are parsed, into one more segment. A trailing
 entry cut off mid-write is left for the next upload.
 
 Each indexing also keeps the metric summaries of the Run (``Series.summaries``; the new tail is
