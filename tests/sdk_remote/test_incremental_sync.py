@@ -1,6 +1,6 @@
 """Incremental sync (``t9k_em_core.incremental``) against real server processes: a live Run's
 growing files travel as appends and end up equal to a whole upload; a lost reply is taken as
-delivered, a diverged object is resynced; a rewound Run (docs/resume.md: a segment with
+delivered, a diverged object is resynced; a rewound Run (``run.rewind``: a segment with
 ``metricBytes``, the files cut in place) is cut back on the server, by the live syncer and by a
 resumed one in a new Syncer, with the server's series and summaries following; against a server
 with the extension off everything goes whole."""
@@ -49,25 +49,9 @@ def _log(run, steps: range, offset: float = 0.0) -> None:
 
 
 def _rewind(run, step: int) -> int:
-    """Rewinds the open Run to ``step`` as docs/resume.md lays it out (run.rewind where it exists):
-    the segment journaled with the length after the cut, the metric file cut in place, the
-    journal flag dropped. Returns that length."""
-    if hasattr(run, 'rewind'):
-        run.rewind(step, reason='test')
-        return metadata_file.read_metadata(run.local)[metadata_file.SEGMENTS][-1]['metricBytes']['train']
-    metrics.flush_all()
-    path = os.path.join(run.local, TRAIN)
-    data = open(path, 'rb').read()
-    starts = [0] + [i + 1 for i in range(len(data)) if data.startswith(b'\n- ', i)]
-    cut = starts[step + 1]  # entries are steps 0, 1, 2, ... in order
-    meta = metadata_file.read_metadata(run.local)
-    segment = metadata_file.new_segment(step, 'test', 'Running', {'train': cut})
-    meta[metadata_file.SEGMENTS] = list(meta.get(metadata_file.SEGMENTS) or []) + [segment]
-    metadata_file.write_metadata(run.local, meta)
-    os.truncate(path, cut)
-    del segment[metadata_file.SEGMENT_CUTTING]
-    metadata_file.write_metadata(run.local, meta)
-    return cut
+    """``run.rewind(step)``; returns the length of ``metrics/train.yaml`` after the cut."""
+    run.rewind(step, reason='test')
+    return metadata_file.read_metadata(run.local)[metadata_file.SEGMENTS][-1]['metricBytes']['train']
 
 
 def _server_view(client: em_client.AISClient, node_path: str) -> tuple[int, dict]:
