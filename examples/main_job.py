@@ -5,6 +5,11 @@
 3. trains the NumPy, Keras and Lightning examples, each uploading its run to the server;
 4. prints where to browse the runs, then keeps serving until Ctrl-C (``--no-serve`` stops at once).
 
+The terminal shows the examples' own training output and the upload summary. The server's output
+(uvicorn's access log included) goes to the log file ``$T9K_EM_LOG`` (set by ``scripts/main.sh``;
+else ``.logs/main-<date>-<time>.log``), and TensorFlow's oneDNN/absl banners and Python's
+deprecation/future warnings are silenced in the examples' environment.
+
 Run it through ``bash scripts/main.sh``, which sets up ``.venv/`` first.
 """
 from __future__ import annotations
@@ -21,6 +26,12 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = ("numpy_train.py", "keras_digits.py", "lightning_digits.py")
+# What the examples' processes get unless the caller's environment says otherwise: no TensorFlow
+# C++ INFO/WARNING lines (the absl and CPU-feature banners), no oneDNN notice, no deprecation or
+# future warnings that the frameworks raise at each other (Lightning on torch's pytree API).
+# Their training output is what the job is for.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0",
+             "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning"}
 
 
 def em(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -28,18 +39,34 @@ def em(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).with_name("em")), *args], check=True, **kwargs)
 
 
-def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+def log_path() -> Path:
+    """The job's log file: ``$T9K_EM_LOG``, else a new one under ``.logs/`` (its path printed)."""
+    if os.environ.get("T9K_EM_LOG"):
+        return Path(os.environ["T9K_EM_LOG"])
+    path = REPO / ".logs" / time.strftime("main-%Y%m%d-%H%M%S.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Full log: {path}", flush=True)
+    return path
+
+
+def fail(message: str, log: Path) -> SystemExit:
+    """The job's end after a failure: the message with the end of the log, where the cause is."""
+    tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
+    return SystemExit(f"{message}\n---- last 40 lines of {log} ----\n{tail}---- full log: {log} ----")
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     """Polls the server until it answers, failing early if its process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"em server exited with code {server.returncode}")
+            raise fail(f"em server exited with code {server.returncode}", log)
         try:
             requests.get(f"{url}/openapi.json", timeout=2)
             return
         except requests.ConnectionError:
             time.sleep(0.3)
-    raise SystemExit(f"em server did not answer at {url} within {timeout:.0f} s")
+    raise fail(f"em server did not answer at {url} within {timeout:.0f} s", log)
 
 
 def main() -> None:
@@ -53,6 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = f"http://127.0.0.1:{args.port}"
+    log = log_path()
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     key_file = Path(args.data_dir) / f"{args.user}.key"
     if not key_file.exists():
@@ -62,16 +90,23 @@ def main() -> None:
         key_file.chmod(0o600)
     api_key = key_file.read_text().strip()
 
-    server = subprocess.Popen([str(Path(sys.executable).with_name("em")), "server", "--host", "127.0.0.1",
-                               "--port", str(args.port), "--data-dir", args.data_dir])
+    print(f"Starting em server on {url} (data in {args.data_dir}; its log goes to the log file)",
+          flush=True)
+    with open(log, "ab") as server_log:
+        server_log.write(f"\n==== em server on {url}\n".encode())
+        server_log.flush()
+        server = subprocess.Popen([str(Path(sys.executable).with_name("em")), "server", "--host",
+                                   "127.0.0.1", "--port", str(args.port), "--data-dir", args.data_dir],
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+    env = {**QUIET_ENV, **os.environ}
     try:
-        wait_until_serving(url, server)
+        wait_until_serving(url, server, log)
         shutil.rmtree(args.workdir, ignore_errors=True)
         Path(args.workdir).mkdir(parents=True)
         for script in EXAMPLES:
             print(f"\n=== {script} ===", flush=True)
             subprocess.run([sys.executable, str(REPO / "examples" / script), "--host", url,
-                            "--api-key", api_key], cwd=args.workdir, check=True)
+                            "--api-key", api_key], cwd=args.workdir, env=env, check=True)
         print(f"\nThree runs uploaded to {url} under /{args.user}/examples/.")
         print(f"Browse them at {url}/ui/ (sign in with the API key {api_key}).")
         if not args.no_serve:

@@ -109,12 +109,21 @@ def test_main_job_serves_trains_and_uploads_three_runs(tmp_path):
     data_dir, work_dir = tmp_path / 'server', tmp_path / 'work'
     env = {k: v for k, v in os.environ.items() if not k.startswith(('EM_', 'T9K_'))}
     env['T9K_CONFIG'] = str(tmp_path / 'no-config.yaml')
+    env['T9K_EM_LOG'] = str(tmp_path / 'main.log')
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'examples', 'main_job.py'), '--no-serve',
                            '--port', str(port), '--data-dir', str(data_dir), '--workdir', str(work_dir)],
                           env=env, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Three runs uploaded' in proc.stdout
     assert len(os.listdir(work_dir / '.em' / 'runs')) == 3
+    # Quiet: the examples' output and the summary, without the server's access log or
+    # TensorFlow's banners; the server's log is in the log file.
+    shown = proc.stdout + proc.stderr
+    for noise in ('HTTP/1.1', 'oneDNN', 'absl::InitializeLog', 'cpu_feature_guard', 'Uvicorn running'):
+        assert noise not in shown, noise
+    assert 'Epoch 5/5' in shown and 'test accuracy' in shown
+    log = (tmp_path / 'main.log').read_text()
+    assert 'Uvicorn running on' in log and '"POST /apis/v1/nodes HTTP/1.1" 200' in log
 
     # The job stopped its server; start it again on the same data and read the uploads back.
     api_key = (data_dir / 'demo.key').read_text().strip()
