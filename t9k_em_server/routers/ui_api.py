@@ -4,7 +4,7 @@
 |---|---|
 | ``GET /folders?path=`` (or ``node=<id>``) | the folder and its children; Runs with status, times, labels, hparams, ``last_metrics`` ``{type: {name: value}}``, ``gpu`` ``{util_mean, memory_peak}`` (None without GPU samples) |
 | ``GET /folders?path=&runs=false`` | the folder, its sub-folders and Artifacts, and ``runs``: how many Runs it holds (the folder page pages them from ``/search/runs``) |
-| ``GET /runs/{id}`` | a Run: metadata, hparams, platform, git, ``metrics`` ``{type: [names]}``, ``inputs``/``outputs`` resolved to node ids |
+| ``GET /runs/{id}`` | a Run: metadata, hparams, platform, git, ``metrics`` ``{type: [names]}``, ``segments`` (resume points), ``inputs``/``outputs`` resolved to node ids |
 | ``GET /runs/{id}/series?type=&metric=&x=step\\|epoch\\|time&max_points=`` | ``{x, y, total, returned}``, min/max-bucket downsampled |
 | ``GET /runs/{id}/log?tail_bytes=`` | ``{text, size, truncated}``: the end of ``stdout.log`` (from a line start) |
 | ``GET /artifacts/{id}`` | an Artifact: metadata, ``objects`` (path, size, md5), ``references`` (path, uri) |
@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from t9k_em_core import artifact_files, fileio, run_files, system_metrics
+from t9k_em_core import artifact_files, fileio, metadata_file, run_files, system_metrics
 
 from ..access import node_for, role_of, visible_edges, visible_nodes
 from ..errors import ApiError
@@ -53,6 +53,25 @@ def _summary(node: NodeView) -> dict[str, Any]:
                    end=meta.get("endTimestamp"))
     elif node.type == "Artifact":
         out.update(start=meta.get("createdTimestamp"))
+    return out
+
+
+MAX_SEGMENTS = 1000  #: resume points listed per Run
+
+
+def _segments(meta: dict | None) -> list[dict[str, Any]]:
+    """The Run's resume points from its ``metadata.yaml`` ``segments`` (docs/resume.md), as the
+    run page draws them: ``{step, time, reason, previous_status}``; malformed records are left
+    out, at most ``MAX_SEGMENTS``."""
+    out = []
+    for record in ((meta or {}).get(metadata_file.SEGMENTS) or [])[:MAX_SEGMENTS]:
+        if not isinstance(record, dict) or isinstance(record.get("resumedAt"), bool) \
+                or not isinstance(record.get("resumedAt"), int):
+            continue
+        out.append({"step": record["resumedAt"], "time": str(record.get("timestamp") or "")[:64],
+                    "reason": str(record.get("reason") or "")[:1024],
+                    "previous_status": str(record.get("previousStatus") or "")[:32],
+                    "cutting": bool(record.get(metadata_file.SEGMENT_CUTTING))})
     return out
 
 
@@ -180,7 +199,7 @@ def run_detail(node_id: str, user: UserView = Depends(current_user),
             "metric_counts": {t: i.count for t, i in sorted(indexes.items())},
             "last_metrics": {t: {n: v["value"] for n, v in i.last_values.items()}
                              for t, i in sorted(indexes.items())},
-            "inputs": inputs, "outputs": outputs}
+            "segments": _segments(run.meta), "inputs": inputs, "outputs": outputs}
 
 
 @router.get("/runs/{node_id}/series", summary="One metric series, downsampled keeping extremes")

@@ -154,6 +154,8 @@ def test_rewind_cuts_the_server_copy(logged_in, folder: str, caplog) -> None:
     assert server_md5s(client, node_path)[TRAIN] == local_md5s(run.local)[TRAIN]
     points, loss = _server_view(client, node_path)
     assert points == 800 and loss['count'] == 800 and loss['max'] > 20
+    detail = client.session.get(f'{client.host}/api/ui/v1/runs/{node_id}').json()
+    assert [(s['step'], s['reason']) for s in detail['segments']] == [(1199, 'test'), (699, 'test')]
     sent = resumed._syncer._appender.bytes_sent
     after_cut = os.path.getsize(os.path.join(run.local, TRAIN)) - cut
     assert sent < after_cut + (before - cut)  # from the checkpoint before the cut, not from 0

@@ -180,3 +180,18 @@ def test_concurrent_appends_at_one_offset_one_wins(api: Api, run: str) -> None:
     assert api.get(path).content == b"base\n" + won[0]
     (listed,) = [o for o in api.ls(run) if o["path"] == "/metrics/train.yaml"]
     assert listed["size_bytes"] == 5 + len(won[0])
+
+
+def test_run_detail_lists_resume_points(api: Api, run: str) -> None:
+    """The run page's resume markers come from metadata.yaml's segments; junk is left out."""
+    meta = (b"kind: Run\nname: r\nstatus: Running\nsegments:\n"
+            b"- {resumedAt: 1000, timestamp: '2026-12-06T23:01:02+00:00', reason: preempted, previousStatus: Error}\n"
+            b"- {resumedAt: yes, reason: bool step}\n- just text\n"
+            b"- {resumedAt: 1500, reason: second, cutting: true}\n")
+    assert api.put(f"{run}/metadata.yaml", meta).status_code == 200
+    node = api.request("GET", "/apis/v1/nodes/info", params={"node": run}).json()["id"]
+    detail = api.request("GET", f"/api/ui/v1/runs/{node}").json()
+    assert detail["segments"] == [
+        {"step": 1000, "time": "2026-12-06T23:01:02+00:00", "reason": "preempted",
+         "previous_status": "Error", "cutting": False},
+        {"step": 1500, "time": "", "reason": "second", "previous_status": "", "cutting": True}]
