@@ -19,7 +19,7 @@ from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .guards import RequestGuard
-from .routers import appends, auth, batch, graphs, nodes, objects, search, shares, ui_api
+from .routers import appends, auth, batch, graphs, keys, nodes, objects, search, shares, ui_api
 from .stores import Stores
 
 
@@ -44,9 +44,10 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
 
     for module in (auth, nodes, objects, graphs, ui_api):
         app.include_router(module.router)
-    for module in (search, shares):
+    for module in (search, shares, keys):
         app.include_router(module.api_router)
         app.include_router(module.ui_router)
+    app.include_router(keys.admin_router)
     with_batch = os.environ.get("EM_SERVER_BATCH_UPLOAD", "1") != "0"  # "0": as 0.6.0b0's server
     with_append = os.environ.get("EM_SERVER_APPEND", "1") != "0"
     if with_batch:

@@ -122,7 +122,7 @@ def _run_command(command: str, argv: list[str]) -> int:
             for group in meta.list_groups():
                 print(f"{group.name}\t{', '.join(group.members)}")
         elif command == "add-key":
-            key = users.add_key(meta, args.name)
+            key, _ = users.add_key(meta, args.name)
             print(f"new API key for {args.name!r}:")
             print(key)
         elif command == "list-users":

@@ -104,12 +104,16 @@ class ApiKey(Base):
     key_prefix: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    name: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class UiSession(Base):
     __tablename__ = "ui_sessions"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: the key the session was opened with (revoking it ends the session); None: before 0004
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"),
+                                               nullable=True, index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -377,6 +381,21 @@ class UserView:
 
 
 @dataclass(frozen=True)
+class KeyView:
+    """An API key as its owner sees it: never the key, only its first 8 characters."""
+
+    id: int
+    user: str
+    name: str
+    prefix: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: "ApiKey", user: str) -> "KeyView":
+        return cls(row.id, user, row.name or "", row.key_prefix, _aware(row.created_at))
+
+
+@dataclass(frozen=True)
 class ShareView:
     """One share of a Folder: to whom (``kind`` user/group, ``name``) and as what ``role``."""
 
@@ -545,12 +564,47 @@ class MetadataStore:
         except IntegrityError as exc:
             raise Conflict(name) from exc
 
-    def add_key(self, user_name: str, key_hash: str, key_prefix: str) -> None:
+    def add_key(self, user_name: str, key_hash: str, key_prefix: str, name: str = "") -> KeyView:
         with self.writing() as s:
             user = s.scalar(select(User).where(User.name == user_name))
             if user is None:
                 raise NotFound(user_name)
-            s.add(ApiKey(user_id=user.id, key_hash=key_hash, key_prefix=key_prefix))
+            row = ApiKey(user_id=user.id, key_hash=key_hash, key_prefix=key_prefix, name=name)
+            s.add(row)
+            s.flush()
+            return KeyView.of(row, user.name)
+
+    def list_keys(self, user_name: str) -> list[KeyView]:
+        """The active keys of a user, oldest first."""
+        with self.reading() as s:
+            rows = s.scalars(select(ApiKey).join(User, User.id == ApiKey.user_id)
+                             .where(User.name == user_name, ApiKey.revoked_at.is_(None))
+                             .order_by(ApiKey.id)).all()
+            return [KeyView.of(r, user_name) for r in rows]
+
+    def key_id_of(self, key_hash: str) -> int | None:
+        """The id of an active key."""
+        with self.reading() as s:
+            return s.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash,
+                                                    ApiKey.revoked_at.is_(None)))
+
+    @staticmethod
+    def _end_key(s: Session, key: "ApiKey") -> None:
+        """Revoke a key and end the web sessions it opened (and those of its user that predate
+        sessions knowing their key)."""
+        key.revoked_at = utcnow()
+        s.execute(delete(UiSession).where(or_(
+            UiSession.key_id == key.id,
+            and_(UiSession.key_id.is_(None), UiSession.user_id == key.user_id))))
+
+    def revoke_key_id(self, user_name: str, key_id: int) -> None:
+        """Revoke one active key of the user by its id (NotFound otherwise)."""
+        with self.writing() as s:
+            key = s.scalar(select(ApiKey).join(User, User.id == ApiKey.user_id).where(
+                ApiKey.id == key_id, User.name == user_name, ApiKey.revoked_at.is_(None)))
+            if key is None:
+                raise NotFound(f"key {key_id}")
+            self._end_key(s, key)
 
     def revoke_key(self, key_hash: str) -> str:
         """Revoke one key; returns its user's name."""
@@ -559,8 +613,7 @@ class MetadataStore:
                                                 ApiKey.revoked_at.is_(None)))
             if key is None:
                 raise NotFound("key")
-            key.revoked_at = utcnow()
-            s.execute(delete(UiSession).where(UiSession.user_id == key.user_id))
+            self._end_key(s, key)
             return s.get(User, key.user_id).name  # type: ignore[union-attr]
 
     def revoke_user_keys(self, user_name: str) -> int:
@@ -595,12 +648,14 @@ class MetadataStore:
                             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
             return UserView.of(user) if user else None
 
-    def create_session(self, token_hash: str, user_id: int, expires_at: datetime,
-                       max_per_user: int) -> None:
-        """Add a session; the user's oldest ones beyond ``max_per_user`` (and expired ones) go."""
+    def create_session(self, token_hash: str, user_id: int, key_id: int | None,
+                       expires_at: datetime, max_per_user: int) -> None:
+        """Add a session opened with key ``key_id``; the user's oldest ones beyond
+        ``max_per_user`` (and expired ones) go."""
         with self.writing() as s:
             s.execute(delete(UiSession).where(UiSession.expires_at < utcnow()))
-            s.add(UiSession(token_hash=token_hash, user_id=user_id, expires_at=expires_at))
+            s.add(UiSession(token_hash=token_hash, user_id=user_id, key_id=key_id,
+                            expires_at=expires_at))
             s.flush()
             evicted = select(UiSession.token_hash).where(UiSession.user_id == user_id).order_by(
                 UiSession.expires_at.desc()).offset(max_per_user)

@@ -17,7 +17,7 @@ import time
 import uuid
 from datetime import datetime
 
-from .metadata_store import MetadataStore, UserView
+from .metadata_store import KeyView, MetadataStore, UserView
 from t9k_em_core.naming import NAME_RE
 
 
@@ -55,11 +55,13 @@ def add_group(meta: MetadataStore, name: str) -> None:
     meta.create_group(check_user_name(name, "group"))
 
 
-def add_key(meta: MetadataStore, name: str) -> str:
-    """Issue another API key for an existing user (NotFound if there is no such user)."""
+def add_key(meta: MetadataStore, name: str, key_name: str = "") -> tuple[str, KeyView]:
+    """Issue another API key (named ``key_name``) for an existing user (NotFound if there is no
+    such user); returns the key, which is shown once and never stored, and its record."""
+    if len(key_name) > 64:
+        raise ValueError("a key name is at most 64 characters")
     key = new_key()
-    meta.add_key(name, hash_key(key), key[:8])
-    return key
+    return key, meta.add_key(name, hash_key(key), key[:8], key_name)
 
 
 def revoke_key(meta: MetadataStore, key: str) -> str:

@@ -137,9 +137,10 @@ class SigninThrottle:
 SIGNIN_THROTTLE = SigninThrottle()
 
 
-def _start_session(request: Request, response: Response, stores: Stores, user: UserView) -> None:
+def _start_session(request: Request, response: Response, stores: Stores, user: UserView,
+                   key_id: int | None) -> None:
     token = secrets.token_urlsafe(32)
-    stores.meta.create_session(hash_key(token), user.id, utcnow() + SESSION_TTL, MAX_SESSIONS)
+    stores.meta.create_session(hash_key(token), user.id, key_id, utcnow() + SESSION_TTL, MAX_SESSIONS)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), path="/",
                         httponly=True, samesite="lax", secure=request.url.scheme == "https")
     response.delete_cookie(SIGNIN_COOKIE, path=f"{UI}/signin")
@@ -230,7 +231,7 @@ def signin(request: Request, apikey: str = Form(""), next: str = Form(""),  # no
         SIGNIN_THROTTLE.failed(client)
         return _signin_page(request, next, "That API key is not valid (unknown or revoked).", 401)
     response = RedirectResponse(_safe_next(next, user.name), status_code=303)
-    _start_session(request, response, stores, user)
+    _start_session(request, response, stores, user, stores.meta.key_id_of(hash_key(apikey.strip())))
     return response
 
 
@@ -261,6 +262,11 @@ def run_page(request: Request, node_id: str, stores: Stores = Depends(get_stores
 def artifact_page(request: Request, node_id: str, stores: Stores = Depends(get_stores)) -> Response:
     return _page(request, stores, "artifact.js", nav="folders", preload=f"/artifacts/{quote(node_id, safe='')}",
                  node=node_id)
+
+
+@router.get(f"{UI}/keys", response_class=HTMLResponse)
+def keys_page(request: Request, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "keys.js", nav="keys", preload="/keys")
 
 
 @router.get(f"{UI}/compare", response_class=HTMLResponse)

@@ -2,12 +2,14 @@
 admin} × {alice's shared Folder, her private one} × {by path, by id}, on SQLite and PostgreSQL.
 
 Generated from ONE table (``TABLE``): a route's rule says what it needs (``viewer``, ``editor``,
-``owner`` of the node it names; ``user``: any signed-in user, names no node; ``public``; ``shell``:
-an HTML page that holds no data) and how to call it for a target node. The first test compares
+``owner`` of the node it names; ``user``: any signed-in user, names no node; ``admin``: admins
+only, names no node; ``public``; ``shell``: an HTML page that holds no data) and how to call it
+for a target node. The first test compares
 the table with the app's routes, so a new endpoint fails it until it is given a rule.
 
 Expected answers, from the role's rank on the target (tests/support/team_world.py):
 no role: ``404`` (exactly as for a missing node); a role below the need: ``403``; else ``2xx``.
+Admin routes: ``2xx`` for the admin, ``403`` for everyone else.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class Call:
     method: str
     url: str
     params: dict = field(default_factory=dict)
-    json: Any = None
+    json: Any = None   #: a body, or a function of the calling role that makes it
     data: bytes | None = None
     files: Any = None
     headers: dict = field(default_factory=dict)
@@ -42,7 +44,7 @@ Builder = Callable[[World, Tree, str], "Call | None"]
 
 @dataclass(frozen=True)
 class Rule:
-    need: str                      #: viewer, editor, owner, user, public, shell
+    need: str                      #: viewer, editor, owner, user, admin, public, shell
     build: Builder | None = None   #: for viewer/editor/owner/user
 
 
@@ -130,6 +132,31 @@ def _ui_run(suffix: str, **params: str) -> Builder:
     return by_id_only(lambda world, tree: Call("GET", f"/api/ui/v1/runs/{tree.run_id}{suffix}", params=params))
 
 
+def _own_key_to_revoke(world: World) -> Callable[[str], dict]:
+    """A body revoking a key the calling role makes just before (so every role's call succeeds)."""
+    def body(role: str) -> dict:
+        made = world.api(role).request("POST", "/apis/v1/keys", json={"name": "to-revoke"})
+        return {"id": made.json()["id"]}
+    return body
+
+
+def _admin(method: str, path: str, body: Callable[[World], Any] = lambda w: None, **params: str) -> Rule:
+    return Rule("admin", lambda w, t, by: Call(method, f"/apis/v1/admin/{path}", params=params, json=body(w))
+                if by == "path" and t is w.shared else None)
+
+
+def _user_key(world: World) -> dict:
+    made = world.api("admin").request("POST", "/apis/v1/admin/keys", json={"user": "sam", "name": "x"})
+    return {"user": "sam", "id": made.json()["id"]}
+
+
+def _lonely_group(world: World) -> dict:
+    """A group no share reaches, so membership changes nobody's role in the matrix."""
+    name = "lonely"
+    world.api("admin").request("POST", "/apis/v1/admin/groups", json={"name": name})
+    return {"group": name, "user": "sam"}
+
+
 def _shell(url: str) -> Rule:
     return Rule("shell", by_id_only(lambda world, tree: Call("GET", url.format(tree=tree))))
 
@@ -187,6 +214,18 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/artifacts/{node_id}"): _shell("/ui/artifacts/{tree.artifact_id}"),
     ("GET", "/ui/lineage/{node_id}"): _shell("/ui/lineage/{tree.run_id}"),
     ("GET", "/ui/compare"): _shell("/ui/compare"),
+    ("GET", "/ui/keys"): _shell("/ui/keys"),
+    # own keys (any user) and what admins manage
+    ("GET", "/apis/v1/admin/users"): _admin("GET", "users"),
+    ("POST", "/apis/v1/admin/users"): _admin("POST", "users", lambda w: {"name": "u" + uuid.uuid4().hex[:8]}),
+    ("PUT", "/apis/v1/admin/users"): _admin("PUT", "users", lambda w: {"name": "sam", "admin": False}),
+    ("GET", "/apis/v1/admin/keys"): _admin("GET", "keys", user="sam"),
+    ("POST", "/apis/v1/admin/keys"): _admin("POST", "keys", lambda w: {"user": "sam", "name": "by-admin"}),
+    ("DELETE", "/apis/v1/admin/keys"): _admin("DELETE", "keys", _user_key),
+    ("GET", "/apis/v1/admin/groups"): _admin("GET", "groups"),
+    ("POST", "/apis/v1/admin/groups"): _admin("POST", "groups", lambda w: {"name": "g" + uuid.uuid4().hex[:8]}),
+    ("POST", "/apis/v1/admin/groups/members"): _admin("POST", "groups/members", _lonely_group),
+    ("DELETE", "/apis/v1/admin/groups/members"): _admin("DELETE", "groups/members", _lonely_group),
     **{key: Rule("public") for key in (
         ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
         ("GET", "/healthz"), ("GET", "/"), ("GET", "/ui"), ("GET", "/ui/"), ("GET", "/ui/signin"),
@@ -202,6 +241,11 @@ for _prefix in ("/apis/v1", "/api/ui/v1"):
                               "GET", f"{p}/search/series", params={"run": ref(t, by, "run"), "type": "train",
                                                                    "metric": "loss"}))):
         TABLE[("GET", f"{_prefix}/search/{_name}")] = Rule("viewer", _build)
+    TABLE[("GET", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call("GET", f"{p}/keys"))
+    TABLE[("POST", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call(
+        "POST", f"{p}/keys", json={"name": "matrix"}))
+    TABLE[("DELETE", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call(
+        "DELETE", f"{p}/keys", json=_own_key_to_revoke(w)))
     for _method in ("GET", "POST", "DELETE"):
         _build = _share_call(_method) if _method != "GET" else (
             lambda w, t, by: Call("GET", "/apis/v1/shares", params={"folder": ref(t, by)}))
@@ -230,11 +274,12 @@ def test_every_route_has_a_rule(tmp_path: Path) -> None:
     assert sorted(TABLE.keys() - routes) == [], "rules of routes the app no longer has"
 
 
-def _send(api: Api, call: Call, cookie: requests.Session | None = None) -> requests.Response:
+def _send(api: Api, role: str, call: Call, cookie: requests.Session | None = None) -> requests.Response:
     if cookie is not None:
         return cookie.request(call.method, api.base + call.url, params=call.params, allow_redirects=False,
                               timeout=60)
-    return api.request(call.method, call.url, params=call.params, json=call.json, data=call.data,
+    body = call.json(role) if callable(call.json) else call.json
+    return api.request(call.method, call.url, params=call.params, json=body, data=call.data,
                        files=call.files, headers=call.headers)
 
 
@@ -275,12 +320,12 @@ def test_matrix(world: World, sessions: dict[str, requests.Session], key: tuple[
                 if call is None:
                     continue
                 calls += 1
-                reply = _send(world.api(role), call, sessions[role] if page else None)
+                reply = _send(world.api(role), role, call, sessions[role] if page else None)
                 rank = RANK[tree_name][role]
-                if rule.need == "shell":
+                if rule.need in ("shell", "user"):
                     expected = {200}
-                elif rule.need == "user":
-                    expected = {200}
+                elif rule.need == "admin":
+                    expected = {200} if role == "admin" else {403}
                 elif rank == 0:
                     expected = {404}
                 elif rank < NEED[rule.need]:
@@ -290,7 +335,7 @@ def test_matrix(world: World, sessions: dict[str, requests.Session], key: tuple[
                 if reply.status_code not in expected:
                     wrong.append(f"{role} on {tree_name} by {by}: {reply.status_code} {reply.text[:120]!r}, "
                                  f"expected {sorted(expected)}")
-                elif reply.status_code == 404 and not page and rule.need != "user":
+                elif reply.status_code == 404 and not page:
                     # exactly what a missing node gets: the text names only what was asked for
                     assert "node not found" in reply.text or reply.text.endswith("not found") or \
                         "upload not found" in reply.text, reply.text
