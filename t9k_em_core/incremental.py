@@ -117,10 +117,12 @@ class Appender:
                 self._cuts[rel] = min(self._cuts.get(rel, int(length)), int(length))
         self._segments_seen = len(segments)
 
-    def send(self, rel: str, full: str) -> None:
-        """Brings object ``rel`` up to date with the file ``full`` (see the module doc)."""
+    def send(self, rel: str, full: str) -> bool:
+        """Brings object ``rel`` up to date with the file ``full`` (see the module doc). Returns
+        False when the file is better sent whole (the server holds none of it, and it takes more
+        than one append): the caller uploads it, and the next call resyncs from there."""
         if self._cutting and rel != run_files.STDOUT_FILE:
-            return  # a rewind is cutting the metric files: next cycle
+            return True  # a rewind is cutting the metric files: next cycle
         for attempt in range(3):
             try:
                 with open(full, 'rb') as f:
@@ -132,15 +134,20 @@ class Appender:
                         self._cut_back(rel, f, tracked, cut)
                     if tracked is None or tracked.ino != st.st_ino or st.st_size < tracked.size:
                         tracked = self._resync(rel, f, st)
+                    if tracked.size == 0 and st.st_size > self.max_bytes:
+                        self._files.pop(rel, None)
+                        self._server = None
+                        return False
                     self._append(rel, f, tracked, st.st_size)
                     self.state.mark(rel, tracked.size, st.st_mtime_ns, tracked.checkpoints)
-                    return
+                    return True
             except (_client.AppendConflictError, AppendMismatchError) as e:
                 self._files.pop(rel, None)
                 self._server = None  # listed again: the object is not what was thought
                 if attempt == 2:
                     raise
                 logger.info('resyncing %s: %s', rel, e)
+        raise AssertionError('unreachable')
 
     def _object(self, rel: str) -> str:
         return f'{self.node_path}/{rel}'

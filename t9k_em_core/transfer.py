@@ -432,8 +432,7 @@ def send_files(client: _client.AISClient, local_dir: str, node_path: str, state:
         if sent == (st.st_size, st.st_mtime_ns) and (
                 not check_server or server_sizes.get(rel) == st.st_size):
             continue
-        if appender is not None and run_files.grows_by_appends(rel):
-            appender.send(rel, full)
+        if appender is not None and run_files.grows_by_appends(rel) and appender.send(rel, full):
             appended += 1
             continue
         todo.append((rel, full, st.st_size, st.st_mtime_ns))

@@ -188,3 +188,24 @@ def test_fallback_to_whole_files_without_the_extension(plain_server, workdir, fo
         assert server_md5s(client, node_path) == local_md5s(run.local)
     finally:
         em_client.logout()
+
+
+def test_a_file_the_server_lacks_goes_whole_then_grows_by_appends(logged_in, folder: str) -> None:
+    client = logged_in
+    run = em.create_run(name='first')
+    _log(run, range(300))
+    run.finish()
+    node = transfer.start_upload(client, run.local, 'Run', f'/alice/{folder}', True, 'new')
+    state = transfer.UploadState(client.host, node.path, run.local)
+    appender = incremental.Appender(client, node.path, state)
+    appender.max_bytes = 4096  # the file takes several appends: it goes whole instead
+    transfer.send_files(client, run.local, node.path, state, progress=False, appender=appender)
+    assert appender.bytes_sent == 0
+    assert server_md5s(client, node.path)[TRAIN] == local_md5s(run.local)[TRAIN]
+    more = em.load_run(run.local)
+    _log(more, range(300, 320))
+    more.finish()
+    transfer.send_files(client, run.local, node.path, state, progress=False, appender=appender)
+    grown = os.path.getsize(os.path.join(run.local, TRAIN)) - client.list_objects(node.path)[TRAIN]
+    assert grown == 0 and 0 < appender.bytes_sent < 4096 * 2
+    assert server_md5s(client, node.path) == local_md5s(run.local)
