@@ -29,9 +29,12 @@ def artifact_parent_dir() -> str:
     return os.environ.get('EM_ARTIFACT_PARENT_DIR') or DEFAULT_ARTIFACT_PARENT_DIR
 
 
-NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_-]{0,38}[a-zA-Z0-9]$|^[a-zA-Z0-9]$')
+MAX_NAME_LENGTH = 40
+_NAME_CHARS = 'a-zA-Z0-9_-'  # the alphanumeric ones must also start and end a name
+NAME_RE = re.compile(rf'^[a-zA-Z0-9][{_NAME_CHARS}]{{0,{MAX_NAME_LENGTH - 2}}}[a-zA-Z0-9]$'
+                     r'|^[a-zA-Z0-9]$')
 NODE_DIR_RE = re.compile(r'[0-9]{6}_[0-9]{6}_[a-z0-9]{6}$')
-_NOT_NAME_CHARS = re.compile(r'[^A-Za-z0-9_-]+')
+_NOT_NAME_CHARS = re.compile(rf'[^{_NAME_CHARS}]+')
 _SUFFIX_CHARS = string.ascii_lowercase + string.digits
 _STEM_FORBIDDEN = re.compile(r'[/\\\x00-\x1f\x7f]')
 
@@ -49,7 +52,7 @@ def make_valid_name(text: str, fallback: str) -> str:
     becomes one ``_``, the result is cut to 40 characters and stripped of ``_``/``-`` at both
     ends; ``fallback`` (itself a valid name) when nothing is left. For names that integrations
     derive from framework objects (a model's or a checkpoint's name)."""
-    return _NOT_NAME_CHARS.sub('_', text)[:40].strip('_-') or fallback
+    return _NOT_NAME_CHARS.sub('_', text)[:MAX_NAME_LENGTH].strip('_-') or fallback
 
 
 def validate_labels(labels: Any) -> List[str]:
