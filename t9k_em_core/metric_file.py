@@ -307,6 +307,14 @@ def parse_canonical(text: str) -> Optional[List[Dict[str, Any]]]:
     return entries
 
 
+def write_entries(path: str, entries: List[Dict[str, Any]]) -> None:
+    """Writes a whole metric file from entry dicts of any shape (a Run constructed with
+    ``metrics=``, as in 0.6.0b0), spelled by PyYAML (the writer's entries read the same: the
+    tests keep them byte-identical)."""
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(dump_yaml(list(entries)))
+
+
 def read_entries(path: str) -> List[Dict[str, Any]]:
     """Entries of a metric file; drops a last entry cut short by a writer killed mid-append."""
     with open(path, encoding='utf-8') as f:

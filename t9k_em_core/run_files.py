@@ -10,7 +10,7 @@ import os
 from typing import Any, Dict, Iterable, List
 
 from t9k_em_core import metadata_file, metric_file
-from t9k_em_core.fileio import append_bytes, dump_yaml, read_yaml, write_yaml, yaml_error_types
+from t9k_em_core.fileio import append_bytes, read_yaml, write_yaml, yaml_error_types
 
 INDEX_FILE = 'index.yaml'
 HPARAMS_FILE = 'hyperparameters.yaml'
@@ -92,8 +92,7 @@ class RunStorage:
     def write_metric_entries(self, metric_type: str, entries: List[Dict[str, Any]]) -> None:
         """Writes ``metrics/<type>.yaml`` from entries (used only for a new Run given metrics)."""
         if entries:
-            with open(metric_path(self.run_dir, metric_type), 'w', encoding='utf-8') as f:
-                f.write(dump_yaml(list(entries)))
+            metric_file.write_entries(metric_path(self.run_dir, metric_type), entries)
 
     def open_stdout_log(self):
         """Opens ``stdout.log`` for appending (created when missing), line buffered."""

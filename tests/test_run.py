@@ -67,6 +67,21 @@ def test_log_is_the_writers_documented_method(em_dirs):
     run.finish()
 
 
+def test_a_run_constructed_with_metrics_writes_them_and_appends_after(em_dirs):
+    """0.6.0b0's ``Run(metadata, hparams, metrics)``: the given entries become the metric files
+    (any shape; YAML a 0.6.0b0 reader loads), and ``log`` appends after them."""
+    given = [{'value': {'loss': 0.5, 'note': 'first'},
+              'sequence': {'epoch': None, 'step': 1, 'timestamp': '2026-12-06T10:00:00.000001+01:00'}}]
+    run = em.Run({'name': 'given'}, metrics={'train': given})
+    path = run_files.metric_path(run.local, 'train')
+    with open(path, encoding='utf-8') as f:
+        assert yaml.safe_load(f) == given
+    run.log('train', {'loss': 0.25}, step=2)
+    entries = run.metrics['train']
+    assert entries[0] == given[0] and entries[1]['value'] == {'loss': 0.25}
+    run.finish()
+
+
 def test_finish_with_error_status(em_dirs):
     run = em.create_run(name='failing')
     run.finish(status='Error')
