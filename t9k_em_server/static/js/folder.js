@@ -6,7 +6,7 @@ import { getJSON, el, mount, showError, links, fmtTime, fmtShortTime, fmtDuratio
   labelChips, breadcrumbs, flatten, fmtBytes, fmtValue, Table } from "./common.js";
 import { renderTree } from "./tree.js";
 import { SYSTEM_TYPE } from "./system.js";
-import { searchFields, fieldValues, runsSeries, groupSeries, fieldName, andFilters, QueryFailure, SUMMARIES,
+import { searchRuns, searchFields, fieldValues, runsSeries, groupSeries, fieldName, andFilters, QueryFailure, SUMMARIES,
   MAX_OVERLAY_RUNS, MAX_PLOT_RUNS } from "./search.js";
 import { QueryBox } from "./query_box.js";
 import { RunTable } from "./runs_table.js";
@@ -138,6 +138,7 @@ function chartsCard(ctx) {
   const draw = async () => {
     if (!state.metric || !card.open) return;
     const [type, metric] = state.metric.split("\u0000");
+    const started = performance.now();
     chart.node.dataset.loading = "1";
     try {
       if (ctx.table.groupBy) {
@@ -153,7 +154,9 @@ function chartsCard(ctx) {
         note.textContent = ctx.table.checked.size ? `the ${ids.length} selected runs` : `the first ${ids.length} runs of the table (select runs to choose)`;
       }
     } catch (e) { showError(chart.body, e); }
+    await new Promise(requestAnimationFrame); // uPlot draws in a microtask after its constructor
     delete chart.node.dataset.loading;
+    chart.node.dataset.ms = String(Math.round(performance.now() - started)); // request + drawing (benchmarks)
     chart.node.dataset.ready = "1";
   };
   const card = el("details", { class: "card flush", id: "many-charts", ontoggle: () => draw() },
@@ -229,6 +232,10 @@ async function main() {
   renderTree(document.getElementById("tree"), folderPath);
   const state = { query: params.get("q") || "", group: params.get("group") || "", recursive: params.get("recursive") === "1", brush: "" };
   const scope = { folder: folderPath, recursive: state.recursive };
+  // The first page of runs is asked for at once, beside the folder and its fields.
+  const order = [{ field: "start", desc: true }];
+  const first = state.group ? null : searchRuns(scope, { filter: state.query, order: order.map((o) => `${o.field} desc`) });
+  first?.catch(() => null); // a refused filter is shown when the table awaits it
   let data, fields;
   try {
     [data, fields] = await Promise.all([getJSON("/folders", { path: folderPath, runs: "false" }), searchFields(scope)]);
@@ -247,7 +254,7 @@ async function main() {
   const brushChip = el("div", { class: "brush", id: "brush", hidden: true });
   const ctx = { scope, fields, get chosen() { return chosen; }, query: () => state.query };
   const table = new RunTable({
-    scope, columns: columns(chosen, fields, withGpu), order: [{ field: "start", desc: true }],
+    scope, columns: columns(chosen, fields, withGpu), order,
     onCheck: (set) => { compareBtn.disabled = set.size < 2; compareBtn.textContent = set.size ? `Compare (${set.size})` : "Compare"; },
     onError: (e) => {
       if (!(e instanceof QueryFailure)) { showError(table.node, e); return; }
@@ -283,11 +290,11 @@ async function main() {
   const recursive = el("input", { type: "checkbox", id: "recursive", checked: state.recursive,
     onchange: (e) => { state.recursive = scope.recursive = e.target.checked; setUrl(state); location.reload(); } });
 
-  function refresh(withPlots = true) {
+  function refresh(withPlots = true, firstPage = null) {
     setUrl(state);
     table.filter = andFilters(state.query, state.brush);
     table.groupBy = state.group;
-    table.reload().then(() => charts.draw());
+    table.reload(firstPage).then(() => charts.draw());
     if (withPlots) plots.load();
   }
 
@@ -309,7 +316,7 @@ async function main() {
       charts.node, plots.node],
     artifacts.length ? el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Artifacts")),
       Object.assign(new Table(ARTIFACT_COLUMNS, artifacts, { sortKey: "start", sortDir: -1 }).node, { id: "artifacts" })) : null);
-  refresh();
+  refresh(true, first);
 }
 
 main();

@@ -36,29 +36,31 @@ export class RunTable {
 
   orderBy() { return this.order.map((o) => `${o.field} ${o.desc ? "desc" : "asc"}`); }
 
-  /** Reload from the first page (or the groups) with the current filter, order and grouping. */
-  async reload() {
+  /** Reload from the first page (or the groups) with the current filter, order and grouping;
+   *  `first` is the first page when the caller asked for it already (a promise). */
+  async reload(first = null) {
     const gen = ++this.generation;
     this.token = null;
     this.rows = [];
     this.node.dataset.loading = "1";
     try {
       if (this.groupBy) await this.loadGroups(gen);
-      else await this.loadFirst(gen);
+      else await this.loadFirst(gen, first);
     } catch (e) {
       if (gen === this.generation) { delete this.node.dataset.loading; this.onError && this.onError(e); }
       return;
     }
   }
 
-  async loadFirst(gen) {
-    const page = await searchRuns(this.scope, { filter: this.filter, order: this.orderBy() });
+  async loadFirst(gen, first) {
+    const page = await (first || searchRuns(this.scope, { filter: this.filter, order: this.orderBy() }));
     if (gen !== this.generation) return;
     this.total = page.total;
     this.token = page.next_page_token;
     this.rows = page.runs;
     this.tbody = el("tbody", {}, page.runs.map((r) => this.row(r)));
     this.render();
+    performance.mark("em:first-rows"); // benchmarks/ui_many_runs.py reads it
     this.onLoaded && this.onLoaded({ total: page.total, rows: page.runs });
   }
 
@@ -179,13 +181,26 @@ export class RunTable {
       head.push(el("tr", {}, cells));
     }
     const sorted = this.order[0];
-    head.push(el("tr", {}, el("th", { class: "check" }), this.columns.map((c) => {
+    const all = el("input", { type: "checkbox", id: "check-all", "aria-label": "select the runs shown",
+      onchange: (e) => this.checkAll(e.target.checked) });
+    head.push(el("tr", {}, el("th", { class: "check" }, all), this.columns.map((c) => {
       const on = sorted && c.field && sorted.field === c.field;
       return el("th", { class: `${c.field ? "sortable" : ""}${c.num ? " num" : ""}`, dataset: { key: c.key, field: c.field || "" },
         title: c.field ? `Sort by ${c.field} (on the server)` : "", onclick: c.field ? () => this.sortBy(c) : null },
         c.title, on ? el("span", { class: "arrow" }, sorted.desc ? "▼" : "▲") : null);
     })));
     return el("thead", {}, head);
+  }
+
+  /** Tick (or clear) every run row the table shows. */
+  checkAll(on) {
+    const shown = new Map(this.rows.map((r) => [r.id, r.name]));
+    for (const box of this.tbody.querySelectorAll("tr[data-id] input[type=checkbox]")) {
+      const id = box.closest("tr").dataset.id;
+      box.checked = on;
+      if (on) this.checked.set(id, shown.get(id)); else this.checked.delete(id);
+    }
+    this.onCheck && this.onCheck(this.checked);
   }
 
   sortBy(col) {
