@@ -1,8 +1,9 @@
 """Takes the screenshots in docs/ (docs/screenshot-*.png) of the web UI with demo data.
 
 Starts a throwaway ``em server`` (tests/support/em_server_process.py), uploads a small CIFAR-10 sweep
-through the HTTP API (tests/support/ui_seed.py), and photographs the folder, run, compare, artifact and
-lineage pages in headless Chromium.
+through the HTTP API (tests/support/ui_seed.py) plus a 60-run learning-rate sweep, and photographs the
+folder, run, compare, artifact and lineage pages and the many-runs view (group bands, parallel
+coordinates) in headless Chromium.
 
 Usage: .venv/bin/python scripts/ui_screenshots.py [--out docs] [--chromium /usr/bin/chromium]
 """
@@ -19,12 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from support.browser import chromium  # noqa: E402
 from support.em_server_process import ServerProcess  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
 from support.ui_seed import Seeder, metric_text  # noqa: E402
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STEPS_PER_EPOCH = 390
 SWEEP = [  # name, lr, batch size, optimizer, weight decay, status
     ("resnet50-adam-1e-3", 1e-3, 128, "Adam", 5e-4, "Complete"),
@@ -91,6 +90,22 @@ def seed(s: Seeder, user: str) -> dict[str, str]:
     return ids
 
 
+def seed_sweep(s: Seeder, user: str, runs: int = 60) -> str:
+    """A learning-rate sweep of light runs (no log, platform or git) for the many-runs picture."""
+    rng = random.Random(11)
+    folder = f"/{user}/cifar10/lr-sweep"
+    now = time.time()
+    for i in range(runs):
+        opt = ["Adam", "SGD", "AdamW"][i % 3]
+        lr = 10 ** rng.uniform(-4, -1)
+        quality = 1.05 - abs(math.log10(lr) + (2.5 if opt == "SGD" else 3.2)) / 3 + rng.gauss(0, 0.03)
+        s.run(folder, f"{opt.lower()}-{i:02d}", start=now - (runs - i) * 1800, end=now - (runs - i) * 1800 + 3000,
+              labels=["sweep"], hparams={"lr": lr, "optimizer": {"name": opt, "weight_decay": rng.choice([0.0, 1e-4, 5e-4])},
+                                         "batch_size": rng.choice([64, 128, 256])},
+              metrics=curves(rng, max(0.3, quality), 8, now), extras=False)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
@@ -109,8 +124,8 @@ def main() -> None:
             "artifact": f"/ui/artifacts/{ids[first + '-ckpt']}",
             "lineage": f"/ui/lineage/{ids['data']}",
         }
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        sweep = seed_sweep(Seeder(server.base_url, key), user)
+        with chromium(args.chromium) as browser:
             page = browser.new_context(base_url=server.base_url, viewport={"width": 1440, "height": 900},
                                        device_scale_factor=1).new_page()
             page.goto("/ui/signin")
@@ -125,7 +140,20 @@ def main() -> None:
                 out = args.out / f"screenshot-{name}.png"
                 page.screenshot(path=str(out), full_page=name in ("run", "compare"))
                 print(out)
-            browser.close()
+            # Many runs: grouped by optimizer, with the group bands and parallel coordinates open.
+            page.goto(f"/ui/folders{sweep}")
+            page.wait_for_selector("#runs tbody tr")
+            page.select_option("#group-by", "hparams.optimizer.name")
+            page.click("#many-charts > summary")
+            page.select_option("#chart-metric", label="val/accuracy")
+            page.click("#plots > summary")
+            page.select_option("#plot-summary", "val.accuracy.max")
+            page.wait_for_selector("#many-chart[data-bands='3']")
+            page.wait_for_selector("#parallel[data-lines]")
+            page.wait_for_load_state("networkidle")
+            out = args.out / "screenshot-many-runs.png"
+            page.screenshot(path=str(out), full_page=True)
+            print(out)
     finally:
         server.stop()
 

@@ -135,14 +135,17 @@ function chartsCard(ctx) {
   const state = { metric: first ? `${first.type}\u0000${first.name}` : "", x: "step" };
   const chart = new ManyChart("many-chart");
   const note = el("span", { class: "muted" });
+  let asked = 0; // a newer draw wins over a slower older one
   const draw = async () => {
     if (!state.metric || !card.open) return;
+    const mine = ++asked;
     const [type, metric] = state.metric.split("\u0000");
     const started = performance.now();
     chart.node.dataset.loading = "1";
     try {
       if (ctx.table.groupBy) {
         const groups = await groupSeries(ctx.scope, { filter: ctx.table.filter, by: ctx.table.groupBy, type, metric, x: state.x });
+        if (mine !== asked) return;
         const { lines, bands } = groupLines(groups, ctx.table.groupBy);
         chart.draw(`${type}/${metric} by ${ctx.table.groupBy}: mean and min–max`, lines, { bands, xLabel: state.x, time: state.x === "time" });
         note.textContent = "one line per group (its mean) and its min–max band";
@@ -150,6 +153,7 @@ function chartsCard(ctx) {
         const picked = ctx.table.checked.size ? [...ctx.table.checked.keys()] : ctx.table.rows.map((r) => r.id);
         const ids = picked.slice(0, MAX_OVERLAY_RUNS);
         const series = ids.length ? await runsSeries(ids, { type, metric, x: state.x }) : [];
+        if (mine !== asked) return;
         chart.draw(`${type}/${metric}`, runLines(series), { xLabel: state.x, time: state.x === "time" });
         note.textContent = ctx.table.checked.size ? `the ${ids.length} selected runs` : `the first ${ids.length} runs of the table (select runs to choose)`;
       }
@@ -187,14 +191,17 @@ function plotsCard(ctx) {
   };
   const xSelect = select("scatter-x", hparams.map((h) => [h, h]), null, (v) => { state.x = v; scatter(); });
   const scatter = () => { if (rows.length && state.x && state.y) drawScatter(scatterBox, state.x, state.y, rows); };
+  let asked = 0; // a newer load wins over a slower older one
   const load = async () => {
     if (!card.open || !state.y) return;
+    const mine = ++asked;
     const fields = [...new Set([...axes(), state.y, state.x || axes()[0]])].filter(Boolean);
     state.x = state.x || axes()[0];
     xSelect.value = state.x;
     pcBox.dataset.loading = "1";
     try {
       const got = await fieldValues(ctx.scope, { filter: ctx.query(), fields });
+      if (mine !== asked) return;
       rows = got.rows;
       note.textContent = `${rows.length.toLocaleString()} runs${got.total > rows.length ? ` of ${got.total.toLocaleString()} (the first ${MAX_PLOT_RUNS.toLocaleString()})` : ""}; drag along an axis to filter the table`;
       pc.setData([...axes().filter((f) => f !== state.y), state.y], rows);
