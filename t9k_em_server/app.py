@@ -19,7 +19,7 @@ from . import __version__, web
 from .config import ServerConfig
 from .errors import install_error_handlers
 from .guards import RequestGuard
-from .routers import appends, auth, batch, graphs, keys, nodes, objects, search, shares, ui_api
+from .routers import appends, auth, batch, edits, graphs, keys, nodes, objects, search, shares, ui_api
 from .stores import Stores
 
 
@@ -44,7 +44,8 @@ def create_app(config: ServerConfig | None = None, stores: Stores | None = None)
 
     for module in (auth, nodes, objects, graphs, ui_api):
         app.include_router(module.router)
-    for module in (search, shares, keys):
+    app.include_router(nodes.ui_router)
+    for module in (search, shares, keys, edits):
         app.include_router(module.api_router)
         app.include_router(module.ui_router)
     app.include_router(keys.admin_router)

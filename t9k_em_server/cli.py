@@ -54,12 +54,16 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def _gc_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="em server gc", description="Delete multipart uploads never completed and blobs no "
+        prog="em server gc", description="Free what was deleted into the trash more than "
+        "--trash-days ago; delete multipart uploads never completed and blobs no "
         "row refers to, both older than --older-than. Safe while servers serve, as long as no "
         "upload takes longer than that.")
     _store_options(parser, blobs=True)
     parser.add_argument("--older-than", metavar="HOURS", type=float, default=24.0,
                         help="only what was started or last written this long ago (default 24)")
+    parser.add_argument("--trash-days", metavar="DAYS", type=float, default=None,
+                        help="free what was deleted into the trash this long ago (default "
+                             "EM_SERVER_TRASH_DAYS, else 30)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only report what would be deleted")
     return parser
@@ -193,10 +197,12 @@ def collect(argv: list[str]) -> int:
     if stores is None:
         return 2
     try:
-        report = collect_garbage(stores, timedelta(hours=args.older_than), dry_run=args.dry_run)
+        report = collect_garbage(stores, timedelta(hours=args.older_than), dry_run=args.dry_run,
+                                 trash_for=None if args.trash_days is None else timedelta(days=args.trash_days))
     finally:
         stores.close()
     verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {report.trashed} trashed node(s) for good: {report.trashed_blobs} blob(s)")
     print(f"{verb} {report.uploads} abandoned multipart upload(s): {report.part_blobs} part "
           f"blob(s), {report.part_bytes} bytes")
     print(f"{verb} {report.orphans} unreferenced blob(s): {report.orphan_bytes} bytes")

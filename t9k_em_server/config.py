@@ -34,6 +34,12 @@ class Limits:
     yaml: YamlLimits = YAML_LIMITS         #: YAML documents the server parses
 
 
+def trash_days() -> float:
+    """How long deleted Runs, Artifacts and Folders stay restorable (``EM_SERVER_TRASH_DAYS``,
+    default 30); ``em server gc`` frees them after that."""
+    return float(os.environ.get("EM_SERVER_TRASH_DAYS", "30"))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Where the server keeps its state. ``db_url``/``blob_url`` default to the data dir."""

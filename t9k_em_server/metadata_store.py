@@ -29,6 +29,8 @@ from t9k_em_core import run_files
 
 
 SQLITE_MMAP_BYTES = 1 << 30  #: SQLite reads the database through a memory map of up to this size
+#: where trashed subtrees live: names cannot start with ".", so no request names a path here
+TRASH_PREFIX = "/.trash/"
 
 
 class Conflict(Exception):
@@ -94,6 +96,19 @@ class Share(Base):
     grantee_id: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrashEntry(Base):
+    """A node deleted into the trash, with its subtree: where it was, who deleted it, when. The
+    subtree's paths live under ``TRASH_PREFIX`` meanwhile, which no node path can spell."""
+
+    __tablename__ = "trash"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    parent_id: Mapped[str] = mapped_column(String(36))
+    deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                   nullable=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class ApiKey(Base):
@@ -396,6 +411,20 @@ class KeyView:
 
 
 @dataclass(frozen=True)
+class TrashView:
+    """A trashed node: its id, name, type, where it was (``path``, ``parent_id``), who deleted it
+    (None when that user is gone) and when."""
+
+    node_id: str
+    name: str
+    type: str
+    path: str
+    parent_id: str
+    deleted_by: str | None
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
 class ShareView:
     """One share of a Folder: to whom (``kind`` user/group, ``name``) and as what ``role``."""
 
@@ -508,6 +537,42 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _edit_documented(s: Session, row: Node, labels: list[str] | None,
+                     description: str | None) -> None:
+    """Carry an edit of labels/description into what pages and search read: the parsed
+    ``metadata.yaml`` on the node and a Run's search fields (the next upload of the file wins)."""
+    meta = json.loads(row.meta) if row.meta else None
+    if isinstance(meta, dict):
+        if labels is not None:
+            meta["labels"] = labels
+        if description is not None:
+            meta["description"] = description
+        row.meta = json.dumps(meta, default=str)
+    if row.type != "Run":
+        return
+    if description is not None:
+        s.execute(update(RunFields).where(RunFields.node_id == row.id).values(description=description))
+    if labels is not None:
+        s.execute(delete(RunLabel).where(RunLabel.node_id == row.id))
+        if labels:
+            s.execute(RunLabel.__table__.insert(), [{"node_id": row.id, "label": label}
+                                                    for label in dict.fromkeys(labels)])
+
+
+def _live():  # type: ignore[no-untyped-def]
+    """Nodes not in the trash."""
+    return func.substr(Node.path, 1, len(TRASH_PREFIX)) != TRASH_PREFIX
+
+
+def _repath(s: Session, row: Node, new_path: str) -> None:
+    """Move a node and its subtree to ``new_path`` (the caller checks that it is free)."""
+    old = row.path
+    s.execute(update(Node).where(func.substr(Node.path, 1, len(old) + 1) == old + "/")
+              .values(path=literal(new_path) + func.substr(Node.path, len(old) + 1)),
+              execution_options={"synchronize_session": False})
+    row.path = new_path
 
 
 def _range_of_subtree(path: str):  # type: ignore[no-untyped-def]
@@ -793,7 +858,7 @@ class MetadataStore:
         roles it is shared as."""
         with self.reading() as s:
             rows = s.execute(select(Node, Share.role).join(Share, Share.node_id == Node.id)
-                             .where(self._shares_for(user_id)).order_by(Node.path)).all()
+                             .where(self._shares_for(user_id), _live()).order_by(Node.path)).all()
         out: dict[str, tuple[NodeView, list[str]]] = {}
         for node, role in rows:
             out.setdefault(node.id, (NodeView.of(node), []))[1].append(role)
@@ -806,19 +871,19 @@ class MetadataStore:
         column = Node.path if ref.startswith("/") else Node.id
         with self.reading() as s:
             row = s.scalar(select(Node).where(column == ref))
-            return NodeView.of(row) if row else None
+            return NodeView.of(row) if row and not row.path.startswith(TRASH_PREFIX) else None
 
     def get_nodes(self, ids: list[str]) -> dict[str, NodeView]:
         if not ids:
             return {}
         with self.reading() as s:
             rows = s.scalars(select(Node).where(Node.id.in_(ids))).all()
-            return {r.id: NodeView.of(r) for r in rows}
+            return {r.id: NodeView.of(r) for r in rows if not r.path.startswith(TRASH_PREFIX)}
 
     def find_by_alt_name(self, owner_id: int, type_: str, alt_name: str) -> NodeView | None:
         with self.reading() as s:
             row = s.scalar(select(Node).where(Node.owner_id == owner_id, Node.type == type_,
-                                              Node.alt_name == alt_name)
+                                              Node.alt_name == alt_name, _live())
                            .order_by(Node.created_at.desc()).limit(1))
             return NodeView.of(row) if row else None
 
@@ -869,18 +934,17 @@ class MetadataStore:
                 if row is None:
                     raise NotFound(node_id)
                 if name is not None and name != row.name:
-                    old = row.path
-                    new = old.rsplit("/", 1)[0] + "/" + name
+                    new = row.path.rsplit("/", 1)[0] + "/" + name
                     if s.scalar(select(Node.id).where(Node.path == new)) is not None:
                         raise Conflict(name)
-                    s.execute(update(Node).where(func.substr(Node.path, 1, len(old) + 1) == old + "/")
-                              .values(path=literal(new) + func.substr(Node.path, len(old) + 1)),
-                              execution_options={"synchronize_session": False})
-                    row.path, row.name = new, name
+                    _repath(s, row, new)
+                    row.name = name
                 if labels is not None:
                     row.labels = json.dumps(labels)
                 if description is not None:
                     row.description = description
+                if labels is not None or description is not None:
+                    _edit_documented(s, row, labels, description)
                 if extra is not None:
                     row.extra, row.alt_name = extra, alt_name
                 row.updated_at = utcnow()
@@ -888,6 +952,93 @@ class MetadataStore:
                 return NodeView.of(row)
         except IntegrityError as exc:
             raise Conflict(name or "") from exc
+
+    def move_node(self, node_id: str, folder_id: str) -> NodeView:
+        """Move a node, with its subtree, into another Folder (of any owner's tree: the subtree
+        then belongs to that owner). Conflict when the name is taken there; NotFound when either
+        is gone; ValueError when the Folder lies inside the node."""
+        with self.writing() as s:
+            row, folder = s.get(Node, node_id), s.get(Node, folder_id)
+            if row is None or folder is None:
+                raise NotFound(node_id if row is None else folder_id)
+            if folder.path == row.path or folder.path.startswith(row.path + "/"):
+                raise ValueError(f"cannot move {row.path} into itself")
+            new = f"{folder.path}/{row.name}"
+            if s.scalar(select(Node.id).where(Node.path == new)) is not None:
+                raise Conflict(row.name)
+            _repath(s, row, new)
+            if row.owner_id != folder.owner_id:
+                s.execute(update(Node).where(_range_of_subtree(new)).values(owner_id=folder.owner_id),
+                          execution_options={"synchronize_session": False})
+                row.owner_id = folder.owner_id
+            row.parent_id, row.updated_at = folder.id, utcnow()
+            if row.type == "Run":  # the column picker of the new Folder learns the Run's fields
+                hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
+                metrics = s.execute(select(RunSummary.type, RunSummary.name)
+                                    .where(RunSummary.node_id == row.id)).all()
+                _insert_ignore(s, FolderField.__table__,
+                               [{"folder_id": folder.id, "kind": "hparam", "key": k, "detail": d} for k, d in hparams]
+                               + [{"folder_id": folder.id, "kind": "metric", "key": t, "detail": n} for t, n in metrics])
+            s.flush()
+            return NodeView.of(row)
+
+    def trash(self, node_id: str, user_id: int) -> None:
+        """Move a node and its subtree into the trash (restorable until purged)."""
+        with self.writing() as s:
+            row = s.get(Node, node_id)
+            if row is None or row.parent_id is None or row.path.startswith(TRASH_PREFIX):
+                raise NotFound(node_id)
+            s.add(TrashEntry(node_id=row.id, path=row.path, parent_id=row.parent_id,
+                             deleted_by=user_id, deleted_at=utcnow()))
+            _repath(s, row, TRASH_PREFIX + row.id)
+            row.parent_id = None
+
+    def trash_entries(self) -> list[TrashView]:
+        """Everything in the trash, newest first."""
+        with self.reading() as s:
+            rows = s.execute(select(TrashEntry, Node.name, Node.type, User.name)
+                             .join(Node, Node.id == TrashEntry.node_id)
+                             .outerjoin(User, User.id == TrashEntry.deleted_by)
+                             .order_by(TrashEntry.deleted_at.desc())).all()
+            return [TrashView(t.node_id, name, type_, t.path, t.parent_id, by, _aware(t.deleted_at))
+                    for t, name, type_, by in rows]
+
+    def restore(self, node_id: str) -> NodeView:
+        """Put a trashed node back where it was. NotFound when it is not in the trash or its
+        Folder is gone (or trashed); Conflict when its name was taken meanwhile."""
+        with self.writing() as s:
+            entry, row = s.get(TrashEntry, node_id), s.get(Node, node_id)
+            parent = s.get(Node, entry.parent_id) if entry is not None else None
+            if entry is None or row is None:
+                raise NotFound(node_id)
+            if parent is None or parent.path.startswith(TRASH_PREFIX):
+                raise NotFound(entry.path.rsplit("/", 1)[0])
+            path = f"{parent.path}/{row.name}"
+            if s.scalar(select(Node.id).where(Node.path == path)) is not None:
+                raise Conflict(row.name)
+            _repath(s, row, path)
+            if row.owner_id != parent.owner_id:
+                s.execute(update(Node).where(_range_of_subtree(path)).values(owner_id=parent.owner_id),
+                          execution_options={"synchronize_session": False})
+            row.parent_id = parent.id
+            s.delete(entry)
+            s.flush()
+            return NodeView.of(row)
+
+    def purge_trash(self, before: datetime, dry_run: bool = False) -> tuple[int, list[str]]:
+        """Delete for good what was trashed before ``before``: how many entries, and the blob
+        keys to drop (``dry_run``: only count them)."""
+        with self.reading() as s:
+            ids = s.scalars(select(TrashEntry.node_id).where(TrashEntry.deleted_at < before)).all()
+        blobs: list[str] = []
+        for node_id in ids:
+            if dry_run:
+                with self.reading() as s:
+                    blobs += s.scalars(select(StoredObject.blob_key).join(Node, Node.id == StoredObject.node_id)
+                                       .where(_range_of_subtree(TRASH_PREFIX + node_id))).all()
+            else:
+                blobs += self.delete_subtree(TRASH_PREFIX + node_id)
+        return len(ids), blobs
 
     def delete_subtree(self, path: str) -> list[str]:
         """Delete a node, everything below it, their objects and edges; returns blob keys to drop."""

@@ -11,7 +11,7 @@ from ..metadata_store import Conflict, NotAFolder, NotFound, UserView
 from ..paths import check_name
 from ..stores import Stores, get_stores
 from .auth import current_user
-from .common import (body_schema, drop_blobs, node_json, page_args, pagination, parse_body,
+from .common import (body_schema, node_json, page_args, pagination, parse_body,
                      parse_json, read_json)
 
 NODE_TYPES = {"Folder": 0, "Run": 2, "Artifact": 2, "Model": 3, "Dataset": 3}  #: default storageType
@@ -146,7 +146,7 @@ async def update_node(request: Request, user: UserView = Depends(current_user),
     return node_json(updated)
 
 
-@router.delete("/nodes", summary="Delete a node, its subtree and their objects (spec §5.5)",
+@router.delete("/nodes", summary="Delete a node with its subtree into the trash (spec §5.5)",
                openapi_extra=body_schema(NodeRef))
 async def delete_node(request: Request, user: UserView = Depends(current_user),
                       stores: Stores = Depends(get_stores)) -> dict:
@@ -159,8 +159,15 @@ async def delete_node(request: Request, user: UserView = Depends(current_user),
         raise ApiError(400, "a user's root folder cannot be deleted")
     await run_in_threadpool(parent_for, stores.meta, user, node, Role.EDITOR)
     try:
-        blobs = await run_in_threadpool(stores.meta.delete_subtree, node.path)
+        await run_in_threadpool(stores.meta.trash, node.id, user.id)
     except NotFound:
         raise node_not_found(body.node) from None
-    await run_in_threadpool(drop_blobs, stores, blobs)
-    return {"id": node.id, "path": node.path, "deleted": True}
+    return {"id": node.id, "path": node.path, "deleted": True, "trash": True}
+
+
+# the web UI edits and deletes through the same handlers (session cookie + CSRF header)
+ui_router = APIRouter(prefix="/api/ui/v1", tags=["ui"])
+ui_router.add_api_route("/nodes", update_node, methods=["PUT"], openapi_extra=body_schema(NodeUpdate),
+                        summary="Edit a node's description and labels (or rename it)")
+ui_router.add_api_route("/nodes", delete_node, methods=["DELETE"], openapi_extra=body_schema(NodeRef),
+                        summary="Delete a node with its subtree into the trash")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import timedelta
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_ls_pagination_is_truthful(api, em_server):
     assert sorted(i["path"] for i in sub) == [f"/{i}.bin" for i in range(7)]
 
 
-def test_delete_removes_subtree_objects_and_blobs(api, em_server):
+def test_delete_trashes_the_subtree_and_gc_frees_its_blobs(api, em_server):
     root = api.folder()
     api.node(root, "proj")
     api.node(f"{root}/proj", "mnist", "Run")
@@ -112,7 +113,19 @@ def test_delete_removes_subtree_objects_and_blobs(api, em_server):
     assert reply.status_code == 200, reply.text
     assert api.request("GET", "/apis/v1/nodes/info", params={"node": f"{root}/proj/mnist"}).status_code == 404
     assert api.get(f"{root}/proj/mnist/w.bin").status_code == 404
-    assert sum(1 for p in blob_dir.rglob("*") if p.is_file()) == before - 1
+    trashed = {i["path"]: i["id"] for i in api.request("GET", "/apis/v1/trash").json()["items"]}
+    assert f"{root}/proj" in trashed
+    from t9k_em_server.config import ServerConfig
+    from t9k_em_server.gc import collect_garbage
+    from t9k_em_server.stores import Stores
+    stores = Stores.open(ServerConfig(data_dir=em_server.process.data_dir))
+    try:  # frees only what was trashed before the cutoff: this test's folder and what came earlier
+        report = collect_garbage(stores, timedelta(days=1), trash_for=timedelta(0))
+    finally:
+        stores.close()
+    assert report.trashed >= 1
+    assert sum(1 for p in blob_dir.rglob("*") if p.is_file()) <= before - 1
+    assert api.request("POST", "/apis/v1/trash/restore", json={"id": trashed[f"{root}/proj"]}).status_code == 404
     # the name is free again (conflict strategy `replace`)
     api.node(root, "proj")
     root_delete = api.request("DELETE", "/apis/v1/nodes", json={"node": f"/{api.user}"})

@@ -157,6 +157,21 @@ def _lonely_group(world: World) -> dict:
     return {"group": name, "user": "sam"}
 
 
+def _move(world: World, tree: Tree, by: str) -> Call:
+    """Move a fresh Run into a fresh Folder of the same tree (both named by path or by id)."""
+    path, node_id = fresh_run(world, tree)
+    name = "d" + uuid.uuid4().hex[:8]
+    target_id = world.api("owner").node(tree.folder, name)
+    return Call("POST", "/apis/v1/nodes/move", json={"node": path, "to": f"{tree.folder}/{name}"} if by == "path"
+                else {"node": node_id, "to": target_id})
+
+
+def _trashed(world: World, tree: Tree) -> Call:
+    path, node_id = fresh_run(world, tree)
+    assert world.api("owner").request("DELETE", "/apis/v1/nodes", json={"node": node_id}).status_code == 200
+    return Call("POST", "/apis/v1/trash/restore", json={"id": node_id})
+
+
 def _shell(url: str) -> Rule:
     return Rule("shell", by_id_only(lambda world, tree: Call("GET", url.format(tree=tree))))
 
@@ -215,6 +230,9 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/lineage/{node_id}"): _shell("/ui/lineage/{tree.run_id}"),
     ("GET", "/ui/compare"): _shell("/ui/compare"),
     ("GET", "/ui/keys"): _shell("/ui/keys"),
+    ("PUT", "/api/ui/v1/nodes"): Rule("editor", _ui(_node_write("PUT", lambda node: {
+        "node": node, "description": "edited", "labels": ["x"]}))),
+    ("DELETE", "/api/ui/v1/nodes"): Rule("editor", _ui(_node_write("DELETE", lambda node: {"node": node}))),
     # own keys (any user) and what admins manage
     ("GET", "/apis/v1/admin/users"): _admin("GET", "users"),
     ("POST", "/apis/v1/admin/users"): _admin("POST", "users", lambda w: {"name": "u" + uuid.uuid4().hex[:8]}),
@@ -241,6 +259,10 @@ for _prefix in ("/apis/v1", "/api/ui/v1"):
                               "GET", f"{p}/search/series", params={"run": ref(t, by, "run"), "type": "train",
                                                                    "metric": "loss"}))):
         TABLE[("GET", f"{_prefix}/search/{_name}")] = Rule("viewer", _build)
+    _at = (lambda b: b) if _prefix == "/apis/v1" else _ui
+    TABLE[("POST", f"{_prefix}/nodes/move")] = Rule("editor", _at(_move))
+    TABLE[("GET", f"{_prefix}/trash")] = Rule("user", lambda w, t, by, p=_prefix: Call("GET", f"{p}/trash"))
+    TABLE[("POST", f"{_prefix}/trash/restore")] = Rule("editor", _at(by_id_only(_trashed)))
     TABLE[("GET", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call("GET", f"{p}/keys"))
     TABLE[("POST", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call(
         "POST", f"{p}/keys", json={"name": "matrix"}))

@@ -71,9 +71,15 @@ def test_two_processes_share_one_state(team, s3_env):
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="em-team", Prefix="blobs/objects/").get("Contents", [])]
     assert len(keys) >= 2
     assert not any((s.data_dir / "blobs").exists() for s in servers)
-    # delete through B; A sees it gone, and the blobs leave the bucket
+    # delete through B; A sees it gone; the blobs leave the bucket when gc frees the trash
     assert b.request("DELETE", "/apis/v1/nodes", json={"node": f"{root}/r"}).status_code == 200
     assert a.get(f"{root}/r/x.txt").status_code == 404
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "t9k_em_server", "gc", "--db", servers[0].db,
+                           "--blob-store", "s3://em-team/blobs", "--trash-days", "0"],
+                          env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "deleted 1 trashed node(s)" in done.stdout, done.stderr
     left = [o["Key"] for o in s3.list_objects_v2(Bucket="em-team", Prefix="blobs/").get("Contents", [])]
     assert not set(keys) & set(left)
 
