@@ -575,6 +575,20 @@ def _repath(s: Session, row: Node, new_path: str) -> None:
     row.path = new_path
 
 
+def _place(s: Session, row: Node, folder: Node) -> None:
+    """Put a node (with its subtree) into ``folder``: its path, parent and owner (the tree's
+    user) follow. Conflict when the name is taken there."""
+    path = f"{folder.path}/{row.name}"
+    if s.scalar(select(Node.id).where(Node.path == path)) is not None:
+        raise Conflict(row.name)
+    _repath(s, row, path)
+    if row.owner_id != folder.owner_id:
+        s.execute(update(Node).where(_range_of_subtree(path)).values(owner_id=folder.owner_id),
+                  execution_options={"synchronize_session": False})
+        row.owner_id = folder.owner_id
+    row.parent_id = folder.id
+
+
 def _range_of_subtree(path: str):  # type: ignore[no-untyped-def]
     """A byte-exact "path is ``path`` or below it" condition (LIKE is case-insensitive on SQLite)."""
     prefix = path + "/"
@@ -963,15 +977,8 @@ class MetadataStore:
                 raise NotFound(node_id if row is None else folder_id)
             if folder.path == row.path or folder.path.startswith(row.path + "/"):
                 raise ValueError(f"cannot move {row.path} into itself")
-            new = f"{folder.path}/{row.name}"
-            if s.scalar(select(Node.id).where(Node.path == new)) is not None:
-                raise Conflict(row.name)
-            _repath(s, row, new)
-            if row.owner_id != folder.owner_id:
-                s.execute(update(Node).where(_range_of_subtree(new)).values(owner_id=folder.owner_id),
-                          execution_options={"synchronize_session": False})
-                row.owner_id = folder.owner_id
-            row.parent_id, row.updated_at = folder.id, utcnow()
+            _place(s, row, folder)
+            row.updated_at = utcnow()
             if row.type == "Run":  # the column picker of the new Folder learns the Run's fields
                 hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
                 metrics = s.execute(select(RunSummary.type, RunSummary.name)
@@ -1013,14 +1020,7 @@ class MetadataStore:
                 raise NotFound(node_id)
             if parent is None or parent.path.startswith(TRASH_PREFIX):
                 raise NotFound(entry.path.rsplit("/", 1)[0])
-            path = f"{parent.path}/{row.name}"
-            if s.scalar(select(Node.id).where(Node.path == path)) is not None:
-                raise Conflict(row.name)
-            _repath(s, row, path)
-            if row.owner_id != parent.owner_id:
-                s.execute(update(Node).where(_range_of_subtree(path)).values(owner_id=parent.owner_id),
-                          execution_options={"synchronize_session": False})
-            row.parent_id = parent.id
+            _place(s, row, parent)
             s.delete(entry)
             s.flush()
             return NodeView.of(row)
