@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from t9k_em_core import metric_file, system_metrics
+from t9k_em_core import metric_file
 
 from .blob_store import BlobStore
 from .config import YAML_LIMITS
@@ -251,30 +251,6 @@ def load_series(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
         if index is not None and index.blob_key == obj.blob_key:
             _SEGMENTS.put(key, segments)
     return decode_segments(segments, names)
-
-
-def gpu_usage(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
-              index: SeriesIndexView) -> dict[str, Any] | None:
-    """``{"util_mean", "memory_peak"}`` of a Run's ``metrics/system.yaml`` object: the mean
-    utilisation over every sample of every GPU (%), and the most memory any GPU used (bytes).
-    None when its samples hold no GPU fields (then nothing is read)."""
-    fields: dict[str, list[str]] = {system_metrics.GPU_UTIL: [], system_metrics.GPU_MEMORY_USED: []}
-    for name in index.names:
-        match = system_metrics.GPU_FIELD.fullmatch(name)
-        if match and match.group(2) in fields:
-            fields[match.group(2)].append(name)
-    if not any(fields.values()):
-        return None
-    series = load_series(meta, blobs, obj, [n for names in fields.values() for n in names])
-
-    def columns(quantity: str) -> np.ndarray:
-        found = [series.values[n] for n in fields[quantity] if n in series.values]
-        return np.concatenate(found) if found else np.zeros(0)
-
-    util, memory = columns(system_metrics.GPU_UTIL), columns(system_metrics.GPU_MEMORY_USED)
-    util, memory = util[~np.isnan(util)], memory[~np.isnan(memory)]
-    return {"util_mean": _json_number(float(util.mean())) if util.size else None,
-            "memory_peak": _json_number(float(memory.max())) if memory.size else None}
 
 
 # ------------------------------------------------------------------------------------ sampling

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -349,11 +350,12 @@ def test_forked_child_does_not_sample_its_parents_runs():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-# --- server: the folder listing's GPU columns ---------------------------------------------------
+# --- server: what the runs table's GPU columns are made of ---------------------------------------------------
 
 def test_uploaded_runs_show_mean_gpu_util_and_peak_gpu_memory(em_server, em_dirs, monkeypatch):
     """Two Runs sampled by the SDK (one with 2 recorded GPUs, one host only), uploaded to a real
-    server; its folder listing summarises their GPU samples."""
+    server; the search records carry the ``system`` summaries the folder page's **Mean GPU util**
+    (count-weighted mean of the GPUs' means) and **Peak GPU memory** (largest max) are made of."""
     from t9k_em_core import client
 
     monkeypatch.setenv('T9K_CONFIG', str(em_dirs / 't9k-config.yaml'))
@@ -372,10 +374,16 @@ def test_uploaded_runs_show_mean_gpu_util_and_peak_gpu_memory(em_server, em_dirs
         host_run.upload(folder=folder)
     finally:
         client.logout()
-    listing = requests.get(f'{em_server.url}/api/ui/v1/folders',
-                           params={'path': f'/{em_server.user}/{folder}'},
-                           headers={'Authorization': f'Bearer {em_server.api_key}'}, timeout=30)
-    listing.raise_for_status()
-    gpu = {child['name']: child['gpu'] for child in listing.json()['children']}
+    found = requests.get(f'{em_server.url}/api/ui/v1/search/runs',
+                         params={'folder': f'/{em_server.user}/{folder}'},
+                         headers={'Authorization': f'Bearer {em_server.api_key}'}, timeout=30)
+    found.raise_for_status()
+    gpu = {}
+    for record in found.json()['runs']:
+        system = record['summaries']['system']
+        util = [s for name, s in system.items() if re.fullmatch(r'gpu\d+_util_percent', name)]
+        memory = [s['max'] for name, s in system.items() if re.fullmatch(r'gpu\d+_memory_used_bytes', name)]
+        gpu[record['name']] = {'util_mean': sum(s['mean'] * s['count'] for s in util) / sum(s['count'] for s in util),
+                               'memory_peak': max(memory)} if util else None
     # RecordedNvml: GPU k is always 90 + k % busy and uses 10 + k GiB.
     assert gpu == {'gpu': {'util_mean': 90.5, 'memory_peak': 11 * GIB}, 'host': None}

@@ -2,7 +2,7 @@
 
 | endpoint | returns |
 |---|---|
-| ``GET /folders?path=`` (or ``node=<id>``) | the folder and its children; Runs with status, times, labels, hparams, ``last_metrics`` ``{type: {name: value}}``, ``gpu`` ``{util_mean, memory_peak}`` (None without GPU samples) |
+| ``GET /folders?path=`` (or ``node=<id>``) | the folder and its children; Runs with status, times, labels, hparams, ``last_metrics`` ``{type: {name: value}}`` |
 | ``GET /folders?path=&runs=false`` | the folder, its sub-folders and Artifacts, and ``runs``: how many Runs it holds (the folder page pages them from ``/search/runs``) |
 | ``GET /runs/{id}`` | a Run: metadata, hparams, platform, git, ``metrics`` ``{type: [names]}``, ``segments`` (resume points), ``inputs``/``outputs`` resolved to node ids |
 | ``GET /runs/{id}/series?type=&metric=&x=step\\|epoch\\|time&max_points=`` | ``{x, y, total, returned}``, min/max-bucket downsampled |
@@ -21,12 +21,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from t9k_em_core import artifact_files, fileio, metadata_file, run_files, system_metrics
+from t9k_em_core import artifact_files, fileio, metadata_file, run_files
 
 from ..access import node_for, role_of, visible_edges, visible_nodes
 from ..errors import ApiError
 from ..metadata_store import NodeView, UserView
-from ..series import (X_AXES, gpu_usage, index_metric_object, load_series, metric_type_of,
+from ..series import (X_AXES, index_metric_object, load_series, metric_type_of,
                       series_points)
 from ..stores import Stores, get_stores
 from .auth import current_user
@@ -123,7 +123,6 @@ def folder(path: str | None = None, node: str | None = None,
             item["last_metrics"] = {
                 metric_type_of(key): {name: v["value"] for name, v in index.last_values.items()}
                 for key, index in sorted(indexes.get(child.id, {}).items())}
-            item["gpu"] = _gpu_usage(stores, child, indexes.get(child.id, {}))
         items.append(item)
     return {"folder": _summary(parent), "children": items, "total": total,
             "truncated": total > len(children), "role": role}
@@ -139,16 +138,6 @@ def _folder_without_runs(stores: Stores, parent: NodeView) -> dict:
     _, run_count = stores.meta.list_children(parent.id, "Run", 0, 0)
     return {"folder": _summary(parent), "children": items, "total": total,
             "truncated": total > len(items), "runs": run_count}
-
-
-def _gpu_usage(stores: Stores, run: NodeView, indexes: dict[str, Any]) -> dict[str, Any] | None:
-    """Mean GPU utilisation and peak GPU memory of a Run's system metrics, or None. Computed
-    from its series at each listing (only for Runs whose samples hold GPU fields), until the
-    metadata store keeps per-metric summaries."""
-    key = run_files.metric_index_path(system_metrics.METRIC_TYPE)
-    index = indexes.get(key)
-    obj = stores.meta.get_object(run.id, key) if index is not None else None
-    return gpu_usage(stores.meta, stores.blobs, obj, index) if obj is not None else None
 
 
 def _resolve_associations(stores: Stores, user: UserView, run: NodeView) -> tuple[list, list]:
