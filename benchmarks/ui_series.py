@@ -30,11 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.em_server_process import ServerProcess  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from support.browser import chromium, sign_in  # noqa: E402
 from support.ui_seed import Seeder, metric_text  # noqa: E402
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -70,13 +67,8 @@ def main() -> None:
         cold = timed(lambda: requests.get(series_url, params=params, timeout=600).raise_for_status())
         print(f"(1) cold series request (indexes the metric object): {cold:.2f}s")
 
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-            page = browser.new_context(base_url=server.base_url).new_page()
-            page.goto("/ui/signin")
-            page.fill("#apikey", key)
-            page.click("#signin")
-            page.wait_for_url("**/ui/folders/**")
+        with chromium(args.chromium) as browser:
+            page = sign_in(browser, server.base_url, key)
             page_times, points = [], None
             for _ in range(args.repeats):
                 start = time.perf_counter()
@@ -87,7 +79,6 @@ def main() -> None:
             breakdown = page.evaluate("""() => performance.getEntriesByType('resource')
                 .filter((e) => e.name.includes('/api/ui/') || e.name.includes('/static/'))
                 .map((e) => [new URL(e.name).pathname.split('/').slice(-2).join('/'), e.startTime, e.duration])""")
-            browser.close()
 
         warm = [timed(lambda: requests.get(series_url, params=params, timeout=600).raise_for_status())
                 for _ in range(args.repeats)]
