@@ -16,7 +16,7 @@ adds PostgreSQL), medians and p95 of REPEATS page loads after one cold load:
 (3) The server's peak RSS over all of it.
 
 Run: ``.venv/bin/python benchmarks/ui_many_runs.py [--runs 100000] [--overlay-runs 100]
-[--points 10000] [--repeats 10] [--pg]``.
+[--points 10000] [--repeats 10] [--pg] [--no-sqlite]``.
 """
 from __future__ import annotations
 
@@ -152,11 +152,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pg", action="store_true", help="PostgreSQL too (127.0.0.1:5432)")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        measure("sqlite", None, args, tmp)
+        if not args.no_sqlite:
+            measure("sqlite", None, args, tmp)
         if args.pg:
             from support.team_services import fresh_pg_database
             with fresh_pg_database() as url:
