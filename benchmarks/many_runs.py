@@ -1,58 +1,72 @@
-"""Many runs: search and group N Runs over HTTP on SQLite and PostgreSQL, side by side with
-MLflow's ``search_runs`` (SQLite backend) on the same Runs.
+"""Many runs: search and group 100,000 Runs over HTTP on SQLite and on PostgreSQL, side by side
+with MLflow's ``search_runs`` (SQLite backend) on the same Runs, in one run, alternating.
 
-Seeding (fast, not timed as part of the measure): Runs go into one folder tree
-``/bench/sweep/g00…g99`` with 20 nested hparams of mixed types, 2 metric types × 4 metrics of
-100–1,000 points each, 1–3 of 10 labels, and the three statuses. Each Run's rows are derived by
-the functions the upload path calls (``indexing.derived_of``: fields, labels, flattened
-hparams; ``Series.summaries``: the metric summaries) and written by the store's own writers
-(``write_run_fields``/``write_run_hparams``/``write_run_summaries``), 1,000 Runs per
-transaction. The points are generated as columns: the YAML parse and the series segments are
-left out (``server_series.py`` measures those), so 100k Runs seed in minutes, not hours.
+Seeding (once; cached in ``--data-dir`` and reused by later rounds). Run ``i`` goes into
+``/bench/sweep/p<i // 10000>/g<i % 10>`` (so ``/bench/sweep/p0`` holds the first 10,000 Runs,
+the ones MLflow gets) with 20 nested hparams of mixed types, 2 metric types × 4 metrics of
+100–1,000 points each, 1–3 of 10 labels and the three statuses. Each Run's files are written
+as the SDK writes them (``metadata.yaml`` and ``hyperparameters.yaml`` by ``fileio.dump_yaml``,
+``metrics/<type>.yaml`` by ``metric_file.format_entries``), then go through what an upload does
+with them: ``indexing.parse_document`` (the bounded YAML loader), ``indexing.derived_of``
+(fields, labels, flattened typed hparams), ``series.parse_metric_bytes`` (the server's metric
+reader) and ``Series.summaries``/``encode`` (summaries, series segment). The rows are written
+by the store's writers (``write_run_fields``, ``write_run_hparams``, ``write_run_summaries``)
+plus the object, series index and segment rows, 500 Runs per transaction, into both databases
+from one pass. The blobs themselves are not kept (search never reads them; the series cache
+lives in the database). Then ``ANALYZE`` (SQLite) / ``VACUUM ANALYZE`` (PostgreSQL, what
+autovacuum does after a load).
 
-Measured over HTTP against a real ``python -m t9k_em_server`` per database (20 rounds after one
-warm-up, median and p95):
+Measured over HTTP against a real ``python -m t9k_em_server`` per database, both running, in
+rounds that alternate every measure (one warm-up round left out; median and p95):
 
 - search: ``hparams.optimizer.name = 'Adam' and hparams.data.dataset = 'cifar10' and
-  val.accuracy.max > 0.8``, ordered by ``val.loss.min``, first 50 rows + the total;
+  val.accuracy.max > 0.8``, ordered by ``val.loss.min``, first 50 rows + the total, over all
+  Runs (``/bench/sweep``, recursive) and over the first 10,000 (``/bench/sweep/p0``);
 - group: by ``hparams.bucket`` (20 values) with mean/min/max of ``val.accuracy.max`` and
-  ``val.loss.min``;
-- the server's RSS after the rounds.
-
-MLflow: the same hparams as params (strings, dotted names) and the 8 ``max``/``min`` summaries
-as metrics (one ``log_batch`` per Run), then ``mlflow.search_runs`` with the equivalent filter
-and order, ``max_results=50``. MLflow has no total count (it would need every page), so its
-number is for the first page only. MLflow seeding is slow (one request per Run), so it gets
-``--mlflow-runs`` Runs (default 10,000); ours is also measured at that size for the ratio.
+  ``val.loss.min``, over all Runs;
+- MLflow: the same 10,000 Runs (hparams as params with dotted names, the ``min``/``max``
+  summaries as metrics), ``mlflow.search_runs`` with the equivalent filter and order,
+  ``max_results=50`` (MLflow has no total);
+- each server's RSS, sampled every 0.1 s from its start (migrations included) to its stop.
 
 Run: ``.venv/bin/python benchmarks/many_runs.py [--runs 100000] [--mlflow-runs 10000]
-[--no-pg] [--no-sqlite] [--no-mlflow]``.
+[--rounds 20] [--data-dir /tmp/em-many-runs] [--workers 2] [--no-pg] [--no-mlflow]``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import sys
-import tempfile
+import threading
 import time
 import uuid
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 import requests
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.em_server_process import ServerProcess  # noqa: E402
 
-from t9k_em_server.indexing import derived_of  # noqa: E402
-from t9k_em_server.metadata_store import (MetadataStore, Node, NodeView, utcnow,  # noqa: E402
-                                          write_run_fields, write_run_hparams, write_run_summaries)
-from t9k_em_server.series import Series  # noqa: E402
+from t9k_em_core import fileio, metadata_file, metric_file, run_files  # noqa: E402
+from t9k_em_server.config import Limits  # noqa: E402
+from t9k_em_server.indexing import derived_of, parse_document  # noqa: E402
+from t9k_em_server.metadata_store import (MetadataStore, Node, NodeView, SeriesIndex,  # noqa: E402
+                                          SeriesSegment, StoredObject, utcnow, write_run_fields,
+                                          write_run_hparams, write_run_summaries)
+from t9k_em_server.series import parse_metric_bytes  # noqa: E402
+from t9k_em_server.stores import Stores  # noqa: E402
+from t9k_em_server.uploads import new_blob_key  # noqa: E402
 
 SEARCH = ("hparams.optimizer.name = 'Adam' and hparams.data.dataset = 'cifar10' "
           "and val.accuracy.max > 0.8")
@@ -60,11 +74,16 @@ ORDER = "val.loss.min"
 MLFLOW_SEARCH = ("params.`optimizer.name` = 'Adam' and params.`data.dataset` = 'cifar10' "
                  "and metrics.`val.accuracy.max` > 0.8")
 MLFLOW_ORDER = "metrics.`val.loss.min` ASC"
-GROUPS = 100
-ROUNDS = 20
+PART = 10_000      #: Runs per /bench/sweep/p<k>
+LEAVES = 10        #: folders g0..g9 per part
+BATCH = 500
+VARIANTS = 1000   #: distinct metric files per metric type
 LABELS = [f"label{i}" for i in range(10)]
 STATUSES = ["Complete", "Failed", "Running"]
+METRICS = {"train": ("loss", "accuracy", "lr", "grad_norm"), "val": ("loss", "accuracy", "top5", "f1")}
 
+
+# ------------------------------------------------------------------------------------ runs
 
 def hparams(rng: random.Random, i: int) -> dict:
     return {
@@ -85,60 +104,222 @@ def hparams(rng: random.Random, i: int) -> dict:
     }
 
 
-def series(rng: np.random.Generator, names: tuple[str, ...]) -> Series:
-    n = int(rng.integers(100, 1001))
-    steps = np.arange(n, dtype=float)
-    decay = np.exp(-steps / rng.uniform(50, 400))
-    values = {name: (decay * rng.uniform(0.5, 3) if "loss" in name or name == "grad_norm"
-                     else 1 - decay * rng.uniform(0.2, 0.9)) + rng.normal(0, 0.01, n)
-              for name in names}
-    return Series(steps, np.full(n, np.nan), 1.76e9 + steps, values)
+def metric_bytes(metric_type: str, variant: int) -> bytes:
+    """One of ``VARIANTS`` ``metrics/<type>.yaml`` files of 100–1,000 entries, as the SDK's
+    writer spells them."""
+    nrng = np.random.default_rng([variant, len(metric_type)])
+    names = METRICS[metric_type]
+    n = int(nrng.integers(100, 1001))
+    steps = np.arange(n)
+    decay = np.exp(-steps / nrng.uniform(50, 400))
+    columns = [((decay * nrng.uniform(0.5, 3) if "loss" in name or name == "grad_norm"
+                 else 1 - decay * nrng.uniform(0.2, 0.9)) + nrng.normal(0, 0.01, n)).tolist()
+               for name in names]
+    micros = ((1_764_000_000 + steps * 6) * 1_000_000).tolist()
+    return metric_file.format_entries(metric_file.entry_pieces(names), metric_file.TimestampFormatter(),
+                                      columns, [metric_file.NO_EPOCH] * n, steps.tolist(), micros)
 
 
-def seed(url: str, runs: int, user: str = "bench") -> None:
-    """``runs`` Runs under /bench/sweep/gNN (the user and root folder exist already)."""
-    meta = MetadataStore(url)
-    rng, nrng = random.Random(7), np.random.default_rng(7)
-    root = meta.get_node(f"/{user}")
-    sweep = meta.create_node(root.path, "sweep", "Folder", 0, [], "", "{}", None)
-    folders = [meta.create_node(sweep.path, f"g{g:02d}", "Folder", 0, [], "", "{}", None)
-               for g in range(GROUPS)]
+@lru_cache(maxsize=None)
+def indexed_metric(metric_type: str, variant: int) -> tuple[Any, bytes, int, str]:
+    """(Series, segment, size, md5) of a metric file variant, parsed as an upload parses it
+    (identical bytes index identically, so each variant is parsed once per process)."""
+    data = metric_bytes(metric_type, variant)
+    values, consumed = parse_metric_bytes([data])
+    assert consumed == len(data)
+    return values, values.encode(), len(data), hashlib.md5(data).hexdigest()
+
+
+def run_files_of(i: int) -> tuple[dict, dict[str, bytes], dict[str, int]]:
+    """(metadata document, {object key: bytes} of its YAML documents as the SDK writes them,
+    {metric type: variant of its metric file}) of Run ``i``."""
+    rng = random.Random(i)
+    start = 1_764_000_000 + i * 60
+    doc = {"name": f"run{i:06d}", "status": STATUSES[i % 3],
+           "startTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start)),
+           "labels": rng.sample(LABELS, rng.randint(1, 3)), "description": ""}
+    if doc["status"] != "Running":
+        doc["endTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                            time.gmtime(start + rng.randint(60, 36000)))
+    files = {metadata_file.METADATA_FILE: fileio.dump_yaml(doc).encode(),
+             run_files.HPARAMS_FILE: fileio.dump_yaml(hparams(rng, i)).encode()}
+    return doc, files, {metric_type: rng.randrange(VARIANTS) for metric_type in METRICS}
+
+
+def folder_of(i: int) -> str:
+    return f"/bench/sweep/p{i // PART}/g{i % LEAVES}"
+
+
+@dataclass
+class IndexedRun:
+    """What an upload of Run ``i`` leaves in the database."""
+
+    node: NodeView
+    objects: list[tuple[str, str, int, str]]          #: key, blob key, size, md5
+    series: dict[str, tuple[Any, bytes]]               #: object key → (Series, segment)
+
+
+_FOLDERS: dict[str, tuple[str, int]] = {}  # path → (id, owner id); set before the workers fork
+
+
+def indexed_run(i: int) -> IndexedRun:
+    """Run ``i`` through the upload's parse and indexing steps (no database)."""
+    doc, files, variants = run_files_of(i)
+    folder_id, owner = _FOLDERS[folder_of(i)]
+    now = utcnow()
+    node = NodeView(str(uuid.uuid4()), owner, folder_id, f"{folder_of(i)}/{doc['name']}", doc["name"],
+                    "Run", 2, doc["labels"], "", "{}", None, None, None, now, now)
+    parsing = Stores(None, None, Limits())  # type: ignore[arg-type]  # parse_document reads limits only
+    documents, objects = {}, []
+    for key, data in files.items():
+        objects.append((key, new_blob_key(), len(data), hashlib.md5(data).hexdigest()))
+        documents["meta" if key == metadata_file.METADATA_FILE else "hparams"] = parse_document(
+            parsing, node, key, len(data), lambda data=data: data)
+    series = {}
+    for metric_type, variant in variants.items():
+        values, segment, size, md5 = indexed_metric(metric_type, variant)
+        key = run_files.metric_index_path(metric_type)
+        objects.append((key, new_blob_key(), size, md5))
+        series[key] = (values, segment)
+    return IndexedRun(NodeView(**{**node.__dict__, **documents}), objects, series)
+
+
+def indexed_batch(first: int, count: int) -> list[IndexedRun]:
+    return [indexed_run(i) for i in range(first, first + count)]
+
+
+def write_batch(meta: MetadataStore, runs: list[IndexedRun]) -> None:
+    """The rows of ``runs`` in one transaction, by the store's writers."""
+    with meta.writing() as s:
+        s.execute(insert(Node), [dict(
+            id=r.node.id, owner_id=r.node.owner_id, parent_id=r.node.parent_id, path=r.node.path,
+            name=r.node.name, type="Run", storage_type=2, labels=json.dumps(r.node.labels),
+            description="", extra="{}", meta=json.dumps(r.node.meta, default=str),
+            hparams=json.dumps(r.node.hparams, default=str), created_at=r.node.created_at,
+            updated_at=r.node.updated_at) for r in runs])
+        rows = [dict(node_id=r.node.id, key=k, blob_key=b, size=n, md5=m, updated_at=r.node.updated_at)
+                for r in runs for k, b, n, m in r.objects]
+        ids = s.execute(insert(StoredObject).returning(StoredObject.id, sort_by_parameter_order=True),
+                        rows).scalars().all()
+        object_ids = {(row["node_id"], row["key"]): (oid, row) for row, oid in zip(rows, ids)}
+        index_rows, segment_rows = [], []
+        for r in runs:
+            write_run_fields(s, r.node.id, r.node.parent_id, derived_of(r.node, "meta", r.node.meta))  # type: ignore[arg-type]
+            write_run_hparams(s, r.node.id, r.node.parent_id, derived_of(r.node, "hparams", r.node.hparams))  # type: ignore[arg-type]
+            for key, (values, segment) in r.series.items():
+                write_run_summaries(s, r.node.id, r.node.parent_id, key[len("metrics/"):-len(".yaml")],
+                                    values.summaries())
+                oid, row = object_ids[(r.node.id, key)]
+                index_rows.append(dict(object_id=oid, blob_key=row["blob_key"], indexed_bytes=row["size"],
+                                       prefix_md5=row["md5"], count=values.count, segments=1,
+                                       names=json.dumps(list(values.values)),
+                                       last_values=json.dumps(values.last_values())))
+                segment_rows.append(dict(object_id=oid, seq=0, data=segment))
+        s.execute(insert(SeriesIndex), index_rows)
+        s.execute(insert(SeriesSegment), segment_rows)
+
+
+def make_folders(meta: MetadataStore, runs: int) -> dict[str, tuple[str, int]]:
+    root = meta.get_node("/bench")
+    assert root is not None
+    meta.create_node("/bench", "sweep", "Folder", 0, [], "", "{}", None)
+    folders = {}
+    for part in range((runs + PART - 1) // PART):
+        meta.create_node("/bench/sweep", f"p{part}", "Folder", 0, [], "", "{}", None)
+        for leaf in range(LEAVES):
+            node = meta.create_node(f"/bench/sweep/p{part}", f"g{leaf}", "Folder", 0, [], "", "{}", None)
+            folders[node.path] = (node.id, root.owner_id)
+    return folders
+
+
+def seed(urls: list[str], runs: int, workers: int) -> float:
+    """``runs`` Runs into every database of ``urls`` (each has the user ``bench`` already)."""
+    metas = [MetadataStore(url) for url in urls]
+    folders = [make_folders(meta, runs) for meta in metas]
+    _FOLDERS.update(folders[0])
     started = time.perf_counter()
-    for first in range(0, runs, 1000):
-        with meta.writing() as s:
-            nodes = []
-            for i in range(first, min(runs, first + 1000)):
-                folder = folders[i % GROUPS]
-                now = utcnow()
-                start = 1_764_000_000 + i * 60
-                doc = {"name": f"run{i:06d}", "status": STATUSES[i % 3],
-                       "startTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start)),
-                       "labels": rng.sample(LABELS, rng.randint(1, 3)), "description": ""}
-                if doc["status"] != "Running":
-                    doc["endTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
-                                                        time.gmtime(start + rng.randint(60, 36000)))
-                hp = hparams(rng, i)
-                node = NodeView(str(uuid.uuid4()), root.owner_id, folder.id, f"{folder.path}/{doc['name']}",
-                                doc["name"], "Run", 2, doc["labels"], "", "{}", None, doc, hp, now, now)
-                nodes.append(node)
-            s.execute(insert(Node), [dict(
-                id=n.id, owner_id=n.owner_id, parent_id=n.parent_id, path=n.path, name=n.name,
-                type="Run", storage_type=2, labels=json.dumps(n.labels), description="", extra="{}",
-                meta=json.dumps(n.meta), hparams=json.dumps(n.hparams), created_at=n.created_at,
-                updated_at=n.updated_at) for n in nodes])
-            for n in nodes:
-                write_run_fields(s, n.id, derived_of(n, "meta", n.meta))  # type: ignore[arg-type]
-                write_run_hparams(s, n.id, n.parent_id, derived_of(n, "hparams", n.hparams))  # type: ignore[arg-type]
-                for metric_type, names in (("train", ("loss", "accuracy", "lr", "grad_norm")),
-                                           ("val", ("loss", "accuracy", "top5", "f1"))):
-                    write_run_summaries(s, n.id, n.parent_id, metric_type,
-                                        series(nrng, names).summaries())
-        if first % 10000 == 0:
-            print(f"    seeded {first + 1000:>7} runs ({time.perf_counter() - started:.0f} s)", flush=True)
-    with meta.engine.connect() as connection:  # what autovacuum / PRAGMA optimize keep up to date
-        connection.exec_driver_sql("ANALYZE")
-        connection.commit()
-    meta.close()
+    context = multiprocessing.get_context("fork")
+    batches = [(first, min(BATCH, runs - first)) for first in range(0, runs, BATCH)]
+    with context.Pool(workers) as pool:
+        for n, batch in enumerate(pool.imap(_indexed_batch_star, batches)):
+            for meta, by_path in zip(metas, folders):
+                for r in batch:  # the same Runs in each database, under its own folder ids
+                    folder_id = by_path[folder_of(int(r.node.name[3:]))][0]
+                    r.node = NodeView(**{**r.node.__dict__, "parent_id": folder_id})
+                write_batch(meta, batch)
+            if n % 20 == 19:
+                print(f"    seeded {(n + 1) * BATCH:>7} runs ({time.perf_counter() - started:.0f} s)",
+                      flush=True)
+    for meta in metas:  # what PRAGMA optimize / autovacuum do after a load
+        with meta.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                connection.exec_driver_sql("VACUUM ANALYZE")
+            else:
+                connection.exec_driver_sql("ANALYZE")
+                connection.commit()
+        meta.close()
+    return time.perf_counter() - started
+
+
+def _indexed_batch_star(args: tuple[int, int]) -> list[IndexedRun]:
+    return indexed_batch(*args)
+
+
+# ------------------------------------------------------------------------------------ mlflow
+
+def mlflow_seed(runs: int, path: Path) -> Any:
+    """The first ``runs`` Runs in an MLflow SQLite store at ``path`` (reused when complete)."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    from t9k_em_server.indexing import flatten_hparams
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlflow.db'}")
+    client = mlflow.tracking.MlflowClient()
+    done = path / "mlflow-seeded.json"
+    if done.exists() and json.loads(done.read_text())["runs"] == runs:
+        return json.loads(done.read_text())["experiment"]
+    experiment = client.create_experiment(f"sweep-{uuid.uuid4().hex[:6]}",
+                                          artifact_location=str(path / "mlruns"))
+    started = time.perf_counter()
+    for i in range(runs):
+        doc, files, variants = run_files_of(i)
+        run = client.create_run(experiment, run_name=doc["name"])
+        params = [Param(h.key, str(h.num if h.text is None else h.text))
+                  for h in flatten_hparams(fileio.load_yaml_text(files[run_files.HPARAMS_FILE].decode()))]
+        metrics = []
+        for metric_type, variant in variants.items():
+            for name, summary in indexed_metric(metric_type, variant)[0].summaries().items():
+                metrics += [Metric(f"{metric_type}.{name}.max", summary.max, 0, 0),
+                            Metric(f"{metric_type}.{name}.min", summary.min, 0, 0)]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    done.write_text(json.dumps({"runs": runs, "experiment": experiment,
+                                "seed_s": time.perf_counter() - started}))
+    return experiment
+
+
+# ------------------------------------------------------------------------------------ measure
+
+class RssSampler(threading.Thread):
+    """Peak RSS of a process, sampled every 0.1 s until ``stop``."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.process, self.peak, self._stop_event = psutil.Process(pid), 0, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.1):
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak / 2**20
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -146,126 +327,112 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1000, times[min(len(times) - 1, int(len(times) * 0.95))] * 1000
 
 
-def measure(server: ServerProcess, key: str, folder: str) -> dict:
-    http, base = requests.Session(), server.base_url
-    process = psutil.Process(server.pid)
-    search = {"apikey": key, "folder": folder, "recursive": "true", "filter": SEARCH,
-              "order_by": ORDER, "page_size": 50}
-    group = {"apikey": key, "folder": folder, "recursive": "true", "by": "hparams.bucket",
-             "aggregate": ["val.accuracy.max", "val.loss.min"]}
-    out: dict = {}
-    for name, path, params in (("search", "/apis/v1/search/runs", search),
-                               ("group", "/apis/v1/search/groups", group)):
-        times, body, peak = [], None, 0
-        for round_ in range(ROUNDS + 1):
-            started = time.perf_counter()
-            reply = http.get(base + path, params=params, timeout=600)
-            elapsed = time.perf_counter() - started
-            assert reply.status_code == 200, reply.text
-            body = reply.json()
-            peak = max(peak, process.memory_info().rss)
-            if round_:
-                times.append(elapsed)
-        out[name] = percentiles(times)
-        out[name + "_rows"] = body["total"] if name == "search" else len(body["groups"])
-        out["rss_mb"] = max(out.get("rss_mb", 0), peak / 2**20)
-    return out
+def http_measure(server: ServerProcess, key: str, path: str, params: dict) -> Any:
+    http = requests.Session()
 
-
-def ours(db_url: str | None, runs: int, tmp: Path, label: str) -> dict:
-    server = ServerProcess(tmp / f"srv-{label}-{runs}", db=db_url)
-    _, key = server.add_user("bench")
-    url = db_url or f"sqlite:///{server.data_dir / 'em.db'}"
-    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    started = time.perf_counter()
-    seed(url, runs)
-    seeded = time.perf_counter() - started
-    server.start()
-    try:
-        result = measure(server, key, "/bench/sweep")
-    finally:
-        server.stop()
-    return {"seed_s": seeded, **result}
-
-
-def mlflow_side(runs: int, tmp: Path) -> dict:
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-    client = mlflow.tracking.MlflowClient()
-    experiment = client.create_experiment("sweep", artifact_location=str(tmp / "mlruns"))
-    rng, nrng = random.Random(7), np.random.default_rng(7)
-    started = time.perf_counter()
-    for i in range(runs):
-        hp = hparams(rng, i)
-        rng.sample(LABELS, rng.randint(1, 3))
-        run = client.create_run(experiment, run_name=f"run{i:06d}")
-        flat = derived_of(NodeView("x", 0, None, "", "", "Run", 2, [], "", "", None, None, hp,
-                                   utcnow(), utcnow()), "hparams", hp)
-        metrics = []
-        for metric_type, names in (("train", ("loss", "accuracy", "lr", "grad_norm")),
-                                   ("val", ("loss", "accuracy", "top5", "f1"))):
-            for name, summary in series(nrng, names).summaries().items():
-                metrics += [Metric(f"{metric_type}.{name}.max", summary.max, 0, 0),
-                            Metric(f"{metric_type}.{name}.min", summary.min, 0, 0)]
-        client.log_batch(run.info.run_id, metrics=metrics,
-                         params=[Param(h.key, str(h.num if h.text is None else h.text))
-                                 for h in flat])  # type: ignore[union-attr]
-    seeded = time.perf_counter() - started
-    times = []
-    for round_ in range(ROUNDS // 4 + 1):
-        t = time.perf_counter()
-        frame = mlflow.search_runs([experiment], filter_string=MLFLOW_SEARCH,
-                                   order_by=[MLFLOW_ORDER], max_results=50)
-        if round_:
-            times.append(time.perf_counter() - t)
-    return {"seed_s": seeded, "search": percentiles(times), "search_rows": len(frame)}
+    def once() -> tuple[float, dict]:
+        started = time.perf_counter()
+        reply = http.get(server.base_url + path, params={"apikey": key, **params}, timeout=600)
+        elapsed = time.perf_counter() - started
+        assert reply.status_code == 200, reply.text
+        return elapsed, reply.json()
+    return once
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--mlflow-runs", type=int, default=10_000)
+    parser.add_argument("--mlflow-runs", type=int, default=PART)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/em-many-runs"))
+    parser.add_argument("--workers", type=int, default=2, help="processes that index while seeding")
     parser.add_argument("--no-pg", action="store_true")
-    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args()
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        backends: list[tuple[str, str | None]] = [] if args.no_sqlite else [("sqlite", None)]
+    data = args.data_dir / f"runs-{args.runs}{'-nopg' if args.no_pg else ''}"
+    data.mkdir(parents=True, exist_ok=True)
+    marker = data / "seeded.json"
+    pg_url = f"postgresql://postgres@127.0.0.1:5432/em_bench_{args.runs}"
+    backends = {"sqlite": ServerProcess(data / "sqlite")}
+    if not args.no_pg:
+        backends["postgresql"] = ServerProcess(data / "pg", db=pg_url)
+    if not marker.exists():
         if not args.no_pg:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from support.team_services import fresh_pg_database
-            backends.append(("postgresql", "pg"))
-        sizes = sorted({args.runs, args.mlflow_runs} if not args.no_mlflow else {args.runs})
-        for label, kind in backends:
-            for runs in sizes:
-                print(f"{label}: seeding {runs} runs", flush=True)
-                if kind == "pg":
-                    with fresh_pg_database() as url:
-                        results[f"{label} {runs}"] = ours(url, runs, tmp, label)
-                else:
-                    results[f"{label} {runs}"] = ours(None, runs, tmp, label)
-                print(f"  {results[f'{label} {runs}']}", flush=True)
-        if not args.no_mlflow:
-            print(f"mlflow: seeding {args.mlflow_runs} runs", flush=True)
-            results[f"mlflow {args.mlflow_runs}"] = mlflow_side(args.mlflow_runs, tmp)
-            print(f"  {results[f'mlflow {args.mlflow_runs}']}", flush=True)
-    print(f"\n{'backend':<20} {'seed s':>8} {'search med ms':>14} {'p95':>8} {'rows':>6} "
-          f"{'group med ms':>13} {'p95':>8} {'RSS MB':>7}")
-    for name, r in results.items():
-        group = r.get("group", (float("nan"), float("nan")))
-        print(f"{name:<20} {r['seed_s']:>8.0f} {r['search'][0]:>14.1f} {r['search'][1]:>8.1f} "
-              f"{r['search_rows']:>6} {group[0]:>13.1f} {group[1]:>8.1f} {r.get('rss_mb', float('nan')):>7.0f}")
-    mlflow_key = f"mlflow {args.mlflow_runs}"
-    for label in ("sqlite", "postgresql"):
-        key = f"{label} {args.mlflow_runs}"
-        if mlflow_key in results and key in results:
-            print(f"ratio mlflow/{label} at {args.mlflow_runs} runs (search median): "
-                  f"{results[mlflow_key]['search'][0] / results[key]['search'][0]:.1f}x")
-    print(f"(machine: {os.cpu_count()} CPUs, shared with other jobs)")
+            import psycopg
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "em_bench_{args.runs}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "em_bench_{args.runs}"')
+        keys = {label: server.add_user("bench")[1] for label, server in backends.items()}
+        urls = [f"sqlite:///{backends['sqlite'].data_dir / 'em.db'}"]
+        if not args.no_pg:
+            urls.append(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        print(f"seeding {args.runs} runs into {', '.join(backends)}", flush=True)
+        seconds = seed(urls, args.runs, args.workers)
+        marker.write_text(json.dumps({"runs": args.runs, "keys": keys, "seed_s": seconds}))
+    seeded = json.loads(marker.read_text())
+    print(f"seeded {seeded['runs']} runs in {seeded['seed_s']:.0f} s (cached in {data})", flush=True)
+    experiment = None
+    if not args.no_mlflow:
+        experiment = mlflow_seed(args.mlflow_runs, data)
+        print(f"mlflow: {args.mlflow_runs} runs ({json.loads((data / 'mlflow-seeded.json').read_text())['seed_s']:.0f} s to seed)",
+              flush=True)
+
+    load_before = os.getloadavg()
+    psutil.cpu_percent()
+    samplers, measures = {}, {}
+    try:
+        for label, server in backends.items():
+            server.start(timeout=1800)  # a migration of the seeded database runs at start
+            samplers[label] = RssSampler(server.pid)
+            key = seeded["keys"][label]
+            search = {"filter": SEARCH, "order_by": ORDER, "page_size": 50, "recursive": "true"}
+            measures[f"{label} search {args.runs}"] = http_measure(
+                server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep"})
+            measures[f"{label} search {PART}"] = http_measure(
+                server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep/p0"})
+            measures[f"{label} group {args.runs}"] = http_measure(
+                server, key, "/apis/v1/search/groups",
+                {"folder": "/bench/sweep", "recursive": "true", "by": "hparams.bucket",
+                 "aggregate": ["val.accuracy.max", "val.loss.min"]})
+        if experiment is not None:
+            import mlflow
+
+            def mlflow_once() -> tuple[float, dict]:
+                started = time.perf_counter()
+                frame = mlflow.search_runs([experiment], filter_string=MLFLOW_SEARCH,
+                                           order_by=[MLFLOW_ORDER], max_results=50)
+                return time.perf_counter() - started, {"rows": len(frame)}
+            measures[f"mlflow search {args.mlflow_runs}"] = mlflow_once
+        times: dict[str, list[float]] = {name: [] for name in measures}
+        answers: dict[str, Any] = {}
+        for round_ in range(args.rounds + 1):
+            for name, once in measures.items():  # alternating: every measure once per round
+                elapsed, answers[name] = once()
+                if round_:
+                    times[name].append(elapsed)
+    finally:
+        rss = {label: sampler.stop() for label, sampler in samplers.items()}
+        for server in backends.values():
+            if server.proc is not None:
+                server.stop()
+    load_after, busy = os.getloadavg(), psutil.cpu_percent()
+
+    print(f"\n{'measure':<28} {'median ms':>10} {'p95 ms':>8} {'rows/total':>11}")
+    for name, values in times.items():
+        answer = answers[name]
+        rows = len(answer["groups"]) if "groups" in answer else answer.get("total", answer.get("rows"))
+        median, p95 = percentiles(values)
+        print(f"{name:<28} {median:>10.1f} {p95:>8.1f} {rows:>11}")
+    for label, peak in rss.items():
+        print(f"{label} server peak RSS: {peak:.0f} MB")
+    ml = f"mlflow search {args.mlflow_runs}"
+    for label in backends:
+        ours = f"{label} search {PART}"
+        if ml in times and ours in times and args.mlflow_runs == PART:
+            print(f"ratio mlflow / {label} at {PART} runs (search median): "
+                  f"{statistics.median(times[ml]) / statistics.median(times[ours]):.1f}x")
+    print(f"machine: {os.cpu_count()} CPUs; load average before {load_before[0]:.1f}, after "
+          f"{load_after[0]:.1f}; CPU busy during the rounds {busy:.0f}% (other jobs included)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
                         String, Text, UniqueConstraint, and_, bindparam, create_engine, delete, event,
-                        false, func, literal, or_, select, update)
+                        false, func, literal, or_, select, text, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -229,22 +229,35 @@ class RunFields(Base):
     duration: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+# The index tables carry the Run's Folder (``folder_id``, its parent, which never changes) and
+# lead their search indexes with it: a search scoped to some Folders reads only their entries,
+# whatever else the database holds, and needs no ``nodes`` row until its page is chosen. Each
+# index also ends with ``node_id`` so that a search reads the index alone. On SQLite the
+# tables are clustered on their primary keys (WITHOUT ROWID, migration 0005).
+
 class RunLabel(Base):
     __tablename__ = "run_labels"
-    __table_args__ = (Index("ix_run_labels_label", "label"),)
+    __table_args__ = (Index("ix_run_labels_folder_label", "folder_id", "label", "node_id"),
+                      {"sqlite_with_rowid": False})
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
     label: Mapped[str] = mapped_column(String(255), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(String(36))
 
 
 class RunHparam(Base):
     """One flattened hyperparameter: dotted key, kind ``number``/``string``/``bool``; numbers and
-    bools (1/0) in ``num``, strings in ``text``."""
+    bools (1/0) in ``num``, strings in ``text`` (so ``text`` is set exactly for strings)."""
 
     __tablename__ = "run_hparams"
-    __table_args__ = (Index("ix_run_hparams_key_num", "key", "num"),
-                      Index("ix_run_hparams_key_text", "key", "text"))
+    __table_args__ = (
+        Index("ix_run_hparams_folder_num", "folder_id", "key", "kind", "num", "node_id",
+              sqlite_where=text("num IS NOT NULL"), postgresql_where=text("num IS NOT NULL")),
+        Index("ix_run_hparams_folder_text", "folder_id", "key", "text", "node_id",
+              sqlite_where=text("text IS NOT NULL"), postgresql_where=text("text IS NOT NULL")),
+        {"sqlite_with_rowid": False})
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(String(36))
     kind: Mapped[str] = mapped_column(String(8))
     num: Mapped[float | None] = mapped_column(Float, nullable=True)
     text: Mapped[str | None] = mapped_column(String(512), nullable=True)
@@ -254,10 +267,12 @@ class RunSummary(Base):
     """Summary of one metric of one Run: finite values only."""
 
     __tablename__ = "run_summaries"
-    __table_args__ = (Index("ix_run_summaries_type_name", "type", "name"),)
+    __table_args__ = (Index("ix_run_summaries_folder_metric", "folder_id", "type", "name", "node_id"),
+                      {"sqlite_with_rowid": False})
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
     type: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(String(36))
     last: Mapped[float | None] = mapped_column(Float, nullable=True)
     min: Mapped[float | None] = mapped_column(Float, nullable=True)
     max: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -466,10 +481,10 @@ def _insert_ignore(conn: Any, table: Any, rows: list[dict]) -> None:
     conn.execute(insert(table).on_conflict_do_nothing(), rows)
 
 
-def write_run_fields(conn: Any, node_id: str, fields: RunFieldsView | None) -> None:
+def write_run_fields(conn: Any, node_id: str, folder_id: str, fields: RunFieldsView | None) -> None:
     """Replace the Run's ``run_fields`` row and labels (None: remove them)."""
-    conn.execute(delete(RunFields).where(RunFields.node_id == node_id))
-    conn.execute(delete(RunLabel).where(RunLabel.node_id == node_id))
+    conn.execute(delete(RunFields.__table__).where(RunFields.__table__.c.node_id == node_id))
+    conn.execute(delete(RunLabel.__table__).where(RunLabel.__table__.c.node_id == node_id))
     if fields is None:
         return
     conn.execute(RunFields.__table__.insert(), [dict(
@@ -477,35 +492,34 @@ def write_run_fields(conn: Any, node_id: str, fields: RunFieldsView | None) -> N
         start_time=fields.start_time, end_time=fields.end_time, duration=fields.duration)])
     labels = list(dict.fromkeys(fields.labels))
     if labels:
-        conn.execute(RunLabel.__table__.insert(), [{"node_id": node_id, "label": label} for label in labels])
+        conn.execute(RunLabel.__table__.insert(), [
+            {"node_id": node_id, "folder_id": folder_id, "label": label} for label in labels])
 
 
-def write_run_hparams(conn: Any, node_id: str, folder_id: str | None, values: list[HparamValue]) -> None:
+def write_run_hparams(conn: Any, node_id: str, folder_id: str, values: list[HparamValue]) -> None:
     """Replace the Run's flattened hparams; remember their keys on the Folder."""
-    conn.execute(delete(RunHparam).where(RunHparam.node_id == node_id))
+    conn.execute(delete(RunHparam.__table__).where(RunHparam.__table__.c.node_id == node_id))
     if values:
         conn.execute(RunHparam.__table__.insert(), [
-            {"node_id": node_id, "key": v.key, "kind": v.kind, "num": v.num, "text": v.text}
+            {"node_id": node_id, "folder_id": folder_id, "key": v.key, "kind": v.kind,
+             "num": v.num, "text": v.text} for v in values])
+        _insert_ignore(conn, FolderField.__table__, [
+            {"folder_id": folder_id, "kind": "hparam", "key": v.key, "detail": v.kind}
             for v in values])
-        if folder_id:
-            _insert_ignore(conn, FolderField.__table__, [
-                {"folder_id": folder_id, "kind": "hparam", "key": v.key, "detail": v.kind}
-                for v in values])
 
 
-def write_run_summaries(conn: Any, node_id: str, folder_id: str | None, metric_type: str,
+def write_run_summaries(conn: Any, node_id: str, folder_id: str, metric_type: str,
                         summaries: dict[str, MetricSummary]) -> None:
     """Replace the summaries of one metric type of a Run."""
-    conn.execute(delete(RunSummary).where(RunSummary.node_id == node_id,
-                                          RunSummary.type == metric_type))
+    table = RunSummary.__table__
+    conn.execute(delete(table).where(table.c.node_id == node_id, table.c.type == metric_type))
     if summaries:
-        conn.execute(RunSummary.__table__.insert(), [
-            {"node_id": node_id, "type": metric_type, "name": name, **summary.as_dict()}
-            for name, summary in summaries.items()])
-        if folder_id:
-            _insert_ignore(conn, FolderField.__table__, [
-                {"folder_id": folder_id, "kind": "metric", "key": metric_type, "detail": name}
-                for name in summaries])
+        conn.execute(table.insert(), [
+            {"node_id": node_id, "folder_id": folder_id, "type": metric_type, "name": name,
+             **summary.as_dict()} for name, summary in summaries.items()])
+        _insert_ignore(conn, FolderField.__table__, [
+            {"folder_id": folder_id, "kind": "metric", "key": metric_type, "detail": name}
+            for name in summaries])
 
 
 # --------------------------------------------------------------------------------------- engine
@@ -1077,8 +1091,10 @@ class MetadataStore:
             setattr(row, field, None if document is None else json.dumps(document, default=str))
             if row.type != "Run":
                 return
+            assert row.parent_id is not None  # a Run is always in a Folder
             if field == "meta":
-                write_run_fields(s, node_id, derived if isinstance(derived, RunFieldsView) else None)
+                write_run_fields(s, node_id, row.parent_id,
+                                 derived if isinstance(derived, RunFieldsView) else None)
             else:
                 write_run_hparams(s, node_id, row.parent_id,
                                   derived if isinstance(derived, list) else [])

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -45,6 +45,9 @@ MAX_ORDER_FIELDS = 4
 STRING_FIELDS = ("name", "status", "description")
 TIME_FIELDS = ("start", "end")
 BUILTIN_FIELDS = ("name", "status", "labels", "description", "start", "end", "duration")
+
+#: the scope of a search: given an index table's ``folder_id`` column, the condition on it
+InScope = Callable[[Any], ColumnElement]
 
 _GRAMMAR = r"""
 filter: or_expr?
@@ -181,14 +184,38 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> QueryError:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """A filter in SQL. ``joins``: (index table alias, ON clause) for the comparisons at the top
+    level of the filter that hold exactly when a Run has one index row meeting them (an hparam,
+    a summary, one label): inner joins of at most one row per Run each, so that the database
+    can start from the most selective one and probe the others by primary key, and needs no
+    set of ids per condition. ``where``: the rest of the filter."""
+
+    joins: list[tuple[Any, ColumnElement]]
+    where: ColumnElement
+
+
+@dataclass(frozen=True)
 class Filter:
-    """A parsed filter; ``condition()`` is its SQLAlchemy form (``true()`` when empty)."""
+    """A parsed filter; ``selection()`` is its SQL form (no joins and ``true()`` when empty)."""
 
     text: str
     tree: Tree | None
 
-    def condition(self) -> ColumnElement:
-        return true() if self.tree is None else _compile(self.tree)
+    def selection(self, in_scope: InScope) -> Selection:
+        """The filter over the Runs whose Folder ``in_scope(folder_id column)`` accepts (every
+        index row the filter reads is kept to that scope)."""
+        joins: list[tuple[Any, ColumnElement]] = []
+        rest: list[ColumnElement] = []
+        for part in _conjuncts(self.tree) if self.tree is not None else []:
+            row = _row_of(part)
+            if row is None:
+                rest.append(_compile(part, in_scope))
+            else:
+                alias, condition = row
+                joins.append((alias, and_(alias.node_id == Node.id, in_scope(alias.folder_id),
+                                          condition)))
+        return Selection(joins, and_(*rest) if rest else true())
 
 
 def parse_filter(text: str | None) -> Filter:
@@ -197,34 +224,64 @@ def parse_filter(text: str | None) -> Filter:
     tree = _parse(text, "filter")
     node = tree.children[0] if tree.children else None
     parsed = Filter(text, node)
-    parsed.condition()  # type and value errors surface now, with their position
+    parsed.selection(lambda folder: true())  # type and value errors surface now, with positions
     return parsed
 
 
-def _compile(tree: Tree) -> ColumnElement:
+def _conjuncts(tree: Tree) -> list[Tree]:
+    """The parts of a filter joined by ``and`` at its top level (parentheses flattened)."""
+    if tree.data != "and_expr":
+        return [tree]
+    return [part for child in tree.children for part in _conjuncts(child)]
+
+
+def _comparison_parts(tree: Tree) -> tuple[Field, str, list[Value]]:
+    field = _field(tree.children[0])
+    if tree.data == "compare":
+        return field, str(tree.children[1]), [_value(tree.children[2])]
+    if tree.data in ("in_", "not_in"):
+        values = [_value(t) for t in tree.children[1].children]
+        return field, "in" if tree.data == "in_" else "not in", values
+    return field, "contains", [_value(tree.children[1])]
+
+
+def _compile(tree: Tree, in_scope: InScope) -> ColumnElement:
     kind = tree.data
     if kind == "and_expr":
-        return and_(*(_compile(c) for c in tree.children))
+        return and_(*(_compile(c, in_scope) for c in tree.children))
     if kind == "or_expr":
-        return or_(*(_compile(c) for c in tree.children))
+        return or_(*(_compile(c, in_scope) for c in tree.children))
     if kind == "negation":
-        return not_(_compile(tree.children[0]))
-    field = _field(tree.children[0])
-    if kind == "compare":
-        return _comparison(field, str(tree.children[1]), [_value(tree.children[2])])
-    if kind in ("in_", "not_in"):
-        values = [_value(t) for t in tree.children[1].children]
-        return _comparison(field, "in" if kind == "in_" else "not in", values)
-    return _comparison(field, "contains", [_value(tree.children[1])])
+        return not_(_compile(tree.children[0], in_scope))
+    return _comparison(*_comparison_parts(tree), in_scope)
+
+
+def _row_of(tree: Tree) -> tuple[Any, ColumnElement] | None:
+    """(alias, condition on it) when comparison ``tree`` holds exactly for the Runs that have
+    one index row meeting the condition; None for every other part of a filter."""
+    if tree.data not in ("compare", "in_", "not_in", "contains"):
+        return None
+    field, op, values = _comparison_parts(tree)
+    if any(v.value is None for v in values):
+        return None
+    if field.kind == "hparam":
+        return _hparam_row(field, op, values)
+    if field.kind == "metric":
+        return _summary_row(field, op, values)
+    if field.kind == "labels" and op in ("=", "contains"):
+        _expect(field, values, (str,), "a list of strings")
+        label = aliased(RunLabel)
+        return label, label.label == values[0].value
+    return None
 
 
 # ------------------------------------------------------------------------------------ compiling
 
-def _having(rows: Any) -> ColumnElement:
-    """Runs whose id is among ``rows`` (a SELECT of node ids). An uncorrelated ``IN`` rather than
-    a correlated ``EXISTS``: the database can then start from the most selective index
-    (``(key, text)``, ``(key, num)``, ``(type, name)``) instead of probing every Run in scope."""
-    return Node.id.in_(rows)
+def _having(table: Any, condition: ColumnElement, in_scope: InScope) -> ColumnElement:
+    """Runs in scope with a row of ``table`` (an index table) that meets ``condition``: an
+    uncorrelated ``IN`` over the table's index that leads with the Folder (for the parts of a
+    filter under ``or``/``not``; the top-level ones are joins, see ``Selection``)."""
+    return Node.id.in_(select(table.node_id).where(in_scope(table.folder_id), condition))
 
 
 def _check_regex(value: Value) -> str:
@@ -284,20 +341,18 @@ def _null_test(present: ColumnElement, op: str, values: list[Value]) -> ColumnEl
     return not_(present) if op == "=" else present
 
 
-def _comparison(field: Field, op: str, values: list[Value]) -> ColumnElement:
+def _comparison(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
     if field.kind == "labels":
-        return _labels(field, op, values)
+        return _labels(field, op, values, in_scope)
     if field.kind == "hparam":
-        return _hparam(field, op, values)
+        return _hparam(field, op, values, in_scope)
     if field.kind == "metric":
-        column = getattr(RunSummary, field.summary)
-        present = select(RunSummary.node_id).where(
-            RunSummary.type == field.metric_type, RunSummary.name == field.key, column.is_not(None))
-        null = _null_test(_having(present), op, values)
+        present = and_(RunSummary.type == field.metric_type, RunSummary.name == field.key,
+                       getattr(RunSummary, field.summary).is_not(None))
+        null = _null_test(_having(RunSummary, present, in_scope), op, values)
         if null is not None:
             return null
-        _numeric_op(field, op, values)
-        return _having(present.where(_apply(column, op, values)))
+        return _having(*_summary_row(field, op, values), in_scope)
     column = {"name": Node.name, "status": RunFields.status, "description": RunFields.description,
               "start": RunFields.start_time, "end": RunFields.end_time,
               "duration": RunFields.duration}[field.kind]
@@ -336,8 +391,8 @@ def _seconds(value: Value) -> float:
     return moment.timestamp()
 
 
-def _labels(field: Field, op: str, values: list[Value]) -> ColumnElement:
-    null = _null_test(_having(select(RunLabel.node_id)), op, values)
+def _labels(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
+    null = _null_test(_having(RunLabel, true(), in_scope), op, values)
     if null is not None:
         return null
     if op in ("<", "<=", ">", ">="):
@@ -345,12 +400,10 @@ def _labels(field: Field, op: str, values: list[Value]) -> ColumnElement:
                          field.position)
     _expect(field, values, (str,), "a list of strings")
     if op == "!=":
-        return not_(_having(select(RunLabel.node_id).where(RunLabel.label == values[0].value)))
+        return not_(_having(RunLabel, RunLabel.label == values[0].value, in_scope))
     if op == "not in":
-        return not_(_having(select(RunLabel.node_id).where(RunLabel.label.in_([v.value for v in values]))))
-    if op == "contains":
-        op = "="
-    return _having(select(RunLabel.node_id).where(_apply(RunLabel.label, op, values)))
+        return not_(_having(RunLabel, RunLabel.label.in_([v.value for v in values]), in_scope))
+    return _having(RunLabel, _apply(RunLabel.label, "=" if op == "contains" else op, values), in_scope)
 
 
 def _typed(h: Any, op: str, value: Value) -> ColumnElement:
@@ -364,17 +417,31 @@ def _typed(h: Any, op: str, value: Value) -> ColumnElement:
         if op in ("~", "contains"):
             raise QueryError(f"{op} takes a quoted string", value.position)
         return and_(h.kind == "number", _apply(h.num, "=" if op in ("in", "not in", "!=") else op, [value]))
-    return and_(h.kind == "string", _apply(h.text, "=" if op in ("in", "not in", "!=") else op, [value]))
+    # text is set exactly for strings (and the text index is partial on that)
+    return and_(h.text.is_not(None), _apply(h.text, "=" if op in ("in", "not in", "!=") else op, [value]))
 
 
-def _hparam(field: Field, op: str, values: list[Value]) -> ColumnElement:
-    h = RunHparam
-    present = select(h.node_id).where(h.key == field.key)
-    null = _null_test(_having(present), op, values)
+def _hparam(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
+    null = _null_test(_having(RunHparam, RunHparam.key == field.key, in_scope), op, values)
     if null is not None:
         return null
+    return _having(*_hparam_row(field, op, values), in_scope)
+
+
+def _hparam_row(field: Field, op: str, values: list[Value]) -> tuple[Any, ColumnElement]:
+    """The ``run_hparams`` row a Run needs for ``field op values`` (no null among them)."""
+    h = aliased(RunHparam)
     match = or_(*(_typed(h, op, v) for v in values))
-    return _having(present.where(not_(match) if op in ("!=", "not in") else match))
+    return h, and_(h.key == field.key, not_(match) if op in ("!=", "not in") else match)
+
+
+def _summary_row(field: Field, op: str, values: list[Value]) -> tuple[Any, ColumnElement]:
+    """The ``run_summaries`` row a Run needs for ``field op values`` (no null among them)."""
+    _numeric_op(field, op, values)
+    s = aliased(RunSummary)
+    column = getattr(s, field.summary)
+    return s, and_(s.type == field.metric_type, s.name == field.key, column.is_not(None),
+                   _apply(column, op, values))
 
 
 # ------------------------------------------------------------------------------------ order
@@ -424,18 +491,27 @@ def parse_order(entries: list[str] | None) -> list[SortKey]:
     return keys
 
 
-def order_clauses(keys: list[SortKey]) -> list[Any]:
-    """ORDER BY terms: each column in its direction, nulls last; then the node id."""
-    terms = []
-    for key in keys:
-        for column in key.columns:
-            terms.append((column.desc() if key.descending else column.asc()).nulls_last())
-    return terms + [Node.id.asc()]
-
-
-def after_condition(keys: list[SortKey], last: list[Any], last_id: str) -> ColumnElement:
-    """Rows strictly after the row whose sort values are ``last`` (keyset paging)."""
+def _atoms(keys: list[SortKey], columns: list[Any] | None) -> list[tuple[Any, bool]]:
+    """(value column, descending) of each sort column; ``columns`` stand in for the keys' own
+    (the same values selected from a subquery)."""
     atoms = [(column, key.descending) for key in keys for column in key.columns]
+    if columns is not None:
+        atoms = [(column, descending) for column, (_, descending) in zip(columns, atoms)]
+    return atoms
+
+
+def order_clauses(keys: list[SortKey], columns: list[Any] | None = None,
+                  run_id: Any = Node.id) -> list[Any]:
+    """ORDER BY terms: each column in its direction, nulls last; then the node id."""
+    terms = [(column.desc() if descending else column.asc()).nulls_last()
+             for column, descending in _atoms(keys, columns)]
+    return terms + [run_id.asc()]
+
+
+def after_condition(keys: list[SortKey], last: list[Any], last_id: str,
+                    columns: list[Any] | None = None, run_id: Any = Node.id) -> ColumnElement:
+    """Rows strictly after the row whose sort values are ``last`` (keyset paging)."""
+    atoms = _atoms(keys, columns)
     if len(last) != len(atoms):
         raise QueryError("the page token does not belong to this order")
     ties: list[ColumnElement] = []
@@ -447,7 +523,7 @@ def after_condition(keys: list[SortKey], last: list[Any], last_id: str) -> Colum
         beyond = column < value if descending else column > value
         after.append(and_(*ties, or_(column.is_(None), beyond)))
         ties.append(column == value)
-    after.append(and_(*ties, Node.id > last_id))
+    after.append(and_(*ties, run_id > last_id))
     return or_(*after)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, distinct, func, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -47,30 +48,48 @@ def _reading(meta: MetadataStore) -> Iterator[Session]:
 
 @dataclass(frozen=True)
 class Scope:
-    """The Runs of one Folder, or (``recursive``) of it and every Folder below it."""
+    """The Runs of one Folder, or (``recursive``) of it and every Folder below it. The one
+    place that says which Runs a search sees."""
 
     folder_id: str
     recursive: bool
+
+    @cached_property
+    def _tree(self) -> Any:
+        tree = select(Node.id).where(Node.id == self.folder_id).cte("scope", recursive=True)
+        child = aliased(Node)
+        return tree.union_all(select(child.id).where(child.parent_id == tree.c.id,
+                                                     child.type == "Folder"))
 
     def folders(self) -> Any:
         """A SELECT of the Folder ids in scope."""
         if not self.recursive:
             return select(Node.id).where(Node.id == self.folder_id)
-        tree = select(Node.id).where(Node.id == self.folder_id).cte("scope", recursive=True)
-        child = aliased(Node)
-        tree = tree.union_all(select(child.id).where(child.parent_id == tree.c.id,
-                                                     child.type == "Folder"))
-        return select(tree.c.id)
+        return select(self._tree.c.id)
+
+    def holds(self, folder_id: Any) -> Any:
+        """The condition that a Folder id column (``nodes.parent_id``, an index table's
+        ``folder_id``) is in scope."""
+        return folder_id == self.folder_id if not self.recursive else folder_id.in_(self.folders())
 
     def condition(self) -> Any:
-        if not self.recursive:
-            return and_(Node.type == "Run", Node.parent_id == self.folder_id)
-        return and_(Node.type == "Run", Node.parent_id.in_(self.folders()))
+        """The condition on ``nodes`` that a row is a Run in scope."""
+        return and_(Node.type == "Run", self.holds(Node.parent_id))
 
 
-def _runs(scope: Scope, where: Any) -> Any:
-    return (select(Node).outerjoin(RunFields, RunFields.node_id == Node.id)
-            .where(scope.condition(), where))
+def _runs(scope: Scope, selection: query.Selection) -> Any:
+    """A SELECT of the ids of the Runs in scope that a filter selects. With joins the scope is
+    on the joined index rows (which exist for Runs only, under their Folder), so the database
+    can start from an index of one of them and reads ``nodes`` by id only."""
+    statement = select(Node.id).select_from(Node)
+    for alias, on in selection.joins:
+        statement = statement.join(alias, on)
+    statement = statement.outerjoin(RunFields, RunFields.node_id == Node.id).where(selection.where)
+    return statement if selection.joins else statement.where(scope.condition())
+
+
+def _count(s: Session, scope: Scope, selection: query.Selection) -> int:
+    return s.scalar(select(func.count()).select_from(_runs(scope, selection).subquery())) or 0
 
 
 @dataclass(frozen=True)
@@ -83,36 +102,41 @@ class Page:
 def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by: list[str] | None,
            page_size: int, page_token: str | None) -> Page:
     """One page of Runs matching ``filter_text`` in ``order_by`` order, how many match, and
-    the token of the next page (None on the last)."""
+    the token of the next page (None on the last).
+
+    One statement chooses the page on the index tables alone (ids and sort values) and counts
+    every match in the same pass (a window over all matches, which the sort visits anyway);
+    then only the page's Runs are read from ``nodes`` (their documents are large)."""
     parsed = query.parse_filter(filter_text)
     keys = query.parse_order(order_by)
     owner = query.fingerprint(parsed.text, [f"{k.field} {k.descending}" for k in keys],
                               scope.folder_id, scope.recursive)
-    where = parsed.condition()
-    statement = _runs(scope, where)
+    selection = parsed.selection(scope.holds)
+    matches = _runs(scope, selection)
     for key in keys:
         for alias, on in key.joins:
-            statement = statement.outerjoin(alias, on)
-    columns = [c for key in keys for c in key.columns]
-    statement = statement.add_columns(*columns)
+            matches = matches.outerjoin(alias, on)
+    values = [c for key in keys for c in key.columns]
+    matches = matches.add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
+                                  func.count().over().label("total")).subquery()
+    columns = [matches.c[f"v{i}"] for i in range(len(values))]
+    statement = select(matches.c.id, *columns, matches.c.total)
     if page_token:
-        values, last_id = query.decode_token(page_token, owner)
-        statement = statement.where(query.after_condition(keys, values, last_id))
-    else:  # the first page counts in the same pass (the sort visits every match anyway)
-        statement = statement.add_columns(func.count().over())
-    statement = statement.order_by(*query.order_clauses(keys)).limit(page_size + 1)
+        last_values, last_id = query.decode_token(page_token, owner)
+        statement = statement.where(query.after_condition(keys, last_values, last_id, columns,
+                                                          matches.c.id))
+    statement = (statement.order_by(*query.order_clauses(keys, columns, matches.c.id))
+                 .limit(page_size + 1))
     with _reading(meta) as s:
         rows = s.execute(statement).all()
-        if page_token or not rows:
-            total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
-        else:
-            total = rows[0][-1]
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    nodes = [NodeView.of(row[0]) for row in rows]
+        total = rows[0][-1] if rows else _count(s, scope, selection)
+        ids = [row[0] for row in rows[:page_size]]
+        by_id = {n.id: n for n in s.scalars(select(Node).where(Node.id.in_(ids)))} if ids else {}
+        nodes = [NodeView.of(by_id[i]) for i in ids if i in by_id]
     token = None
-    if more and rows:
-        token = query.encode_token(list(rows[-1][1:1 + len(columns)]), rows[-1][0].id, owner)
+    if len(rows) > page_size:
+        last = rows[page_size - 1]
+        token = query.encode_token(list(last[1:1 + len(columns)]), last[0], owner)
     return Page(nodes, total, token)
 
 
@@ -214,11 +238,12 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
            aggregate_texts: list[str], max_groups: int) -> dict[str, Any]:
     """Runs grouped by a field: per group its value, count, the filter that selects it, and
     mean/min/max/count of each aggregate field; largest groups first."""
-    where = query.parse_filter(filter_text).condition()
+    selection = query.parse_filter(filter_text).selection(scope.holds)
     by = query.parse_field(by_text)
     joins, columns = _group_columns(by)
     aggregates = [query.parse_field(text) for text in aggregate_texts]
-    statement = select(*columns, func.count(distinct(Node.id)))
+    # Every join matches at most one row per Run (and group value), so count(*) counts Runs.
+    statement = select(*columns, func.count())
     agg_columns = []
     for field in aggregates:
         extra, column = _aggregate(field)
@@ -226,15 +251,23 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
         agg_columns.append(column)
         statement = statement.add_columns(func.avg(column), func.min(column), func.max(column),
                                           func.count(column))
-    statement = statement.select_from(Node).outerjoin(RunFields, RunFields.node_id == Node.id)
+    statement = statement.select_from(Node)
+    for alias, on in selection.joins:
+        statement = statement.join(alias, on)
+    statement = statement.outerjoin(RunFields, RunFields.node_id == Node.id)
     for alias, on in joins:
         statement = statement.outerjoin(alias, on)
-    statement = (statement.where(scope.condition(), where).group_by(*columns)
-                 .order_by(func.count(distinct(Node.id)).desc(), *[c.asc().nulls_last() for c in columns])
+    if not selection.joins:
+        statement = statement.where(scope.condition())
+    statement = (statement.where(selection.where).group_by(*columns)
+                 .order_by(func.count().desc(), *[c.asc().nulls_last() for c in columns])
                  .limit(max_groups + 1))
     with _reading(meta) as s:
         rows = s.execute(statement).all()
-        total = s.scalar(select(func.count()).select_from(_runs(scope, where).subquery())) or 0
+        if by.kind == "labels" or len(rows) > max_groups:  # a Run in several groups, or not all
+            total = _count(s, scope, selection)
+        else:
+            total = sum(row[len(columns)] for row in rows)
     out = []
     width = len(columns)
     for row in rows[:max_groups]:

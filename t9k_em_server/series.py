@@ -25,6 +25,7 @@ import re
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,13 @@ def _json_number(value: float) -> float | int | None:
     return int(value) if value.is_integer() else value
 
 
+def parse_metric_bytes(chunks: Iterable[bytes]) -> tuple[Series, int]:
+    """The entries of a metric object's bytes (from an entry boundary on) and how many bytes
+    they fill (a last entry cut short mid-write is left for later)."""
+    columns, consumed = metric_file.read_columns(chunks, YAML_LIMITS)
+    return Series(columns.step, columns.epoch, columns.time, columns.values), consumed
+
+
 def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
                         prefix_hint: tuple[int, str] | None = None) -> SeriesIndexView | None:
     """Bring the series cache of a metric object up to date with its current blob.
@@ -169,9 +177,7 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
             prefix = _md5_of_prefix(blobs, obj.blob_key, old.indexed_bytes)
         if prefix == old.prefix_md5:
             start, incremental = old.indexed_bytes, True
-    columns, consumed = metric_file.read_columns(blobs.iter_bytes(obj.blob_key, start, end=obj.size),
-                                                   YAML_LIMITS)
-    new = Series(columns.step, columns.epoch, columns.time, columns.values)
+    new, consumed = parse_metric_bytes(blobs.iter_bytes(obj.blob_key, start, end=obj.size))
     indexed = start + consumed
     prefix_md5 = obj.md5 if indexed == obj.size else _md5_of_prefix(blobs, obj.blob_key, indexed)
     replace = not incremental

@@ -64,12 +64,13 @@ def upgrade() -> None:
 def _backfill(conn: sa.engine.Connection) -> None:
     """Derive the new rows of every Run from what the database already holds: the parsed
     ``metadata.yaml``/``hyperparameters.yaml`` on the node, and the series segments of its
-    metric objects. No blob is read."""
+    metric objects. No blob is read. The rows are derived by today's code (``derived_of``,
+    ``Series.summaries``) and written in this revision's table shapes (later revisions add
+    columns and fill them themselves)."""
     import json
 
     from t9k_em_server.indexing import derived_of
-    from t9k_em_server.metadata_store import (NodeView, write_run_fields, write_run_hparams,
-                                              write_run_summaries)
+    from t9k_em_server.metadata_store import SUMMARY_FIELDS, NodeView
     from t9k_em_server.series import decode_segments, metric_type_of
 
     nodes = sa.table('nodes', *(sa.column(c) for c in (
@@ -78,13 +79,39 @@ def _backfill(conn: sa.engine.Connection) -> None:
     objects = sa.table('objects', sa.column('id'), sa.column('node_id'), sa.column('key'))
     index = sa.table('series_index', sa.column('object_id'))
     segments = sa.table('series_segments', sa.column('object_id'), sa.column('seq'), sa.column('data'))
+    fields = sa.table('run_fields', *(sa.column(c) for c in (
+        'node_id', 'status', 'description', 'start_time', 'end_time', 'duration')))
+    labels = sa.table('run_labels', sa.column('node_id'), sa.column('label'))
+    hparams = sa.table('run_hparams', *(sa.column(c) for c in ('node_id', 'key', 'kind', 'num', 'text')))
+    summaries = sa.table('run_summaries', *(sa.column(c) for c in ('node_id', 'type', 'name') + SUMMARY_FIELDS))
+    seen = sa.table('folder_fields', *(sa.column(c) for c in ('folder_id', 'kind', 'key', 'detail')))
+    known: set[tuple] = set()
+
+    def remember(rows: list[dict]) -> None:
+        fresh = [r for r in rows if tuple(r.values()) not in known]
+        known.update(tuple(r.values()) for r in fresh)
+        if fresh:
+            conn.execute(seen.insert(), fresh)
+
     runs = conn.execute(sa.select(nodes).where(nodes.c.type == 'Run')).mappings().all()
     for row in runs:
         node = NodeView(**{**row, 'labels': json.loads(row['labels'] or '[]'),
                            'meta': json.loads(row['meta']) if row['meta'] else None,
                            'hparams': json.loads(row['hparams']) if row['hparams'] else None})
-        write_run_fields(conn, node.id, derived_of(node, 'meta', node.meta))  # type: ignore[arg-type]
-        write_run_hparams(conn, node.id, node.parent_id, derived_of(node, 'hparams', node.hparams))  # type: ignore[arg-type]
+        run = derived_of(node, 'meta', node.meta)
+        if run is not None:
+            conn.execute(fields.insert(), [dict(node_id=node.id, status=run.status,  # type: ignore[union-attr]
+                                                description=run.description, start_time=run.start_time,  # type: ignore[union-attr]
+                                                end_time=run.end_time, duration=run.duration)])  # type: ignore[union-attr]
+            names = list(dict.fromkeys(run.labels))  # type: ignore[union-attr]
+            if names:
+                conn.execute(labels.insert(), [dict(node_id=node.id, label=n) for n in names])
+        values = derived_of(node, 'hparams', node.hparams) or []
+        if values:
+            conn.execute(hparams.insert(), [dict(node_id=node.id, key=v.key, kind=v.kind, num=v.num,  # type: ignore[union-attr]
+                                                 text=v.text) for v in values])  # type: ignore[union-attr]
+            remember([dict(folder_id=node.parent_id, kind='hparam', key=v.key, detail=v.kind)  # type: ignore[union-attr]
+                      for v in values])
         indexed = conn.execute(sa.select(objects.c.id, objects.c.key)
                                .join(index, index.c.object_id == objects.c.id)
                                .where(objects.c.node_id == node.id)).all()
@@ -94,8 +121,12 @@ def _backfill(conn: sa.engine.Connection) -> None:
                 continue
             data = conn.execute(sa.select(segments.c.data).where(segments.c.object_id == object_id)
                                 .order_by(segments.c.seq)).scalars().all()
-            write_run_summaries(conn, node.id, node.parent_id, metric_type,
-                                decode_segments(list(data)).summaries())
+            found = decode_segments(list(data)).summaries()
+            if found:
+                conn.execute(summaries.insert(), [dict(node_id=node.id, type=metric_type, name=n,
+                                                       **s.as_dict()) for n, s in found.items()])
+                remember([dict(folder_id=node.parent_id, kind='metric', key=metric_type, detail=n)
+                          for n in found])
 
 
 def downgrade() -> None:
