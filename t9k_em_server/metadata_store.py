@@ -1350,11 +1350,20 @@ class MetadataStore:
                 out.setdefault(node_id, {})[key] = _series_view(index)
         return out
 
-    def series_segments(self, object_id: int) -> list[bytes]:
+    def series_segments(self, object_id: int, from_seq: int = 0) -> list[bytes]:
+        """The encoded segments of an object's series (those from ``from_seq`` on), in order."""
         with self.reading() as s:
             return list(s.scalars(select(SeriesSegment.data)
-                                  .where(SeriesSegment.object_id == object_id)
+                                  .where(SeriesSegment.object_id == object_id,
+                                         SeriesSegment.seq >= from_seq)
                                   .order_by(SeriesSegment.seq)).all())
+
+    def series_segment_sizes(self, object_id: int) -> list[tuple[int, int]]:
+        """``(seq, bytes)`` of each segment of an object's series, in order (no data read)."""
+        with self.reading() as s:
+            return [(seq, size) for seq, size in s.execute(
+                select(SeriesSegment.seq, func.length(SeriesSegment.data))
+                .where(SeriesSegment.object_id == object_id).order_by(SeriesSegment.seq))]
 
     def metric_summaries(self, node_id: str, metric_type: str) -> dict[str, MetricSummary]:
         """{metric name: summary} of one metric type of a Run."""
@@ -1374,12 +1383,13 @@ class MetadataStore:
         return out
 
     def save_series(self, object_id: int, blob_key: str, index: SeriesIndexView,
-                    segment: bytes, replace: bool, metric_type: str | None = None,
+                    segment: bytes, replace_from: int | None, metric_type: str | None = None,
                     summaries: dict[str, MetricSummary] | None = None) -> bool:
         """Store an index and one new segment, if the object still holds ``blob_key``, and (in
         the same transaction) the ``summaries`` of its ``metric_type`` when given.
 
-        ``replace`` drops the old segments first (a full rebuild or a compaction).
+        ``replace_from``: the segment takes the place of those from that ``seq`` on (0: of all,
+        a full rebuild; more: a compaction of the newest ones); None: it goes after them.
         Returns False when a newer upload replaced the object meanwhile (nothing written).
         """
         with self.writing() as s:
@@ -1390,9 +1400,10 @@ class MetadataStore:
                 folder_id = s.scalar(select(Node.parent_id).where(Node.id == obj.node_id))
                 write_run_summaries(s, obj.node_id, folder_id, metric_type, summaries)
             row = s.get(SeriesIndex, object_id)
-            if replace:
-                s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == object_id))
-                seq = 0
+            if replace_from is not None:
+                s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == object_id,
+                                                      SeriesSegment.seq >= replace_from))
+                seq = replace_from
             else:
                 seq = (s.scalar(select(func.max(SeriesSegment.seq))
                                 .where(SeriesSegment.object_id == object_id)) or 0) + 1

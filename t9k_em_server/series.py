@@ -180,7 +180,7 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
     new, consumed = parse_metric_bytes(blobs.iter_bytes(obj.blob_key, start, end=obj.size))
     indexed = start + consumed
     prefix_md5 = obj.md5 if indexed == obj.size else _md5_of_prefix(blobs, obj.blob_key, indexed)
-    replace = not incremental
+    replace_from = None if incremental else 0
     segment = new.encode() if new.count else b""
     metric_type = metric_type_of(obj.key)
     summaries = new.summaries()
@@ -190,22 +190,40 @@ def index_metric_object(meta: MetadataStore, blobs: BlobStore, obj: ObjectView,
         names = list(dict.fromkeys(old.names + list(new.values)))
         last = {**old.last_values, **new.last_values()}
         count, segments = old.count + new.count, old.segments + (1 if new.count else 0)
-        if segments > MAX_SEGMENTS:  # compact into one segment again
-            merged = decode_segments(meta.series_segments(obj.id) + [segment])
-            segment, segments, replace = merged.encode(), 1, True
+        if segments > MAX_SEGMENTS and segment:
+            sizes = meta.series_segment_sizes(obj.id)
+            merging = _newest_to_merge([n for _, n in sizes] + [len(segment)], MAX_SEGMENTS // 2) - 1
+            replace_from = sizes[-merging][0] if merging else None
+            if merging:
+                merged = decode_segments(meta.series_segments(obj.id, replace_from) + [segment])
+                segment, segments = merged.encode(), len(sizes) - merging + 1
     else:
         names, last = list(new.values), new.last_values()
         count, segments = new.count, 1 if new.count else 0
     index = SeriesIndexView(obj.id, obj.blob_key, indexed, prefix_md5, count, segments, names, last)
-    if not meta.save_series(obj.id, obj.blob_key, index, segment, replace=replace,
+    if not meta.save_series(obj.id, obj.blob_key, index, segment, replace_from=replace_from,
                             metric_type=metric_type, summaries=summaries):
         return None
     # Warm the segment cache, so that the UI's first look at a freshly uploaded run needs no
     # database read (tens of MB for a million points).
-    earlier = [] if replace else _SEGMENTS.get((obj.id, old.blob_key)) if old else None
+    earlier = [] if replace_from == 0 else _SEGMENTS.get((obj.id, old.blob_key)) if old else None
+    if earlier is not None and replace_from:
+        earlier = earlier[:segments - 1] if len(earlier) == old.segments else None
     if earlier is not None:
         _SEGMENTS.put((obj.id, obj.blob_key), earlier + ([segment] if segment else []))
     return index
+
+
+def _newest_to_merge(sizes: list[int], limit: int) -> int:
+    """How many of the newest segments (sizes in bytes, oldest first) to merge into one: each
+    older segment no larger than the merged ones joins them (so sizes stay decreasing from the
+    oldest, about geometrically, and a merge costs about what was added since the last merges
+    of that size), and so do as many as it takes to leave at most ``limit`` segments."""
+    count, total = 1, sizes[-1]
+    while count < len(sizes) and (sizes[-count - 1] <= total or len(sizes) - count >= limit):
+        total += sizes[-count - 1]
+        count += 1
+    return count
 
 
 class _SegmentCache:

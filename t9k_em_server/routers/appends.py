@@ -89,6 +89,14 @@ def _changed(obj: ObjectView | None, wanted: str) -> ApiError:
     return ApiError(409, f"the object holds {size} bytes, not {wanted}", headers=headers)
 
 
+def _raise_if_changed(stores: Stores, node: NodeView, key: str, current: ObjectView,
+                      wanted: str) -> None:
+    """409 when object ``key`` no longer holds what ``current`` says (another write won)."""
+    now = stores.meta.get_object(node.id, key)
+    if now is None or (now.blob_key, now.size) != (current.blob_key, current.size):
+        raise _changed(now, wanted)
+
+
 def _target(stores: Stores, user: UserView, path: str) -> tuple[NodeView, str]:
     node, key = object_for(stores.meta, user, path, Role.EDITOR)
     if (node.type, key) in DOCUMENTS:
@@ -133,15 +141,11 @@ def _append(stores: Stores, node: NodeView, key: str, offset: int, data: bytes) 
         return obj
     if not data:
         return current
-    state = _MD5.of(stores, current)
-    state.update(data)
     new_key = new_blob_key()
     hint = _series_hint(stores, current, current.size)
 
     def check() -> None:
-        now = stores.meta.get_object(node.id, key)
-        if now is None or (now.blob_key, now.size) != (current.blob_key, current.size):
-            raise _changed(now, str(offset))
+        _raise_if_changed(stores, node, key, current, str(offset))
 
     def commit() -> ObjectView:
         obj = stores.meta.switch_object(node.id, key, (current.blob_key, current.size), new_key,
@@ -151,9 +155,14 @@ def _append(stores: Stores, node: NodeView, key: str, offset: int, data: bytes) 
         return obj
 
     try:
+        state = _MD5.of(stores, current)
+        state.update(data)
         obj = stores.blobs.extend(current.blob_key, current.size, data, new_key, check, commit)
-    except FileNotFoundError:  # its blob was replaced (and deleted) meanwhile
-        raise _changed(stores.meta.get_object(node.id, key), str(offset)) from None
+    except ApiError:
+        raise
+    except Exception:  # the old blob was deleted by a write that won the race: a 409
+        check()
+        raise
     _MD5.keep(obj, state)
     drop_blobs(stores, [current.blob_key])
     index_stored_object(stores, node, obj, hint)
@@ -169,7 +178,11 @@ def _truncate(stores: Stores, node: NodeView, key: str, size: int) -> ObjectView
     if current.size == size:
         return current
     new_key = new_blob_key()
-    writer = stores.blobs.copy_prefix(current.blob_key, size, new_key)
+    try:
+        writer = stores.blobs.copy_prefix(current.blob_key, size, new_key)
+    except Exception:  # the old blob was deleted by a write that won the race: a 409
+        _raise_if_changed(stores, node, key, current, f"at least {size}")
+        raise
     try:
         writer.commit()
     except BaseException:

@@ -56,15 +56,15 @@ def _summary(node: NodeView) -> dict[str, Any]:
     return out
 
 
-MAX_SEGMENTS = 1000  #: resume points listed per Run
+MAX_RESUME_POINTS = 1000  #: resume points listed per Run
 
 
 def _segments(meta: dict | None) -> list[dict[str, Any]]:
     """The Run's resume points from its ``metadata.yaml`` ``segments`` (docs/resume.md), as the
     run page draws them: ``{step, time, reason, previous_status}``; malformed records are left
-    out, at most ``MAX_SEGMENTS``."""
+    out, at most ``MAX_RESUME_POINTS``."""
     out = []
-    for record in ((meta or {}).get(metadata_file.SEGMENTS) or [])[:MAX_SEGMENTS]:
+    for record in ((meta or {}).get(metadata_file.SEGMENTS) or [])[:MAX_RESUME_POINTS]:
         if not isinstance(record, dict) or isinstance(record.get("resumedAt"), bool) \
                 or not isinstance(record.get("resumedAt"), int):
             continue

@@ -62,6 +62,28 @@ def test_incremental_indexing(tmp_path):
     assert index.count == 50 and index.segments <= 32
 
 
+def test_many_appends_merge_the_newest_segments(tmp_path):
+    """Past 32 segments only the newest are merged (sizes stay decreasing from the oldest), so
+    a long live run never re-merges its whole series; the series stays whole and in order."""
+    meta, blobs = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}"), LocalBlobStore(tmp_path / "b")
+    meta.upgrade()
+    add_user(meta, "ann")
+    run = meta.create_node("/ann", "r", "Run", 2, [], "", "{}", None)
+    for i in range(1, 201):
+        data = entries(0, 10 * i)
+        key = new_blob_key()
+        writer = blobs.open_writer(key)
+        writer.write(data)
+        writer.commit()
+        obj, _ = meta.put_object(run.id, "metrics/train.yaml", key, len(data), hashlib.md5(data).hexdigest())
+        index = index_metric_object(meta, blobs, obj)
+        sizes = [n for _, n in meta.series_segment_sizes(obj.id)]
+        assert len(sizes) == index.segments <= 32
+    assert sizes[0] > sizes[-1] and len(sizes) < 32
+    series = decode_segments(meta.series_segments(obj.id))
+    assert list(series.step) == list(range(2000)) and index.count == 2000
+
+
 @pytest.mark.timeout(300)
 def test_million_point_series_is_served_fast(em_server, em_add_user):
     name, key = em_add_user()
