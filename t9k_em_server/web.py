@@ -29,10 +29,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import timedelta
 from os import PathLike
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -178,15 +179,15 @@ def _signin_page(request: Request, next_: str, error: str | None = None,
 
 
 def _page(request: Request, stores: Stores, script: str, *, sidebar: bool = False, nav: str = "",
-          preload: str | None = None, **data: str) -> Response:
-    """The page shell; ``preload`` names a UI JSON API path the page's script will fetch first,
-    so the browser fetches it while the modules load."""
+          preload: str | list[str] | None = None, **data: str) -> Response:
+    """The page shell; ``preload`` names the UI JSON API paths the page's script will fetch
+    first (exactly as it will ask for them), so the browser fetches them while the modules load."""
     user = session_user(request, stores)
     if user is None:
         return _signin_redirect(request)
     return TEMPLATES.TemplateResponse(request, "page.html", {
         "user": user.name, "script": script, "sidebar": sidebar, "nav": nav, "data": data,
-        "preload": f"{API}{preload}" if preload else None,
+        "preloads": [f"{API}{p}" for p in ([preload] if isinstance(preload, str) else preload or [])],
         "csrf": csrf_token(request.cookies[SESSION_COOKIE]),
     }, headers={"Cache-Control": "no-store"})
 
@@ -249,7 +250,19 @@ def signout(request: Request, csrf: str = Form(""), stores: Stores = Depends(get
 def folder_page(request: Request, path: str, stores: Stores = Depends(get_stores)) -> Response:
     path = "/" + path.strip("/")
     return _page(request, stores, "folder.js", sidebar=True, nav="folders",
-                 preload=f"/folders?path={quote(path, safe='')}&runs=false", path=path)
+                 preload=_folder_preloads(path, request.query_params), path=path)
+
+
+def _folder_preloads(path: str, params: Mapping[str, str]) -> list[str]:
+    """What folder.js asks for first: the folder (without its runs), the fields of its scope and,
+    unless grouped, the first page of runs (filter ``q``, newest first), each spelled as the
+    browser's ``URLSearchParams`` spells it."""
+    scope = [("folder", path)] + ([("recursive", "true")] if params.get("recursive") == "1" else [])
+    urls = [f"/folders?{urlencode([('path', path), ('runs', 'false')])}", f"/search/fields?{urlencode(scope)}"]
+    if not params.get("group"):
+        first = scope + ([("filter", params["q"])] if params.get("q") else []) + [("page_size", "50"), ("order_by", "start desc")]
+        urls.append(f"/search/runs?{urlencode(first)}")
+    return urls
 
 
 @router.get(f"{UI}/runs/{{node_id}}", response_class=HTMLResponse)

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -140,6 +141,20 @@ def test_filter_rows_equal_the_api(page, sweep):
     expected = api_search(sweep, "hparams.depth = 50", "val.accuracy.max desc")["json"]
     expect(count).to_have_attribute("data-total", str(expected["total"]))
     assert load_every_row(page) == [r["id"] for r in expected["runs"]]
+
+
+def test_first_requests_are_the_preloaded_ones(browser, sweep):
+    """The page shell preloads the folder, its fields and the first page of runs (filter from the
+    address included), so the script's own requests find them: each is asked for once."""
+    page = sign_in(browser, sweep["base"], sweep["key"])
+    asked: list[str] = []
+    page.on("request", lambda r: "/search/" in r.url and asked.append(r.url.split("/api/ui/v1")[1]))
+    page.goto(f"/ui/folders{sweep['folder']}?q={quote('hparams.lr = 0.1')}&recursive=1")
+    expect(page.locator("#run-count")).to_have_attribute("data-total", str(RUNS // 3))
+    assert sorted(u.split("?")[0] for u in asked) == ["/search/fields", "/search/runs"], asked
+    preloads = page.locator("link[rel=preload]").evaluate_all("links => links.map(l => l.href)")
+    assert {u.split("/api/ui/v1")[1] for u in preloads} >= set(asked)
+    page.context.close()
 
 
 def test_filter_completes_fields_and_shows_errors_inline(page, sweep):
