@@ -111,6 +111,22 @@ class TrashEntry(Base):
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
+class AuditEvent(Base):
+    """Who shared, edited, moved, deleted or restored what, and when. Names and paths are kept
+    as they were (users and nodes may be gone later)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_path", "path"), Index("ix_audit_events_path_to", "path_to"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    node_id: Mapped[str] = mapped_column(String(36))
+    path: Mapped[str] = mapped_column(String(1024))
+    path_to: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -437,6 +453,18 @@ class TrashView:
     parent_id: str
     deleted_by: str | None
     deleted_at: datetime
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    at: datetime
+    user: str
+    action: str
+    node_id: str
+    path: str
+    path_to: str | None
+    detail: dict
 
 
 @dataclass(frozen=True)
@@ -891,6 +919,33 @@ class MetadataStore:
         for node, role in rows:
             out.setdefault(node.id, (NodeView.of(node), []))[1].append(role)
         return list(out.values())
+
+    # ---- audit ----------------------------------------------------------------------------
+
+    def add_event(self, user_name: str, action: str, node_id: str, path: str,
+                  path_to: str | None, detail: dict) -> None:
+        with self.writing() as s:
+            s.add(AuditEvent(user_name=user_name, action=action, node_id=node_id, path=path,
+                             path_to=path_to, detail=json.dumps(detail, default=str), at=utcnow()))
+
+    def events_under(self, path: str, user_name: str | None, action: str | None, limit: int,
+                     before_id: int | None = None) -> list[EventView]:
+        """Events on ``path`` or below it (where a node was, or where it went), newest first;
+        only by ``user_name`` / of ``action`` when given; ``before_id`` pages back."""
+        prefix = path + "/"
+        under = [AuditEvent.path == path, func.substr(AuditEvent.path, 1, len(prefix)) == prefix,
+                 AuditEvent.path_to == path, func.substr(AuditEvent.path_to, 1, len(prefix)) == prefix]
+        cond = [or_(*under)]
+        if user_name:
+            cond.append(AuditEvent.user_name == user_name)
+        if action:
+            cond.append(AuditEvent.action == action)
+        if before_id is not None:
+            cond.append(AuditEvent.id < before_id)
+        with self.reading() as s:
+            rows = s.scalars(select(AuditEvent).where(*cond).order_by(AuditEvent.id.desc()).limit(limit)).all()
+            return [EventView(r.id, _aware(r.at), r.user_name, r.action, r.node_id, r.path, r.path_to,
+                              json.loads(r.detail or "{}")) for r in rows]
 
     # ---- nodes ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Moving nodes and the trash: the same handlers under ``/apis/v1`` (API key) and ``/api/ui/v1``
+"""Moving nodes, the trash and the audit trail: the same handlers under ``/apis/v1`` (API key) and ``/api/ui/v1``
 (the web UI: session cookie and CSRF header). Editing labels and descriptions, and deleting into
 the trash, are ``PUT``/``DELETE /nodes`` (``routers/nodes.py``).
 
@@ -7,6 +7,7 @@ the trash, are ``PUT``/``DELETE /nodes`` (``routers/nodes.py``).
 | ``POST /nodes/move`` ``{node, to}`` | editor of the node's Folder and of ``to`` | moves a node with its subtree into the Folder ``to`` |
 | ``GET /trash`` | | ``{items: [{id, name, type, path, deleted_by, deleted_at, expires_at}]}``: what the caller may restore (editor of the Folder it was in) |
 | ``POST /trash/restore`` ``{id}`` | editor of the Folder it was in | puts it back (``400`` when that Folder is gone or the name taken) |
+| ``GET /audit?folder=&user=&action=&limit=&before=`` | owner of the Folder | ``{events: [{id, at, user, action, node, path, to, detail}]}`` on it and below, newest first (``audit.py``) |
 
 ``em server gc`` frees what was trashed more than ``EM_SERVER_TRASH_DAYS`` (30) days ago.
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from .. import audit
 from ..access import Role, node_for, parent_for, roles_of
 from ..config import trash_days
 from ..errors import ApiError, conflict, node_not_found, permission_denied
@@ -46,13 +48,15 @@ def _move(stores: Stores, user: UserView, body: Move) -> dict:
     if folder.type != "Folder":
         raise ApiError(400, f"{folder.path} is a {folder.type}: nodes move into Folders")
     try:
-        return node_json(stores.meta.move_node(node.id, folder.id))
+        moved = stores.meta.move_node(node.id, folder.id)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     except Conflict:
         raise conflict(node.name) from None
     except NotFound:
         raise node_not_found(body.node) from None
+    audit.record(stores.meta, user, "move", node, moved.path)
+    return node_json(moved)
 
 
 async def move_node(request: Request, user: UserView = Depends(current_user),
@@ -84,11 +88,13 @@ def _restore(stores: Stores, user: UserView, body: TrashRef) -> dict:
     if role < Role.EDITOR:
         raise permission_denied()
     try:
-        return node_json(stores.meta.restore(body.id))
+        restored = stores.meta.restore(body.id)
     except NotFound as exc:
         raise ApiError(400, f"cannot restore: the Folder {exc.args[0]} is gone") from None
     except Conflict as exc:
         raise ApiError(400, f"cannot restore: {exc.args[0]!r} exists in its Folder again") from None
+    audit.record(stores.meta, user, "restore", restored)
+    return node_json(restored)
 
 
 async def restore(request: Request, user: UserView = Depends(current_user),
@@ -97,7 +103,25 @@ async def restore(request: Request, user: UserView = Depends(current_user),
     return await run_in_threadpool(_restore, stores, user, body)
 
 
+def audit_events(folder: str = Query(..., description="path or id of a Folder"),
+                 user: str | None = Query(None, description="only what this user did"),
+                 action: str | None = Query(None, description="|".join(audit.ACTIONS)),
+                 limit: int = Query(100, ge=1, le=1000),
+                 before: int | None = Query(None, description="the id of the last event of the page before"),
+                 caller: UserView = Depends(current_user), stores: Stores = Depends(get_stores)) -> dict:
+    if action is not None and action not in audit.ACTIONS:
+        raise ApiError(400, f"action must be one of {', '.join(audit.ACTIONS)}")
+    node = node_for(stores.meta, caller, folder, Role.OWNER)
+    events = stores.meta.events_under(node.path, user, action, limit, before)
+    return {"folder": {"id": node.id, "path": node.path},
+            "events": [{"id": e.id, "at": e.at.isoformat(), "user": e.user, "action": e.action,
+                        "node": e.node_id, "path": e.path, "to": e.path_to, "detail": e.detail}
+                       for e in events]}
+
+
 for _router in (api_router, ui_router):
+    _router.add_api_route("/audit", audit_events, methods=["GET"],
+                          summary="Who shared, edited, moved, deleted or restored what below a Folder (its owner)")
     _router.add_api_route("/nodes/move", move_node, methods=["POST"], openapi_extra=body_schema(Move),
                           summary="Move a node with its subtree into another Folder")
     _router.add_api_route("/trash", trash_list, methods=["GET"],

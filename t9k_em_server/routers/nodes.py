@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from .. import audit
 from ..access import Role, canonical_ref, node_for, parent_for
 from ..errors import ApiError, conflict, node_not_found
 from ..metadata_store import Conflict, NotAFolder, NotFound, UserView
@@ -143,6 +144,12 @@ async def update_node(request: Request, user: UserView = Depends(current_user),
         raise node_not_found(body.node) from None
     except Conflict:
         raise conflict(body.name or "") from None
+    changed = {k: v for k, v in (("labels", body.labels), ("description", body.description),
+                                 ("extra", body.extra)) if v is not None}
+    if changed:
+        await run_in_threadpool(audit.record, stores.meta, user, "edit", updated, None, changed)
+    if updated.path != node.path:
+        await run_in_threadpool(audit.record, stores.meta, user, "rename", node, updated.path)
     return node_json(updated)
 
 
@@ -162,6 +169,7 @@ async def delete_node(request: Request, user: UserView = Depends(current_user),
         await run_in_threadpool(stores.meta.trash, node.id, user.id)
     except NotFound:
         raise node_not_found(body.node) from None
+    await run_in_threadpool(audit.record, stores.meta, user, "delete", node)
     return {"id": node.id, "path": node.path, "deleted": True, "trash": True}
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from .. import audit
 from ..access import SHARE_ROLES, Role, node_for
 from ..errors import ApiError
 from ..metadata_store import NodeView, NotFound, ShareView, UserView
@@ -73,6 +74,7 @@ def _grant(stores: Stores, user: UserView, body: ShareRequest) -> dict:
         share = stores.meta.share(node.id, kind, name, body.role)
     except NotFound:
         raise ApiError(400, f"no {kind} named {name!r}") from None
+    audit.record(stores.meta, user, "share", node, detail={kind: name, "role": body.role})
     return {"folder": {"id": node.id, "path": node.path}, **_share_json(share)}
 
 
@@ -89,6 +91,8 @@ def _revoke(stores: Stores, user: UserView, body: Grantee) -> dict:
         revoked = stores.meta.unshare(node.id, kind, name)
     except NotFound:
         raise ApiError(400, f"no {kind} named {name!r}") from None
+    if revoked:
+        audit.record(stores.meta, user, "unshare", node, detail={kind: name})
     return {"folder": {"id": node.id, "path": node.path}, "kind": kind, "name": name,
             "revoked": revoked}
 

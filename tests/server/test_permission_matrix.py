@@ -261,6 +261,8 @@ for _prefix in ("/apis/v1", "/api/ui/v1"):
         TABLE[("GET", f"{_prefix}/search/{_name}")] = Rule("viewer", _build)
     _at = (lambda b: b) if _prefix == "/apis/v1" else _ui
     TABLE[("POST", f"{_prefix}/nodes/move")] = Rule("editor", _at(_move))
+    TABLE[("GET", f"{_prefix}/audit")] = Rule("owner", _at(lambda w, t, by: Call(
+        "GET", "/apis/v1/audit", params={"folder": ref(t, by), "action": "move"})))
     TABLE[("GET", f"{_prefix}/trash")] = Rule("user", lambda w, t, by, p=_prefix: Call("GET", f"{p}/trash"))
     TABLE[("POST", f"{_prefix}/trash/restore")] = Rule("editor", _at(by_id_only(_trashed)))
     TABLE[("GET", f"{_prefix}/keys")] = Rule("user", lambda w, t, by, p=_prefix: Call("GET", f"{p}/keys"))
