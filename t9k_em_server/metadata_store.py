@@ -245,7 +245,7 @@ class RunFields(Base):
     duration: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-# The index tables carry the Run's Folder (``folder_id``, its parent, which never changes) and
+# The index tables carry the Run's Folder (``folder_id``, its parent; a move updates it) and
 # lead their search indexes with it: a search scoped to some Folders reads only their entries,
 # whatever else the database holds, and needs no ``nodes`` row until its page is chosen. Each
 # index also ends with ``node_id`` so that a search reads the index alone. On SQLite the
@@ -599,8 +599,8 @@ def _edit_documented(s: Session, row: Node, labels: list[str] | None,
     if labels is not None:
         s.execute(delete(RunLabel).where(RunLabel.node_id == row.id))
         if labels:
-            s.execute(RunLabel.__table__.insert(), [{"node_id": row.id, "label": label}
-                                                    for label in dict.fromkeys(labels)])
+            s.execute(RunLabel.__table__.insert(), [{"node_id": row.id, "folder_id": row.parent_id,
+                                                     "label": label} for label in dict.fromkeys(labels)])
 
 
 def _live():  # type: ignore[no-untyped-def]
@@ -629,6 +629,14 @@ def _place(s: Session, row: Node, folder: Node) -> None:
                   execution_options={"synchronize_session": False})
         row.owner_id = folder.owner_id
     row.parent_id = folder.id
+    if row.type == "Run":  # the index rows follow the Run; the new Folder's column picker learns them
+        for table in (RunLabel, RunHparam, RunSummary):
+            s.execute(update(table).where(table.node_id == row.id).values(folder_id=folder.id))
+        hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
+        metrics = s.execute(select(RunSummary.type, RunSummary.name).where(RunSummary.node_id == row.id)).all()
+        _insert_ignore(s, FolderField.__table__,
+                       [{"folder_id": folder.id, "kind": "hparam", "key": k, "detail": d} for k, d in hparams]
+                       + [{"folder_id": folder.id, "kind": "metric", "key": t, "detail": n} for t, n in metrics])
 
 
 def _range_of_subtree(path: str):  # type: ignore[no-untyped-def]
@@ -1048,13 +1056,6 @@ class MetadataStore:
                 raise ValueError(f"cannot move {row.path} into itself")
             _place(s, row, folder)
             row.updated_at = utcnow()
-            if row.type == "Run":  # the column picker of the new Folder learns the Run's fields
-                hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
-                metrics = s.execute(select(RunSummary.type, RunSummary.name)
-                                    .where(RunSummary.node_id == row.id)).all()
-                _insert_ignore(s, FolderField.__table__,
-                               [{"folder_id": folder.id, "kind": "hparam", "key": k, "detail": d} for k, d in hparams]
-                               + [{"folder_id": folder.id, "kind": "metric", "key": t, "detail": n} for t, n in metrics])
             s.flush()
             return NodeView.of(row)
 

@@ -66,7 +66,11 @@ def test_runs_move_between_folders_the_user_may_write(team: World) -> None:
     assert moved.status_code == 200 and moved.json()["path"] == f"{mine}/mnist"
     # it is in bob's tree now, objects, series and search included; alice no longer sees it
     assert bob.get(f"{mine}/mnist/stdout.log").content == b"epoch 1\n"
-    assert [r["path"] for r in bob.request("GET", "/apis/v1/search/runs", params={"folder": mine}).json()["runs"]] == [f"{mine}/mnist"]
+    for query in ("", "hparams.lr = 0.01 and train.loss.min < 1"):  # the run index follows the Run
+        runs = bob.request("GET", "/apis/v1/search/runs", params={"folder": mine, "filter": query}).json()["runs"]
+        assert [r["path"] for r in runs] == [f"{mine}/mnist"], query
+    fields = bob.request("GET", "/apis/v1/search/fields", params={"folder": mine}).json()
+    assert "lr" in str(fields["hparams"]) and "loss" in str(fields["metrics"])
     assert alice.request("GET", "/apis/v1/nodes/info", params={"node": moved.json()["id"]}).status_code == 404
     assert bob.request("GET", "/apis/v1/nodes/info", params={"node": run}).status_code == 404
 
