@@ -277,6 +277,11 @@ def artifact_page(request: Request, node_id: str, stores: Stores = Depends(get_s
                  node=node_id)
 
 
+@router.get(f"{UI}/trash", response_class=HTMLResponse)
+def trash_page(request: Request, stores: Stores = Depends(get_stores)) -> Response:
+    return _page(request, stores, "trash.js", nav="trash", preload="/trash")
+
+
 @router.get(f"{UI}/keys", response_class=HTMLResponse)
 def keys_page(request: Request, stores: Stores = Depends(get_stores)) -> Response:
     return _page(request, stores, "keys.js", nav="keys", preload="/keys")

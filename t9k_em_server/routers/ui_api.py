@@ -188,7 +188,8 @@ def run_detail(node_id: str, user: UserView = Depends(current_user),
             "metric_counts": {t: i.count for t, i in sorted(indexes.items())},
             "last_metrics": {t: {n: v["value"] for n, v in i.last_values.items()}
                              for t, i in sorted(indexes.items())},
-            "segments": _segments(run.meta), "inputs": inputs, "outputs": outputs}
+            "segments": _segments(run.meta), "inputs": inputs, "outputs": outputs,
+            "role": role_of(stores.meta, user, run).name.lower()}
 
 
 @router.get("/runs/{node_id}/series", summary="One metric series, downsampled keeping extremes")
@@ -230,7 +231,7 @@ def artifact_detail(node_id: str, user: UserView = Depends(current_user),
     objects, total = stores.meta.list_objects(artifact.id, "", 0, MAX_OBJECTS)
     references = _read_document(stores, artifact, artifact_files.REFERENCES_FILE)
     references = references if isinstance(references, dict) else {}
-    return {**_summary(artifact),
+    return {**_summary(artifact), "role": role_of(stores.meta, user, artifact).name.lower(),
             "objects": [{"path": o.key, "size_bytes": o.size, "checksum": o.md5,
                          "updated": o.updated_at.isoformat()}
                         for o in objects if o.key not in artifact_files.ARTIFACT_CONTROL_FILES],

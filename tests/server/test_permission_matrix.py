@@ -230,6 +230,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/lineage/{node_id}"): _shell("/ui/lineage/{tree.run_id}"),
     ("GET", "/ui/compare"): _shell("/ui/compare"),
     ("GET", "/ui/keys"): _shell("/ui/keys"),
+    ("GET", "/ui/trash"): _shell("/ui/trash"),
     ("PUT", "/api/ui/v1/nodes"): Rule("editor", _ui(_node_write("PUT", lambda node: {
         "node": node, "description": "edited", "labels": ["x"]}))),
     ("DELETE", "/api/ui/v1/nodes"): Rule("editor", _ui(_node_write("DELETE", lambda node: {"node": node}))),

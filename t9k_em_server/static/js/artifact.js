@@ -1,5 +1,6 @@
 // The artifact page: metadata, objects (each downloadable) and references (shown as links).
 import { getJSON, el, mount, showError, links, fmtTime, fmtBytes, labelChips, breadcrumbs, kindBadge, Table } from "./common.js";
+import { editCard } from "./manage.js";
 
 const root = document.getElementById("page");
 const artifactId = root.dataset.node;
@@ -44,7 +45,8 @@ async function main() {
       el("dt", {}, "Used by"), el("dd", { id: "used-by" }, runLinks(graph.edges.filter((e) => e.from === a.id).map((e) => e.to))))),
     el("div", { class: "card flush", id: "objects" }, el("div", { class: "card-head" }, el("h2", {}, "Objects"),
       el("span", { class: "muted" }, "click a file to download it")), objects.node),
-    el("div", { class: "card flush", id: "references" }, el("div", { class: "card-head" }, el("h2", {}, "References")), refs.node));
+    el("div", { class: "card flush", id: "references" }, el("div", { class: "card-head" }, el("h2", {}, "References")), refs.node),
+    editCard(a, a.role));
 }
 
 main();

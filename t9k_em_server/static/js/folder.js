@@ -5,6 +5,7 @@
 import { getJSON, el, mount, showError, links, fmtTime, fmtShortTime, fmtDuration, durationSeconds, parseTime, statusBadge,
   labelChips, breadcrumbs, flatten, fmtBytes, fmtValue, Table } from "./common.js";
 import { renderTree } from "./tree.js";
+import { activityCard, editCard, sharingCard } from "./manage.js";
 import { SYSTEM_TYPE } from "./system.js";
 import { searchRuns, searchFields, fieldValues, runsSeries, groupSeries, fieldName, andFilters, QueryFailure, SUMMARIES,
   MAX_OVERLAY_RUNS, MAX_PLOT_RUNS } from "./search.js";
@@ -322,7 +323,9 @@ async function main() {
         brushChip, table.node, table.footer),
       charts.node, plots.node],
     artifacts.length ? el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Artifacts")),
-      Object.assign(new Table(ARTIFACT_COLUMNS, artifacts, { sortKey: "start", sortDir: -1 }).node, { id: "artifacts" })) : null);
+      Object.assign(new Table(ARTIFACT_COLUMNS, artifacts, { sortKey: "start", sortDir: -1 }).node, { id: "artifacts" })) : null,
+    sharingCard(data.folder, data.role), activityCard(data.folder, data.role),
+    folderPath.split("/").length > 2 ? editCard(data.folder, data.role) : null);
   refresh(true, first);
 }
 

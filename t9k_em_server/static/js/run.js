@@ -6,6 +6,7 @@ import { ChartPanel, MetricChart, typeColor } from "./charts.js";
 import { renderHparams } from "./hparams.js";
 import { seriesLoader, metricNames } from "./series.js";
 import { SYSTEM_TYPE, systemCharts, systemFields } from "./system.js";
+import { editCard } from "./manage.js";
 
 const POLL_MS = 3000;
 const root = document.getElementById("page");
@@ -100,7 +101,8 @@ async function main() {
         el("h2", {}, "Last metrics"), el("div", { id: "summary-box", style: "margin-bottom:14px" }, summary(run)),
         el("h2", {}, "Inputs"), el("div", { id: "inputs" }, nodeList(run.inputs, "No inputs.")),
         el("h2", { style: "margin-top:14px" }, "Outputs"), el("div", { id: "outputs" }, nodeList(run.outputs, "No outputs.")))),
-    el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Log"), logNote), logBox));
+    el("div", { class: "card flush" }, el("div", { class: "card-head" }, el("h2", {}, "Log"), logNote), logBox),
+    editCard(run, run.role));
   mount(hpBox, el("div", { class: "card-head" }, el("h2", {}, "Hyperparameters")), el("div", { id: "hp-body" }));
   renderHparams(hpBox.querySelector("#hp-body"), run.hparams);
 
