@@ -512,16 +512,22 @@ def _insert_ignore(conn: Any, table: Any, rows: list[dict]) -> None:
 def write_run_fields(conn: Any, node_id: str, folder_id: str, fields: RunFieldsView | None) -> None:
     """Replace the Run's ``run_fields`` row and labels (None: remove them)."""
     conn.execute(delete(RunFields.__table__).where(RunFields.__table__.c.node_id == node_id))
-    conn.execute(delete(RunLabel.__table__).where(RunLabel.__table__.c.node_id == node_id))
     if fields is None:
+        write_run_labels(conn, node_id, folder_id, [])
         return
     conn.execute(RunFields.__table__.insert(), [dict(
         node_id=node_id, status=fields.status, description=fields.description,
         start_time=fields.start_time, end_time=fields.end_time, duration=fields.duration)])
-    labels = list(dict.fromkeys(fields.labels))
+    write_run_labels(conn, node_id, folder_id, fields.labels)
+
+
+def write_run_labels(conn: Any, node_id: str, folder_id: str, labels: list[str]) -> None:
+    """Replace the Run's labels."""
+    table = RunLabel.__table__
+    conn.execute(delete(table).where(table.c.node_id == node_id))
     if labels:
-        conn.execute(RunLabel.__table__.insert(), [
-            {"node_id": node_id, "folder_id": folder_id, "label": label} for label in labels])
+        conn.execute(table.insert(), [{"node_id": node_id, "folder_id": folder_id, "label": label}
+                                      for label in dict.fromkeys(labels)])
 
 
 def write_run_hparams(conn: Any, node_id: str, folder_id: str, values: list[HparamValue]) -> None:
@@ -597,10 +603,8 @@ def _edit_documented(s: Session, row: Node, labels: list[str] | None,
     if description is not None:
         s.execute(update(RunFields).where(RunFields.node_id == row.id).values(description=description))
     if labels is not None:
-        s.execute(delete(RunLabel).where(RunLabel.node_id == row.id))
-        if labels:
-            s.execute(RunLabel.__table__.insert(), [{"node_id": row.id, "folder_id": row.parent_id,
-                                                     "label": label} for label in dict.fromkeys(labels)])
+        assert row.parent_id is not None  # a Run is always in a Folder
+        write_run_labels(s, row.id, row.parent_id, labels)
 
 
 def _live():  # type: ignore[no-untyped-def]

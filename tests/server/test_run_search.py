@@ -339,3 +339,21 @@ def test_slow_search_is_a_query_error_on_postgresql(stores, sweep, monkeypatch):
     monkeypatch.setattr(Filter, "selection", lambda self, in_scope: Selection([], func.slow()))
     with pytest.raises(QueryError, match="longer than 0.001 s"):
         run_search.search(stores.meta, sweep, "", ["name"], 10, None)
+
+
+def test_moved_run_is_found_in_its_new_folder(stores, sweep):
+    """The index rows carry the Run's Folder: a move takes them along (and the column picker
+    of the new Folder learns the Run's fields)."""
+    add_user(stores.meta, "mover")
+    for name in ("from", "to"):
+        stores.meta.create_node("/mover", name, "Folder", 0, [], "", "{}", None)
+    run = add_run(stores, "/mover/from", "walker", labels=["moving"], hparams={"opt": {"lr": 0.5}},
+                  metrics={"val": metric_file({"acc": [0.25, 0.75]})})
+    source, target = (run_search.Scope(stores.meta.get_node(f"/mover/{n}").id, False) for n in ("from", "to"))
+    query = "hparams.opt.lr = 0.5 and val.acc.max > 0.5 and labels contains 'moving'"
+    assert names(stores, source, query) == ["walker"] and names(stores, target, query) == []
+    stores.meta.move_node(run.id, target.folder_id)
+    assert names(stores, source, query) == [] and names(stores, target, query) == ["walker"]
+    assert names(stores, target, "not hparams.opt.lr = 1 or labels ~ '^x'") == ["walker"]
+    fields = run_search.fields(stores.meta, target)
+    assert "hparams.opt.lr" in fields["fields"] and {"type": "val", "name": "acc"} in fields["metrics"]
