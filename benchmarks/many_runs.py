@@ -27,6 +27,10 @@ rounds that alternate every measure (one warm-up round left out; median and p95)
 - MLflow: the same 10,000 Runs (hparams as params with dotted names, the ``min``/``max``
   summaries as metrics), ``mlflow.search_runs`` with the equivalent filter and order,
   ``max_results=50`` (MLflow has no total);
+- the same search over all Runs as ``teammate``, a user who sees ``/bench/sweep`` only through
+  a share to the group ``bench-team`` (viewer): what sharing costs a search, side by side with
+  the owner's in the same rounds (``access.node_for`` resolves the scope either way; a
+  non-owner's adds one query of the shares of the scope's Folders);
 - each server's RSS, sampled every 0.1 s from its start (migrations included) to its stop.
 
 Run: ``.venv/bin/python benchmarks/many_runs.py [--runs 100000] [--mlflow-runs 10000]
@@ -339,6 +343,18 @@ def http_measure(server: ServerProcess, key: str, path: str, params: dict) -> An
     return once
 
 
+def share_through_group(server: ServerProcess) -> str:
+    """Create ``teammate`` in group ``bench-team`` and share ``/bench/sweep`` with the group as
+    viewer, in the server's stores; returns teammate's key."""
+    _, key = server.add_user("teammate")
+    server.add_group("bench-team", ["teammate"])
+    with server.metadata() as meta:
+        sweep = meta.get_node("/bench/sweep")
+        assert sweep is not None, "seed first"
+        meta.share(sweep.id, "group", "bench-team", "viewer")
+    return key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -377,6 +393,11 @@ def main() -> None:
         print(f"mlflow: {args.mlflow_runs} runs ({json.loads((data / 'mlflow-seeded.json').read_text())['seed_s']:.0f} s to seed)",
               flush=True)
 
+    team = data / "team.json"
+    if not team.exists():  # older caches: add the teammate once
+        team.write_text(json.dumps({label: share_through_group(server) for label, server in backends.items()}))
+    teammates = json.loads(team.read_text())
+
     load_before = os.getloadavg()
     psutil.cpu_percent()
     samplers, measures = {}, {}
@@ -388,6 +409,8 @@ def main() -> None:
             search = {"filter": SEARCH, "order_by": ORDER, "page_size": 50, "recursive": "true"}
             measures[f"{label} search {args.runs}"] = http_measure(
                 server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep"})
+            measures[f"{label} search {args.runs} shared"] = http_measure(
+                server, teammates[label], "/apis/v1/search/runs", {**search, "folder": "/bench/sweep"})
             measures[f"{label} search {PART}"] = http_measure(
                 server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep/p0"})
             measures[f"{label} group {args.runs}"] = http_measure(
@@ -417,16 +440,21 @@ def main() -> None:
                 server.stop()
     load_after, busy = os.getloadavg(), psutil.cpu_percent()
 
-    print(f"\n{'measure':<28} {'median ms':>10} {'p95 ms':>8} {'rows/total':>11}")
+    print(f"\n{'measure':<34} {'median ms':>10} {'p95 ms':>8} {'rows/total':>11}")
     for name, values in times.items():
         answer = answers[name]
         rows = len(answer["groups"]) if "groups" in answer else answer.get("total", answer.get("rows"))
         median, p95 = percentiles(values)
-        print(f"{name:<28} {median:>10.1f} {p95:>8.1f} {rows:>11}")
+        print(f"{name:<34} {median:>10.1f} {p95:>8.1f} {rows:>11}")
     for label, peak in rss.items():
         print(f"{label} server peak RSS: {peak:.0f} MB")
     ml = f"mlflow search {args.mlflow_runs}"
     for label in backends:
+        own, shared = times[f"{label} search {args.runs}"], times[f"{label} search {args.runs} shared"]
+        assert answers[f"{label} search {args.runs}"] == answers[f"{label} search {args.runs} shared"]
+        ratios = [b / a for a, b in zip(own, shared)]
+        print(f"ratio shared (group viewer) / owner, {label} search {args.runs} (median of per-round "
+              f"ratios): {statistics.median(ratios):.2f}x")
         ours = f"{label} search {PART}"
         if ml in times and ours in times and args.mlflow_runs == PART:
             print(f"ratio mlflow / {label} at {PART} runs (search median): "

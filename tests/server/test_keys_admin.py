@@ -113,3 +113,41 @@ def test_admin_manages_users_keys_and_groups(team: World) -> None:
     time.sleep(5.5)  # the server remembers a key's user (and role) for 5 s
     assert newbie.request("GET", "/apis/v1/nodes/info", params={"node": team.private.run}).status_code == 200
     assert root.request("PUT", "/apis/v1/admin/users", json={"name": name, "admin": False}).status_code == 200
+
+
+def test_group_and_admin_commands(tmp_path) -> None:
+    """``em server add-group / add-member / remove-member / list-groups / add-user --admin /
+    set-admin`` on a data dir, and what they do to a running server's answers."""
+    import subprocess
+    import sys
+
+    from support.em_server_process import ServerProcess
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "t9k_em_server", *args, "--data-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+
+    boss = cli("add-user", "boss", "--admin")
+    assert boss.returncode == 0 and "created admin 'boss'" in boss.stdout
+    for name in ("ann", "ben"):
+        assert cli("add-user", name).returncode == 0
+    assert cli("add-group", "ml").stdout.strip() == "created group 'ml'"
+    assert "already exists" in cli("add-group", "ml").stderr
+    added = cli("add-member", "ml", "ann", "ben")
+    assert added.stdout.splitlines() == ["'ann' is in 'ml'", "'ben' is in 'ml'"]
+    assert cli("remove-member", "ml", "ben").stdout.strip() == "'ben' is not in 'ml'"
+    assert cli("list-groups").stdout.strip() == "ml\tann"
+    missing = cli("add-member", "nope", "ann")
+    assert missing.returncode == 1 and missing.stderr.strip() == "em server: no such group 'nope'"
+    assert cli("set-admin", "ben").stdout.strip() == "'ben' is an admin"
+    users = {line.split("\t")[0]: line for line in cli("list-users").stdout.splitlines()}
+    assert users["boss"].endswith("admin") and users["ben"].endswith("admin") and not users["ann"].endswith("admin")
+    assert cli("set-admin", "ben", "--off").returncode == 0
+    server = ServerProcess(tmp_path)
+    server.start()
+    try:
+        boss_key = boss.stdout.strip().splitlines()[-1]
+        groups = Api(server.base_url, boss_key, "boss").request("GET", "/apis/v1/admin/groups").json()
+        assert groups == {"groups": [{"name": "ml", "members": ["ann"]}]}
+    finally:
+        server.stop()
