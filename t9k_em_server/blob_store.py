@@ -82,6 +82,15 @@ class BlobWriter(ABC):
         self.make_durable()
         self.publish()
 
+    def write_and_commit(self, data: bytes) -> None:
+        """Write the last bytes and commit; on an error abort (and raise it)."""
+        try:
+            self.write(data)
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
     @abstractmethod
     def make_durable(self) -> None:
         """Get the bytes onto stable storage (not yet visible)."""
@@ -156,13 +165,7 @@ class BlobStore(ABC):
         once the new blob is durable (it switches the object's row; if it raises, the new blob
         is dropped). ``key`` stays readable up to ``size``. This version copies (S3)."""
         check()
-        writer = self.copy_prefix(key, size, new_key)
-        try:
-            writer.write(data)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        self.copy_prefix(key, size, new_key).write_and_commit(data)
         try:
             return commit()
         except BaseException:

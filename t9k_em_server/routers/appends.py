@@ -115,13 +115,7 @@ def _series_hint(stores: Stores, current: ObjectView, kept: int) -> tuple[int, s
 
 def _create(stores: Stores, node: NodeView, key: str, data: bytes) -> ObjectView:
     blob_key = new_blob_key()
-    writer = stores.blobs.open_writer(blob_key)
-    try:
-        writer.write(data)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    stores.blobs.open_writer(blob_key).write_and_commit(data)
     state = hashlib.md5(data)
     obj = stores.meta.switch_object(node.id, key, None, blob_key, len(data), state.hexdigest())
     if obj is None:
@@ -183,11 +177,7 @@ def _truncate(stores: Stores, node: NodeView, key: str, size: int) -> ObjectView
     except Exception:  # the old blob was deleted by a write that won the race: a 409
         _raise_if_changed(stores, node, key, current, f"at least {size}")
         raise
-    try:
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    writer.write_and_commit(b"")
     state = hashlib.md5()
     for chunk in stores.blobs.iter_bytes(new_key, end=size):
         state.update(chunk)

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 
 import pytest
 
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import metadata_file, run_files
-from support.sdk_remote_util import local_md5s, server_md5s
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+from support.sdk_remote_util import local_md5s, server_md5s, wait_for
 
 
 def _server_sizes(client: em_client.AISClient, node_path: str) -> dict[str, int]:
@@ -42,15 +32,15 @@ def test_live_run_is_synced_while_training(logged_in, folder: str, monkeypatch) 
     metric_file = run_files.metric_path(run.local, 'train')
 
     # while the Run is still running, the appended metric file and new hparams reach the server
-    assert _wait_for(lambda: os.path.exists(metric_file) and _server_sizes(client, node_path).get(
+    assert wait_for(lambda: os.path.exists(metric_file) and _server_sizes(client, node_path).get(
         'metrics/train.yaml') == os.path.getsize(metric_file))
-    assert _wait_for(lambda: server_md5s(client, node_path).get('hyperparameters.yaml') ==
+    assert wait_for(lambda: server_md5s(client, node_path).get('hyperparameters.yaml') ==
                      local_md5s(run.local)['hyperparameters.yaml'])
 
     model = em.create_artifact('model')
     model.add_reference('s3://bucket/model.pt')
     run.mark_output(model)  # a new association: the Artifact goes up and the edge is added
-    assert _wait_for(lambda: len(client.graph(client.node_info(node_path)['id'])[1]) == 1)
+    assert wait_for(lambda: len(client.graph(client.node_info(node_path)['id'])[1]) == 1)
 
     run.finish()  # waits for the final sync
     assert server_md5s(client, node_path) == local_md5s(run.local)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from typing import Callable
 
 import pytest
 
 from support.em_server_process import ServerProcess
-from support.sdk_remote_util import local_md5s, server_md5s
+from support.sdk_remote_util import local_md5s, server_md5s, wait_for
 from t9k import em
 from t9k_em_core import client as em_client
 from t9k_em_core import incremental, metadata_file, metrics, run_files, transfer
@@ -23,15 +21,6 @@ from t9k_em_core import incremental, metadata_file, metrics, run_files, transfer
 pytestmark = pytest.mark.timeout(180)
 
 TRAIN = run_files.metric_index_path('train')
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _synced(client: em_client.AISClient, node_path: str, run_dir: str, rel: str = TRAIN) -> bool:
@@ -72,7 +61,7 @@ def test_live_run_sends_only_new_bytes(logged_in, folder: str) -> None:
     for burst in range(5):
         _log(run, range(burst * 200, (burst + 1) * 200))
         print(f'burst {burst}')  # stdout.log grows too
-        assert _wait_for(lambda: _synced(client, node_path, run.local))
+        assert wait_for(lambda: _synced(client, node_path, run.local), 30)
     appender = run._syncer._appender
     assert appender is not None and run._syncer.interval == 0.5
     run.finish()
@@ -129,11 +118,11 @@ def test_rewind_cuts_the_server_copy(logged_in, folder: str, caplog) -> None:
     node_path = f'/alice/{folder}/rewound'
     for burst in range(3):
         _log(run, range(burst * 500, (burst + 1) * 500))
-        assert _wait_for(lambda: _synced(client, node_path, run.local))
+        assert wait_for(lambda: _synced(client, node_path, run.local), 30)
     node_id = client.node_info(node_path)['id']
     cut = _rewind(run, 1199)
     _log(run, range(1200, 1300), offset=10.0)  # the redone steps, other values
-    assert _wait_for(lambda: _synced(client, node_path, run.local))
+    assert wait_for(lambda: _synced(client, node_path, run.local), 30)
     assert 'cut back to %d bytes' % cut in caplog.text
     first = run._syncer._appender.bytes_sent
     run.finish()
@@ -180,7 +169,7 @@ def test_fallback_to_whole_files_without_the_extension(plain_server, workdir, fo
         node_path = f'/alice/{folder}/plain'
         for burst in range(3):
             _log(run, range(burst * 100, (burst + 1) * 100))
-            assert _wait_for(lambda: _synced(client, node_path, run.local))
+            assert wait_for(lambda: _synced(client, node_path, run.local), 30)
         assert client.can_append() is False and run._syncer._appender is None
         _rewind(run, 149)
         _log(run, range(150, 180), offset=10.0)

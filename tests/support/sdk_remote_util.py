@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Callable, Optional
 
 from t9k_em_core import client as em_client
 from t9k_em_core import artifact_files, fileio
@@ -63,3 +64,13 @@ def restart(server) -> None:
     """Starts a killed ``em_server_process.ServerProcess`` again on its port (clients keep
     their URL)."""
     server.start(port=server.port)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Polls ``predicate`` every 0.1 s until it holds or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
