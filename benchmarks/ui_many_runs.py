@@ -1,28 +1,30 @@
-"""The web UI with many runs, in headless Chromium against a real ``em server`` (SQLite; ``--pg``
-adds PostgreSQL), medians and p95 of REPEATS page loads after one cold load:
+"""The web UI with many runs, in headless Chromium against a real ``em server``, on SQLite and
+on PostgreSQL (``--no-pg``: SQLite only); medians and p95 of REPEATS page loads after a cold one:
 
-(1) **Folder page over N runs** (default 100,000): ``/ui/folders/bench/sweep?recursive=1``, the
-    runs of 100 folders × 1,000, seeded by ``many_runs.seed`` (the rows the upload path derives:
-    fields, labels, flattened hparams, metric summaries). Navigation start → the first 50 rows
-    painted (the page's ``performance.mark("em:first-rows")``), with no filter (newest first) and
-    with the filter of ``many_runs.SEARCH`` in the address (``?q=``).
-(2) **Overlay of R runs × P points** (default 100 × 10,000; ``train``/``loss``), uploaded over the
-    HTTP API like any run (indexed into the series cache at upload): the folder page with the R
-    runs selected, "Charts of many runs" opened: one ``/search/series`` request (each series
-    downsampled to 1,000 points, extremes kept) and uPlot drawing, timed in the page (``data-ms``:
-    request start → the frame after the chart is drawn). Side by side in the same page: the same
-    series fetched with one request per run (``/api/ui/v1/runs/<id>/series``, what a per-run
-    chart would do), fetch time only.
-(3) The server's peak RSS over all of it.
+(1) **Folder page over N runs** (default 100,000): ``/ui/folders/bench/sweep?recursive=1`` on the
+    databases ``benchmarks/many_runs.py`` seeds and caches in ``--data-dir`` (its seeding is the
+    upload's parse and indexing path; run here first when the cache is missing). Navigation start
+    → the first 50 rows painted (the page's ``performance.mark("em:first-rows")``), with no filter
+    (newest first) and with ``many_runs.SEARCH`` in the address (``?q=``).
+(2) **Overlay of R runs × P points** (default 100 × 10,000; ``train``/``loss``) on a fresh
+    server per database, the runs uploaded over the HTTP API like any run (indexed into the series
+    cache at upload): the folder page with the R runs selected, "Charts of many runs" opened: one
+    ``/search/series`` request (each series downsampled to 1,000 points, extremes kept) and uPlot
+    drawing, timed in the page (``data-ms``: request start → the frame after the chart is drawn).
+    Beside it, in the same page: the same series with one request per run
+    (``/api/ui/v1/runs/<id>/series``), fetch time only.
+(3) Each server's peak RSS while it served the pages.
 
-Run: ``.venv/bin/python benchmarks/ui_many_runs.py [--runs 100000] [--overlay-runs 100]
-[--points 10000] [--repeats 10] [--pg] [--no-sqlite]``.
+Run: ``.venv/bin/python benchmarks/ui_many_runs.py [--runs 100000] [--data-dir /tmp/em-many-runs]
+[--overlay-runs 100] [--points 10000] [--repeats 10] [--no-pg]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +43,7 @@ from support.browser import chromium, sign_in  # noqa: E402
 from support.em_server_process import ServerProcess  # noqa: E402
 from support.ui_seed import Seeder, metric_text  # noqa: E402
 
-OVERLAY = "/bench/overlay"
+OVERLAY = "/overlay/runs"
 
 
 def stats(values: list[float]) -> str:
@@ -113,56 +115,77 @@ def overlay(page, runs: int, repeats: int) -> tuple[list[float], list[float]]:  
     return drawn[1:], per_run[1:]
 
 
-def measure(label: str, db: str | None, args: argparse.Namespace, tmp: Path) -> None:
-    server = ServerProcess(tmp / f"srv-{label}", db=db)
-    _, key = server.add_user("bench")
-    url = (db or f"sqlite:///{server.data_dir / 'em.db'}").replace("postgresql://", "postgresql+psycopg://", 1)
-    started = time.perf_counter()
-    many_runs.seed(url, args.runs)
-    print(f"{label}: seeded {args.runs} runs in {time.perf_counter() - started:.0f} s", flush=True)
-    server.start()
+def watched(server: ServerProcess, label: str, work) -> None:  # type: ignore[no-untyped-def]
+    """Start ``server``, run ``work()`` while sampling its RSS, stop it, print the peak."""
+    server.start(timeout=1800)  # a migration of a cached database runs at start
     watch = RssWatch(server.pid)
     try:
-        started = time.perf_counter()
-        seed_overlay(server.base_url, key, args.overlay_runs, args.points)
-        print(f"{label}: uploaded {args.overlay_runs} runs x {args.points} points in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-        with chromium(args.chromium) as browser:
-            page = sign_in(browser, server.base_url, key)
-            for name, url_ in (("no filter", "/ui/folders/bench/sweep?recursive=1"),
-                               ("filter", f"/ui/folders/bench/sweep?recursive=1&q={quote(many_runs.SEARCH)}")):
-                cold, warm = first_rows(page, url_, args.repeats)
-                print(f"{label}: folder page, {args.runs} runs, {name}: first rows painted "
-                      f"cold {cold:.0f} ms, warm {stats(warm)}", flush=True)
-            drawn, per_run = overlay(page, args.overlay_runs, args.repeats)
-            print(f"{label}: overlay {args.overlay_runs} runs x {args.points} points: one request + drawn "
-                  f"{stats(drawn)}", flush=True)
-            print(f"{label}:   the same series, one request per run (fetch only): {stats(per_run)}; "
-                  f"ratio {statistics.median(per_run) / statistics.median(drawn):.1f}x", flush=True)
+        work()
     finally:
         watch.stop.set()
         server.stop()
     print(f"{label}: server peak RSS {watch.peak:.0f} MiB", flush=True)
 
 
+def folder_page(label: str, server: ServerProcess, key: str, args: argparse.Namespace) -> None:
+    def work() -> None:
+        with chromium(args.chromium) as browser:
+            page = sign_in(browser, server.base_url, key)
+            for name, url in (("no filter", "/ui/folders/bench/sweep?recursive=1"),
+                              ("filter", f"/ui/folders/bench/sweep?recursive=1&q={quote(many_runs.SEARCH)}")):
+                cold, warm = first_rows(page, url, args.repeats)
+                print(f"{label}: folder page, {args.runs} runs, {name}: first rows painted "
+                      f"cold {cold:.0f} ms, warm {stats(warm)}", flush=True)
+    watched(server, f"{label} (folder page)", work)
+
+
+def overlay_page(label: str, server: ServerProcess, args: argparse.Namespace) -> None:
+    _, key = server.add_user("overlay")
+
+    def work() -> None:
+        started = time.perf_counter()
+        seed_overlay(server.base_url, key, args.overlay_runs, args.points)
+        print(f"{label}: uploaded {args.overlay_runs} runs x {args.points} points in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        with chromium(args.chromium) as browser:
+            drawn, per_run = overlay(sign_in(browser, server.base_url, key), args.overlay_runs, args.repeats)
+        print(f"{label}: overlay {args.overlay_runs} runs x {args.points} points: one request + drawn "
+              f"{stats(drawn)}", flush=True)
+        print(f"{label}:   the same series, one request per run (fetch only): {stats(per_run)}", flush=True)
+    watched(server, f"{label} (overlay)", work)
+
+
+def seeded(args: argparse.Namespace) -> tuple[Path, dict]:
+    """many_runs.py's cache of ``args.runs`` runs (seeded by running it when missing)."""
+    data = args.data_dir / f"runs-{args.runs}{'-nopg' if args.no_pg else ''}"
+    if not (data / "seeded.json").exists():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "many_runs.py"), "--runs", str(args.runs),
+                        "--data-dir", str(args.data_dir), "--no-mlflow", "--rounds", "1"]
+                       + (["--no-pg"] if args.no_pg else []), check=True)
+    return data, json.loads((data / "seeded.json").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/em-many-runs"))
     parser.add_argument("--overlay-runs", type=int, default=100)
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--pg", action="store_true", help="PostgreSQL too (127.0.0.1:5432)")
-    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        if not args.no_sqlite:
-            measure("sqlite", None, args, tmp)
-        if args.pg:
+    data, seed = seeded(args)
+    folder_page("sqlite", ServerProcess(data / "sqlite"), seed["keys"]["sqlite"], args)
+    if not args.no_pg:
+        pg_url = f"postgresql://postgres@127.0.0.1:5432/em_bench_{args.runs}"  # many_runs.py's database
+        folder_page("postgresql", ServerProcess(data / "pg", db=pg_url), seed["keys"]["postgresql"], args)
+    with tempfile.TemporaryDirectory() as tmp:
+        overlay_page("sqlite", ServerProcess(Path(tmp) / "overlay-sqlite"), args)
+        if not args.no_pg:
             from support.team_services import fresh_pg_database
             with fresh_pg_database() as url:
-                measure("postgresql", url, args, tmp)
+                overlay_page("postgresql", ServerProcess(Path(tmp) / "overlay-pg", db=url), args)
     print(f"(machine: {psutil.cpu_count()} CPUs, load average {psutil.getloadavg()[0]:.1f}, shared with other jobs)")
 
 
