@@ -263,7 +263,11 @@ async function main() {
   const ctx = { scope, fields, get chosen() { return chosen; }, query: () => state.query };
   const table = new RunTable({
     scope, columns: columns(chosen, fields, withGpu), order,
-    onCheck: (set) => { compareBtn.disabled = set.size < 2; compareBtn.textContent = set.size ? `Compare (${set.size})` : "Compare"; },
+    onCheck: (set) => {
+      compareBtn.disabled = set.size < 2;
+      compareBtn.textContent = set.size ? `Compare (${set.size})` : "Compare";
+      if (!table.groupBy) charts.draw(); // the overlay follows the selection
+    },
     onError: (e) => {
       if (!(e instanceof QueryFailure)) { showError(table.node, e); return; }
       // The table's filter is "(query) and (brush)" when both are set: positions shift by one.
