@@ -355,6 +355,23 @@ def share_through_group(server: ServerProcess) -> str:
     return key
 
 
+def scope_cost(server: ServerProcess, keys: dict[str, str], calls: int = 500) -> dict[str, float]:
+    """Median µs of resolving the search scope ``/bench/sweep`` (``access.node_for``, what every
+    search does first) for each user of ``keys`` ({name: key}), in this process, alternating."""
+    from t9k_em_server.access import node_for
+    from t9k_em_server.users import hash_key
+
+    with server.metadata() as meta:
+        users = {name: meta.user_by_key_hash(hash_key(key)) for name, key in keys.items()}
+        times: dict[str, list[float]] = {name: [] for name in users}
+        for _ in range(calls):
+            for name, user in users.items():
+                started = time.perf_counter()
+                node_for(meta, user, "/bench/sweep")
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1e6 for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -439,6 +456,8 @@ def main() -> None:
             if server.proc is not None:
                 server.stop()
     load_after, busy = os.getloadavg(), psutil.cpu_percent()
+    scope_us = {label: scope_cost(server, {"owner": seeded["keys"][label], "group viewer": teammates[label]})
+                for label, server in backends.items()}
 
     print(f"\n{'measure':<34} {'median ms':>10} {'p95 ms':>8} {'rows/total':>11}")
     for name, values in times.items():
@@ -454,7 +473,8 @@ def main() -> None:
         assert answers[f"{label} search {args.runs}"] == answers[f"{label} search {args.runs} shared"]
         ratios = [b / a for a, b in zip(own, shared)]
         print(f"ratio shared (group viewer) / owner, {label} search {args.runs} (median of per-round "
-              f"ratios): {statistics.median(ratios):.2f}x")
+              f"ratios): {statistics.median(ratios):.2f}x; resolving the scope in-process: "
+              + ", ".join(f"{who} {us:.0f} µs" for who, us in scope_us[label].items()))
         ours = f"{label} search {PART}"
         if ml in times and ours in times and args.mlflow_runs == PART:
             print(f"ratio mlflow / {label} at {PART} runs (search median): "
