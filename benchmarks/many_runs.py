@@ -9,12 +9,14 @@ as the SDK writes them (``metadata.yaml`` and ``hyperparameters.yaml`` by ``file
 ``metrics/<type>.yaml`` by ``metric_file.format_entries``), then go through what an upload does
 with them: ``indexing.parse_document`` (the bounded YAML loader), ``indexing.derived_of``
 (fields, labels, flattened typed hparams), ``series.parse_metric_bytes`` (the server's metric
-reader) and ``Series.summaries``/``encode`` (summaries, series segment). The rows are written
-by the store's writers (``write_run_fields``, ``write_run_hparams``, ``write_run_summaries``)
-plus the object, series index and segment rows, 500 Runs per transaction, into both databases
-from one pass. The blobs themselves are not kept (search never reads them; the series cache
-lives in the database). Then ``ANALYZE`` (SQLite) / ``VACUUM ANALYZE`` (PostgreSQL, what
-autovacuum does after a load).
+reader) and ``Series.summaries``/``encode`` (summaries, series segment). A Run's metric file is
+one of 1,000 generated per metric type (identical bytes index identically, so each is parsed
+once per process; 100k distinct files would be 25 GB of YAML). The rows are written by the
+store's writers (``write_run_fields``, ``write_run_hparams``, ``write_run_summaries``) plus the
+object, series index and segment rows, 500 Runs per transaction, into both databases from one
+pass. The blobs themselves are not kept (search never reads them; the series cache lives in
+the database). Then ``ANALYZE`` (SQLite) / ``VACUUM ANALYZE`` (PostgreSQL, what autovacuum
+does after a load).
 
 Measured over HTTP against a real ``python -m t9k_em_server`` per database, both running, in
 rounds that alternate every measure (one warm-up round left out; median and p95):
@@ -206,13 +208,17 @@ def write_batch(meta: MetadataStore, runs: list[IndexedRun]) -> None:
         ids = s.execute(insert(StoredObject).returning(StoredObject.id, sort_by_parameter_order=True),
                         rows).scalars().all()
         object_ids = {(row["node_id"], row["key"]): (oid, row) for row, oid in zip(rows, ids)}
+        write_run_fields(s, [(r.node.id, r.node.parent_id, derived_of(r.node, "meta", r.node.meta))
+                             for r in runs])  # type: ignore[misc]
+        write_run_hparams(s, [(r.node.id, r.node.parent_id, derived_of(r.node, "hparams", r.node.hparams))
+                              for r in runs])  # type: ignore[misc]
         index_rows, segment_rows = [], []
-        for r in runs:
-            write_run_fields(s, r.node.id, r.node.parent_id, derived_of(r.node, "meta", r.node.meta))  # type: ignore[arg-type]
-            write_run_hparams(s, r.node.id, r.node.parent_id, derived_of(r.node, "hparams", r.node.hparams))  # type: ignore[arg-type]
-            for key, (values, segment) in r.series.items():
-                write_run_summaries(s, r.node.id, r.node.parent_id, key[len("metrics/"):-len(".yaml")],
-                                    values.summaries())
+        for metric_type in METRICS:
+            key = run_files.metric_index_path(metric_type)
+            write_run_summaries(s, metric_type, [(r.node.id, r.node.parent_id, r.series[key][0].summaries())
+                                                 for r in runs])  # type: ignore[misc]
+            for r in runs:
+                values, segment = r.series[key]
                 oid, row = object_ids[(r.node.id, key)]
                 index_rows.append(dict(object_id=oid, blob_key=row["blob_key"], indexed_bytes=row["size"],
                                        prefix_md5=row["md5"], count=values.count, segments=1,
@@ -244,8 +250,10 @@ def seed(urls: list[str], runs: int, workers: int) -> float:
     started = time.perf_counter()
     context = multiprocessing.get_context("fork")
     batches = [(first, min(BATCH, runs - first)) for first in range(0, runs, BATCH)]
+    window = 2 * workers  # batches in flight (each holds its Runs' series in memory)
     with context.Pool(workers) as pool:
-        for n, batch in enumerate(pool.imap(_indexed_batch_star, batches)):
+        for n, batch in ((n, batch) for w in range(0, len(batches), window)
+                         for n, batch in enumerate(pool.imap(_indexed_batch_star, batches[w:w + window]), w)):
             for meta, by_path in zip(metas, folders):
                 for r in batch:  # the same Runs in each database, under its own folder ids
                     folder_id = by_path[folder_of(int(r.node.name[3:]))][0]

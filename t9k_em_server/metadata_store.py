@@ -509,51 +509,65 @@ def _insert_ignore(conn: Any, table: Any, rows: list[dict]) -> None:
     conn.execute(insert(table).on_conflict_do_nothing(), rows)
 
 
-def write_run_fields(conn: Any, node_id: str, folder_id: str, fields: RunFieldsView | None) -> None:
-    """Replace the Run's ``run_fields`` row and labels (None: remove them)."""
-    conn.execute(delete(RunFields.__table__).where(RunFields.__table__.c.node_id == node_id))
-    if fields is None:
-        write_run_labels(conn, node_id, folder_id, [])
-        return
-    conn.execute(RunFields.__table__.insert(), [dict(
-        node_id=node_id, status=fields.status, description=fields.description,
-        start_time=fields.start_time, end_time=fields.end_time, duration=fields.duration)])
-    write_run_labels(conn, node_id, folder_id, fields.labels)
+# Each writer takes the rows of many Runs (one statement per table for all of them): an upload
+# writes one Run, the benchmark's seeding writes 500 per transaction.
+
+def _delete_of(conn: Any, table: Any, node_ids: list[str], *more: Any) -> None:
+    for i in range(0, len(node_ids), 500):
+        conn.execute(delete(table).where(table.c.node_id.in_(node_ids[i:i + 500]), *more))
 
 
-def write_run_labels(conn: Any, node_id: str, folder_id: str, labels: list[str]) -> None:
-    """Replace the Run's labels."""
+def write_run_fields(conn: Any, runs: list[tuple[str, str, RunFieldsView | None]]) -> None:
+    """Replace the ``run_fields`` row and labels of each (Run id, Folder id, fields) (None:
+    remove them)."""
+    _delete_of(conn, RunFields.__table__, [node_id for node_id, _, _ in runs])
+    rows = [dict(node_id=node_id, status=f.status, description=f.description, start_time=f.start_time,
+                 end_time=f.end_time, duration=f.duration) for node_id, _, f in runs if f is not None]
+    if rows:
+        conn.execute(RunFields.__table__.insert(), rows)
+    write_run_labels(conn, [(node_id, folder_id, f.labels if f is not None else [])
+                            for node_id, folder_id, f in runs])
+
+
+def write_run_labels(conn: Any, runs: list[tuple[str, str, list[str]]]) -> None:
+    """Replace the labels of each (Run id, Folder id, labels)."""
     table = RunLabel.__table__
-    conn.execute(delete(table).where(table.c.node_id == node_id))
-    if labels:
-        conn.execute(table.insert(), [{"node_id": node_id, "folder_id": folder_id, "label": label}
-                                      for label in dict.fromkeys(labels)])
+    _delete_of(conn, table, [node_id for node_id, _, _ in runs])
+    rows = [{"node_id": node_id, "folder_id": folder_id, "label": label}
+            for node_id, folder_id, labels in runs for label in dict.fromkeys(labels)]
+    if rows:
+        conn.execute(table.insert(), rows)
 
 
-def write_run_hparams(conn: Any, node_id: str, folder_id: str, values: list[HparamValue]) -> None:
-    """Replace the Run's flattened hparams; remember their keys on the Folder."""
-    conn.execute(delete(RunHparam.__table__).where(RunHparam.__table__.c.node_id == node_id))
-    if values:
-        conn.execute(RunHparam.__table__.insert(), [
-            {"node_id": node_id, "folder_id": folder_id, "key": v.key, "kind": v.kind,
-             "num": v.num, "text": v.text} for v in values])
-        _insert_ignore(conn, FolderField.__table__, [
-            {"folder_id": folder_id, "kind": "hparam", "key": v.key, "detail": v.kind}
-            for v in values])
+def write_run_hparams(conn: Any, runs: list[tuple[str, str, list[HparamValue]]]) -> None:
+    """Replace the flattened hparams of each (Run id, Folder id, values); the Folders remember
+    their keys."""
+    table = RunHparam.__table__
+    _delete_of(conn, table, [node_id for node_id, _, _ in runs])
+    rows = [{"node_id": node_id, "folder_id": folder_id, "key": v.key, "kind": v.kind, "num": v.num,
+             "text": v.text} for node_id, folder_id, values in runs for v in values]
+    if rows:
+        conn.execute(table.insert(), rows)
+        _insert_ignore(conn, FolderField.__table__, list({
+            (r["folder_id"], r["key"], r["kind"]): {"folder_id": r["folder_id"], "kind": "hparam",
+                                                    "key": r["key"], "detail": r["kind"]}
+            for r in rows}.values()))
 
 
-def write_run_summaries(conn: Any, node_id: str, folder_id: str, metric_type: str,
-                        summaries: dict[str, MetricSummary]) -> None:
-    """Replace the summaries of one metric type of a Run."""
+def write_run_summaries(conn: Any, metric_type: str,
+                        runs: list[tuple[str, str, dict[str, MetricSummary]]]) -> None:
+    """Replace the summaries of one metric type of each (Run id, Folder id, summaries)."""
     table = RunSummary.__table__
-    conn.execute(delete(table).where(table.c.node_id == node_id, table.c.type == metric_type))
-    if summaries:
-        conn.execute(table.insert(), [
-            {"node_id": node_id, "folder_id": folder_id, "type": metric_type, "name": name,
-             **summary.as_dict()} for name, summary in summaries.items()])
-        _insert_ignore(conn, FolderField.__table__, [
-            {"folder_id": folder_id, "kind": "metric", "key": metric_type, "detail": name}
-            for name in summaries])
+    _delete_of(conn, table, [node_id for node_id, _, _ in runs], table.c.type == metric_type)
+    rows = [{"node_id": node_id, "folder_id": folder_id, "type": metric_type, "name": name,
+             **summary.as_dict()} for node_id, folder_id, summaries in runs
+            for name, summary in summaries.items()]
+    if rows:
+        conn.execute(table.insert(), rows)
+        _insert_ignore(conn, FolderField.__table__, list({
+            (r["folder_id"], r["name"]): {"folder_id": r["folder_id"], "kind": "metric",
+                                          "key": metric_type, "detail": r["name"]}
+            for r in rows}.values()))
 
 
 # --------------------------------------------------------------------------------------- engine
@@ -604,7 +618,7 @@ def _edit_documented(s: Session, row: Node, labels: list[str] | None,
         s.execute(update(RunFields).where(RunFields.node_id == row.id).values(description=description))
     if labels is not None:
         assert row.parent_id is not None  # a Run is always in a Folder
-        write_run_labels(s, row.id, row.parent_id, labels)
+        write_run_labels(s, [(row.id, row.parent_id, labels)])
 
 
 def _live():  # type: ignore[no-untyped-def]
@@ -1153,11 +1167,11 @@ class MetadataStore:
                 return
             assert row.parent_id is not None  # a Run is always in a Folder
             if field == "meta":
-                write_run_fields(s, node_id, row.parent_id,
-                                 derived if isinstance(derived, RunFieldsView) else None)
+                write_run_fields(s, [(node_id, row.parent_id,
+                                      derived if isinstance(derived, RunFieldsView) else None)])
             else:
-                write_run_hparams(s, node_id, row.parent_id,
-                                  derived if isinstance(derived, list) else [])
+                write_run_hparams(s, [(node_id, row.parent_id,
+                                       derived if isinstance(derived, list) else [])])
 
     # ---- objects --------------------------------------------------------------------------
 
@@ -1458,7 +1472,7 @@ class MetadataStore:
                 return False
             if summaries is not None and metric_type is not None:
                 folder_id = s.scalar(select(Node.parent_id).where(Node.id == obj.node_id))
-                write_run_summaries(s, obj.node_id, folder_id, metric_type, summaries)
+                write_run_summaries(s, metric_type, [(obj.node_id, folder_id, summaries)])
             row = s.get(SeriesIndex, object_id)
             if replace_from is not None:
                 s.execute(delete(SeriesSegment).where(SeriesSegment.object_id == object_id,
