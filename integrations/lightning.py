@@ -12,6 +12,9 @@ Lightning                                     t9k-em core
 ``log_metrics(metrics, step)``                ``run.log(<type>, values, step, epoch)`` per type
 ``after_save_checkpoint`` (``log_model``)     ``create_artifact`` + ``add_file`` + ``mark_output``
 ``finalize('success')`` / any other status    ``run.finish()`` / ``run.finish(status='Error')``
+a checkpoint is saved (rank 0)                ``checkpoint['t9k_em'] = resume.run_identity(run)``
+``fit(ckpt_path=…)`` of a checkpoint with it  ``load_run(<its Run>)`` instead of ``create_run``,
+                                              ``run.rewind(global_step - 1)``
 **EMCallback(run)**
 ``on_fit_start``                              ``run.params.update(plain_hparams(module.hparams))``
 ``on_train_epoch_end``                        ``run.log('train', <callback_metrics>, step, epoch)``
@@ -53,7 +56,7 @@ try:
 except ImportError:  # only the standalone package is installed
     import pytorch_lightning as _lightning  # type: ignore[no-redef]
 
-from t9k_em_core import naming
+from t9k_em_core import naming, resume
 from t9k_em_core.artifact import create_artifact
 from t9k_em_core.callstack import find_on_stack
 from t9k_em_core.params import plain_hparams
@@ -70,6 +73,8 @@ _DEFAULT_TYPE = 'train'
 # Trainer stage (RunningStage value) → type of the metrics logged without a prefix.
 _STAGE_TYPES = {'train': 'train', 'validate': 'val', 'sanity_check': 'val', 'test': 'test'}
 _FALLBACK_RUN_NAME = 'lightning'
+CHECKPOINT_KEY = 't9k_em'
+"""Key of a Lightning checkpoint that holds the Run's identity (:func:`resume.run_identity`)."""
 
 # Runs opened by loggers of this process, by directory: a logger unpickled in the same process
 # (a copy of the Trainer) writes through the same Run object instead of opening a second one.
@@ -140,6 +145,7 @@ class _EMLoggerMixin:
     """All of ``EMLogger``; each concrete class adds its namespace's ``Logger`` base."""
 
     _lightning: Any  # lightning.pytorch or pytorch_lightning, set by the concrete class
+    _checkpoint_hook_class: Any  # its _RunInCheckpointMixin on that namespace's Callback
 
     def __init__(self, name: Optional[str] = None, *, run: Optional[Run] = None,
                  log_model: Union[bool, str] = False, **run_kwargs: Any) -> None:
@@ -303,6 +309,9 @@ class _EMLoggerMixin:
         trainer = self._calling_trainer()
         if trainer is not None:
             self._trainer_ref = weakref.ref(trainer)
+            self._attach_checkpoint_hook(trainer)
+        if self._run_dir is None:
+            self._run_dir = resume.locate_run_dir(self._identity_in_resumed_checkpoint())
         if self._run_dir is None:
             name = self._run_name or self._module_run_name(trainer)
             run = create_run(name=name, **self._run_kwargs)
@@ -316,6 +325,31 @@ class _EMLoggerMixin:
         _OPEN_RUNS[run.local] = run
         self._run_name, self._version = run.name, _version_of(run)
         return run
+
+    def _attach_checkpoint_hook(self, trainer: Any) -> None:
+        """Adds the callback that keeps the Run in checkpoints and rewinds it on a resume (a
+        Logger gets no checkpoint hooks)."""
+        if not any(getattr(c, 'em_logger', None) is self for c in trainer.callbacks
+                   if isinstance(c, _RunInCheckpointMixin)):
+            trainer.callbacks.append(self._checkpoint_hook_class(self))
+
+    @staticmethod
+    def _identity_in_resumed_checkpoint() -> Any:
+        """The Run identity in the checkpoint that the calling ``fit(ckpt_path=…)`` resumes from
+        (read memory-mapped: the tensors are not loaded), or None."""
+        def ckpt_path_of(frame: FrameType) -> Any:
+            if frame.f_code.co_name != '_run':
+                return None
+            return frame.f_locals.get('ckpt_path') or None
+        path = find_on_stack(ckpt_path_of)
+        if path is None or not os.path.isfile(path):
+            return None
+        import torch  # Lightning's own dependency
+        try:
+            checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
+        except Exception:  # noqa: BLE001 - a checkpoint torch cannot map: Lightning says why
+            return None
+        return checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
 
     def _calling_trainer(self) -> Any:
         """The Trainer whose fit/validate/test asks for the experiment (its ``self``, or a
@@ -378,6 +412,31 @@ class _EMLoggerMixin:
             self._stored_checkpoints[path] = mtime
 
 
+class _RunInCheckpointMixin:
+    """The callback an ``EMLogger`` adds to its Trainer: writes the Run's identity into each
+    checkpoint, and rewinds the Run to the checkpoint's step when training resumes from one."""
+
+    def __init__(self, em_logger: _EMLoggerMixin) -> None:
+        self.em_logger = em_logger
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any]) -> None:
+        run = self.em_logger._experiment
+        if isinstance(run, Run) and not run.is_inert:
+            checkpoint[CHECKPOINT_KEY] = resume.run_identity(run.local, run.alternative_name)
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any]) -> None:
+        """Lightning logs a batch at step ``global_step`` before it counts it, so the entries
+        the checkpoint has seen are those of steps up to ``global_step - 1``."""
+        run = self.em_logger._experiment
+        identity = checkpoint.get(CHECKPOINT_KEY)
+        if (isinstance(run, Run) and isinstance(identity, dict)
+                and identity.get('alternativeName') == run.alternative_name):
+            step = max(int(checkpoint.get('global_step') or 0) - 1, 0)
+            path = trainer.ckpt_path
+            run.rewind(step, reason=f'Lightning resumed from {os.path.basename(str(path))}'
+                       if path else 'Lightning resumed from a checkpoint')
+
+
 class _EMCallbackMixin:
     """All of ``EMCallback``; each concrete class adds its namespace's ``Callback`` base."""
 
@@ -418,15 +477,22 @@ class _EMCallbackMixin:
                          step=trainer.global_step, epoch=trainer.current_epoch)
 
 
+class _RunInCheckpoint(_RunInCheckpointMixin, _lightning.Callback):
+    """See :class:`_RunInCheckpointMixin`."""
+
+
 class EMLogger(_EMLoggerMixin, _lightning.loggers.Logger):
     """Lightning ``Logger`` that records a training job as a t9k-em Run.
 
     ``Trainer(logger=EMLogger())`` creates a Run named after the LightningModule class (rank 0,
     on first use) and records the hyperparameters, metrics, distributed setup, checkpoints
     (``log_model``) and final status. ``EMLogger(run=run)`` logs into an existing Run.
+    Checkpoints keep the Run's identity: ``fit(ckpt_path=…)`` continues that Run, rewound to
+    the checkpoint's step (docs/resume.md).
     """
 
     _lightning = _lightning
+    _checkpoint_hook_class = _RunInCheckpoint
 
 
 class EMCallback(_EMCallbackMixin, _lightning.Callback):

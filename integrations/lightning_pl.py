@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import pytorch_lightning
 
-from t9k_em_integrations.lightning import _EMCallbackMixin, _EMLoggerMixin
+from t9k_em_integrations.lightning import _EMCallbackMixin, _EMLoggerMixin, _RunInCheckpointMixin
 
 __all__ = ['EMLogger', 'EMCallback']
+
+
+class _RunInCheckpoint(_RunInCheckpointMixin, pytorch_lightning.Callback):
+    """See :class:`t9k_em_integrations.lightning._RunInCheckpointMixin`."""
 
 
 class EMLogger(_EMLoggerMixin, pytorch_lightning.loggers.Logger):
@@ -25,6 +29,7 @@ class EMLogger(_EMLoggerMixin, pytorch_lightning.loggers.Logger):
     (see :class:`t9k_em_integrations.lightning.EMLogger`)."""
 
     _lightning = pytorch_lightning
+    _checkpoint_hook_class = _RunInCheckpoint
 
 
 class EMCallback(_EMCallbackMixin, pytorch_lightning.Callback):

@@ -131,3 +131,22 @@ def complete_pending_cut(run_dir: str) -> None:
         cut_files(run_dir, dict(segments[-1].get('metricBytes') or {}))
         del segments[-1][metadata_file.SEGMENT_CUTTING]
         metadata_file.write_metadata(run_dir, metadata, durable=True)
+
+
+def run_identity(run_dir: str, alternative_name: str) -> Dict[str, str]:
+    """What a checkpoint keeps to find its Run again (:func:`locate_run_dir`): the directory
+    (absolute) and its name."""
+    return {'local': os.path.abspath(run_dir), 'alternativeName': alternative_name}
+
+
+def locate_run_dir(identity: Any) -> Optional[str]:
+    """The Run directory of a :func:`run_identity` record: where it was, else the directory of
+    that name under ``$EM_RUN_PARENT_DIR`` (the job moved); None when neither holds it."""
+    if not isinstance(identity, dict) or not isinstance(identity.get('alternativeName'), str):
+        return None
+    name = identity['alternativeName']
+    for run_dir in (identity.get('local'), os.path.join(naming.run_parent_dir(), name)):
+        if (isinstance(run_dir, str) and os.path.basename(os.path.normpath(run_dir)) == name
+                and os.path.isfile(os.path.join(run_dir, metadata_file.METADATA_FILE))):
+            return run_dir
+    return None

@@ -1,0 +1,123 @@
+"""Real training jobs killed and restarted (tests/support/resume_jobs.py): the Run they continue
+has each step exactly once, with the last attempt's values, on disk, for t9k 0.6.0b0's reader and
+on a real server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from support import legacy_loader, resume_jobs
+from t9k_em_core import client as em_client
+from t9k_em_core import metadata_file, metric_file, run_files, transfer
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def job(kind, workdir, env, check=True):
+    """Runs a job of tests/support/resume_jobs.py; returns the finished process."""
+    env = {**os.environ, 'PYTHONPATH': TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''),
+           'EM_SYSTEM_METRICS': '0', **env}
+    done = subprocess.run([sys.executable, '-m', 'support.resume_jobs', kind, str(workdir)],
+                          env=env, cwd=str(workdir), capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def the_run_dir(parent):
+    dirs = glob.glob(os.path.join(str(parent), '*_[0-9]*_[0-9]*_*'))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def by_step(entries):
+    steps = [e['sequence']['step'] for e in entries]
+    assert len(steps) == len(set(steps)), 'a step has two entries'
+    return {e['sequence']['step']: e['value'] for e in entries}
+
+
+def test_job_killed_at_1234_after_checkpoint_at_1000(tmp_path, em_server):
+    runs = tmp_path / 'runs'
+    env = {'EM_RUN_PARENT_DIR': str(runs), 'EM_RESUME_KEY': 'job-17'}
+    killed = job('plain', tmp_path, {**env, 'ATTEMPT': '0', 'KILL_AT': '1234'}, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    run_dir = the_run_dir(runs)
+    assert metric_file.last_entry(run_files.metric_path(run_dir, 'train'))['sequence']['step'] == 1234
+    job('plain', tmp_path, {**env, 'ATTEMPT': '1'})
+    assert the_run_dir(runs) == run_dir  # the same Run, continued
+
+    def check(train, val):
+        train, val = by_step(train), by_step(val)
+        assert sorted(train) == list(range(1, 1501)) and sorted(val) == list(range(10, 1501, 10))
+        for step, values in train.items():
+            again = step > 1000
+            assert values == {'loss': resume_jobs.value(step) % 1 + again, 'attempt': float(again)}
+        assert all(v['attempt'] == float(step > 1000) for step, v in val.items())
+
+    local = legacy_loader.load_run_dir(run_dir)  # as t9k 0.6.0b0 reads it
+    check(local['metrics']['train'], local['metrics']['val'])
+    metadata = local['metadata']
+    assert metadata['status'] == 'Complete' and metadata['resumeKey'] == 'job-17'
+    first, second = metadata['segments']
+    assert (first['resumedAt'], second['resumedAt']) == (0, 1000)
+    assert second['reason'] == 'restarted from checkpoint at step 1000'
+    assert second['previousStatus'] == 'Running'  # SIGKILL: no exit hook could say Error
+
+    base, key, user = em_server
+    client = em_client.AISClient(base, key)
+    node = transfer.upload_run(run_dir, f'/{user}/resume-1234', make_folder=True, client=client)
+    server = {}
+    for metric_type in ('train', 'val'):
+        dest = str(tmp_path / f'server-{metric_type}.yaml')
+        client.download_object(f'{node.path}/metrics/{metric_type}.yaml', dest)
+        server[metric_type] = metric_file.read_entries(dest)
+    check(server['train'], server['val'])
+
+
+def test_torchrun_with_a_rank_that_crashes_once(tmp_path):
+    runs = tmp_path / 'runs'
+    done = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--max-restarts',
+         '1', '--monitor-interval', '0.5', '-m', 'support.resume_jobs', 'torchrun', str(tmp_path)],
+        env={**os.environ, 'PYTHONPATH': TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''),
+             'EM_SYSTEM_METRICS': '0', 'EM_RUN_PARENT_DIR': str(runs), 'KILL_AT': '45',
+             'OMP_NUM_THREADS': '1'},
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_dir = the_run_dir(runs)  # rank 0's one Run over both attempts
+    legacy = legacy_loader.load_run_dir(run_dir)
+    train = by_step(legacy['metrics']['train'])
+    assert sorted(train) == list(range(1, 61))
+    assert all(v['attempt'] == float(step > 40) for step, v in train.items())
+    metadata = legacy['metadata']
+    assert metadata['status'] == 'Complete' and metadata['resumeKey'].startswith('torchelastic-')
+    assert [s['resumedAt'] for s in metadata['segments']] == [0, 40]
+    assert metadata['segments'][1]['reason'] == 'torchelastic restart 1'
+
+
+def test_lightning_fit_from_ckpt_path_continues_the_run(tmp_path):
+    runs = tmp_path / 'runs'
+    env = {'EM_RUN_PARENT_DIR': str(runs)}
+    killed = job('lightning', tmp_path, {**env, 'ATTEMPT': '0', 'KILL_AT': '9'}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / 'ck')) == ['step=4.ckpt', 'step=8.ckpt']
+    job('lightning', tmp_path, {**env, 'ATTEMPT': '1'})
+    run_dir = the_run_dir(runs)
+    legacy = legacy_loader.load_run_dir(run_dir)
+    train = by_step(legacy['metrics']['train'])
+    assert sorted(train) == list(range(16))  # Lightning counts steps from 0
+    assert all(v['attempt'] == float(step >= 8) for step, v in train.items())
+    val = by_step(legacy['metrics']['val'])
+    # epoch 0's validation ran after the checkpoint of step 8 and is not run again on resume
+    assert {step: v['attempt'] for step, v in val.items()} == {7: 0.0, 15: 1.0}
+    metadata = legacy['metadata']
+    assert metadata['status'] == 'Complete'
+    (segment,) = metadata['segments']
+    assert segment['resumedAt'] == 7 and segment['reason'] == 'Lightning resumed from step=8.ckpt'
