@@ -13,6 +13,14 @@ Keras event                        core call
                                    ``run.finish()`` (when the callback owns the run)
 =================================  ===============================================================
 
+Resuming (docs/resume.md): an owned Run writes its identity (``resume.run_identity``) as
+``t9k-em-run.json`` into the backup directory of a ``BackupAndRestore`` and the directory of a
+``ModelCheckpoint`` of the same ``fit``. A later ``fit`` whose ``BackupAndRestore`` has a backup to
+restore, or whose model starts from trained state (the optimizer's ``iterations``, or
+``initial_epoch``) with such a ``ModelCheckpoint``, reopens that Run (``load_run``) instead of
+creating one, and at its first epoch, once the backup is restored, rewinds it to the restored
+step.
+
 Steps are the optimizer's ``iterations`` (read when the epoch's validation begins, else at the
 epoch's end); epochs are 1-based. A fit that raises never reaches
 ``on_train_end``: the core's exit hooks end the run as ``Error`` when the process ends, and a later
@@ -25,6 +33,7 @@ iterator knows the effective batch size, also for datasets and ``DataLoader``s).
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import os
@@ -34,11 +43,14 @@ from typing import Any, Dict, Optional
 
 import keras
 
-from t9k_em_core import naming
+from t9k_em_core import naming, resume
 from t9k_em_core.artifact import create_artifact
 from t9k_em_core.callstack import find_on_stack
 from t9k_em_core.params import plain_hparams
-from t9k_em_core.run import Run, create_run
+from t9k_em_core.run import Run, create_run, load_run
+
+RUN_FILE = 't9k-em-run.json'
+"""File of a checkpoint directory that names the Run the checkpoints belong to."""
 
 
 class EMCallback(keras.callbacks.Callback):
@@ -101,6 +113,7 @@ class EMCallback(keras.callbacks.Callback):
         self._step_at_validation: Optional[int] = None
         self._best: Optional[float] = None
         self._model_dir: Optional[str] = None
+        self._rewind_reason: Optional[str] = None  # set when a fit resumes the Run
         if log_every_n_batches is not None:
             # Defined only when asked for: Keras versions without ``async_safe`` run batch hooks in
             # a background thread only as long as no callback overrides them.
@@ -122,6 +135,10 @@ class EMCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self._epoch = epoch + 1
+        if self._rewind_reason is not None:  # every on_train_begin (restores) has run
+            step = _step(self.model) or epoch * int(self.params.get('steps') or 0)
+            self.run.rewind(step, reason=self._rewind_reason)
+            self._rewind_reason = None
         if self._every_n is not None:
             self._epoch_start_step = _step(self.model)
 
@@ -189,7 +206,24 @@ class EMCallback(keras.callbacks.Callback):
         kwargs.setdefault('name', naming.make_valid_name(self.model.name, 'keras'))
         labels = list(kwargs.get('labels') or [])
         kwargs['labels'] = labels if 'keras' in labels else labels + ['keras']
-        self.run = create_run(**kwargs)
+        self.run = None
+        checkpoint_dirs = _checkpoint_dirs(self.model) if setup is not None else {}
+        for directory, resuming in checkpoint_dirs.items():
+            run_dir = resume.locate_run_dir(_read_run_file(directory)) if resuming else None
+            if run_dir is not None:
+                self.run = load_run(run_dir, system_metrics=kwargs.get('system_metrics'))
+                self._rewind_reason = f'Keras resumed from {directory}'
+                if setup:
+                    self.run.params.update(setup, override=False)
+                break
+        if self.run is None:
+            self.run = create_run(**kwargs)
+        if not self.run.is_inert:
+            identity = resume.run_identity(self.run.local, self.run.alternative_name)
+            for directory in checkpoint_dirs:
+                os.makedirs(directory, exist_ok=True)
+                with open(os.path.join(directory, RUN_FILE), 'w', encoding='utf-8') as f:
+                    json.dump(identity, f)
 
     def _improved(self, value: Any) -> bool:
         if value is None or math.isnan(float(value)):
@@ -272,6 +306,31 @@ def _fit_arguments(model: keras.Model) -> Dict[str, Any]:
     split = local.get('validation_split')
     return {'batch_size': int(batch_size) if batch_size else None,
             'validation_split': float(split) if split is not None else None}
+
+
+def _checkpoint_dirs(model: keras.Model) -> Dict[str, bool]:
+    """Directories of the ``BackupAndRestore`` and ``ModelCheckpoint`` callbacks of the running
+    ``fit``, each with whether this fit resumes from it: a backup waits to be restored, or (for a
+    ``ModelCheckpoint``) the model starts from trained state."""
+    local = find_on_stack(lambda frame: frame.f_locals if frame.f_code.co_name == 'fit'
+                          and frame.f_locals.get('self') is model else None)
+    callbacks = getattr((local or {}).get('callbacks'), 'callbacks', None) or []
+    trained = _step(model) > 0 or int((local or {}).get('initial_epoch') or 0) > 0
+    dirs: Dict[str, bool] = {}
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            dirs[callback.backup_dir] = os.path.exists(callback._training_metadata_path)
+        elif isinstance(callback, keras.callbacks.ModelCheckpoint):
+            dirs[os.path.dirname(os.path.abspath(callback.filepath))] = trained
+    return dirs
+
+
+def _read_run_file(directory: str) -> Any:
+    try:
+        with open(os.path.join(directory, RUN_FILE), encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _adapter_batch_size(adapter: Any) -> Optional[int]:

@@ -84,11 +84,12 @@ def test_job_killed_at_1234_after_checkpoint_at_1000(tmp_path, em_server):
 def test_torchrun_with_a_rank_that_crashes_once(tmp_path):
     runs = tmp_path / 'runs'
     done = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--max-restarts',
-         '1', '--monitor-interval', '0.5', '-m', 'support.resume_jobs', 'torchrun', str(tmp_path)],
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+         '--max-restarts', '1', '--monitor-interval', '0.5', '-m', 'support.resume_jobs', 'torchrun',
+         str(tmp_path)],
         env={**os.environ, 'PYTHONPATH': TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''),
              'EM_SYSTEM_METRICS': '0', 'EM_RUN_PARENT_DIR': str(runs), 'KILL_AT': '45',
-             'OMP_NUM_THREADS': '1'},
+             'OMP_NUM_THREADS': '1', 'TORCH_GLOO_LAZY_INIT': '1'},
         cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     run_dir = the_run_dir(runs)  # rank 0's one Run over both attempts
@@ -121,3 +122,23 @@ def test_lightning_fit_from_ckpt_path_continues_the_run(tmp_path):
     assert metadata['status'] == 'Complete'
     (segment,) = metadata['segments']
     assert segment['resumedAt'] == 7 and segment['reason'] == 'Lightning resumed from step=8.ckpt'
+
+
+def test_keras_backup_and_restore_after_an_interrupted_fit(tmp_path):
+    runs = tmp_path / 'runs'
+    env = {'EM_RUN_PARENT_DIR': str(runs)}
+    killed = job('keras', tmp_path, {**env, 'ATTEMPT': '0', 'KILL_AT': '3'}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run_dir = the_run_dir(runs)
+    assert [e['sequence']['step'] for e in metric_file.read_entries(
+        run_files.metric_path(run_dir, 'train'))] == [5, 10, 15]  # epoch 3 logged, not backed up
+    job('keras', tmp_path, {**env, 'ATTEMPT': '1'})
+    assert the_run_dir(runs) == run_dir
+    legacy = legacy_loader.load_run_dir(run_dir)
+    train = by_step(legacy['metrics']['train'])
+    assert {step: v['attempt'] for step, v in train.items()} == {5: 0.0, 10: 0.0, 15: 1.0, 20: 1.0}
+    metadata = legacy['metadata']
+    assert metadata['status'] == 'Complete'
+    (segment,) = metadata['segments']
+    assert segment['resumedAt'] == 10 and segment['reason'].startswith('Keras resumed from ')
+    assert not os.path.exists(tmp_path / 'backup')  # BackupAndRestore's own clean-up at the end

@@ -127,7 +127,37 @@ def lightning(workdir: str) -> None:
     trainer.fit(Model(), ckpt_path=checkpoints[-1] if checkpoints else None)
 
 
-JOBS = {'plain': plain, 'torchrun': torchrun, 'lightning': lightning}
+def keras(workdir: str) -> None:
+    """An MLP fit for 4 epochs of 5 steps with EMCallback and BackupAndRestore (a backup at each
+    epoch end); killed at the end of epoch ``$KILL_AT`` (1-based) after EMCallback logged it and
+    before the backup of that epoch; restarted with the same code."""
+    import keras as keras_module
+    import numpy as np
+
+    from t9k.em.keras import EMCallback
+
+    class Preempt(keras_module.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == kill_at() and attempt() == 0:
+                die(None)
+
+    class Attempt(keras_module.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs['attempt'] = float(attempt())
+
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 8)).astype('float32')
+    y = (x[:, 0] + x[:, 1] > 1).astype('int32')
+    model = keras_module.Sequential([keras_module.Input((8,)), keras_module.layers.Dense(2)],
+                                    name='mlp')
+    model.compile(optimizer='sgd', loss=keras_module.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    backup = keras_module.callbacks.BackupAndRestore(os.path.join(workdir, 'backup'))
+    model.fit(x, y, batch_size=20, epochs=4, verbose=0, validation_split=0.0,
+              callbacks=[Attempt(), EMCallback(), Preempt(), backup])
+
+
+JOBS = {'plain': plain, 'torchrun': torchrun, 'lightning': lightning, 'keras': keras}
 
 if __name__ == '__main__':
     JOBS[sys.argv[1]](sys.argv[2])
