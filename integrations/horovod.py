@@ -13,6 +13,8 @@ Horovod                                    t9k-em core
 metrics of one step or epoch, every rank   :func:`log_averaged` → ``run.log`` of the mean over
                                            all ranks (rank 0 writes)
 user code for rank 0                       :func:`rank_zero_only` (``distributed.should_write``)
+elastic reset (``hvd.elastic.run``), after  :func:`rewind_on_reset`'s callback →
+the State is restored to its last commit   ``run.rewind(<state's step>)``
 =========================================  ======================================================
 
 Supported API modules: ``horovod.torch`` and ``horovod.tensorflow`` (custom training loops).
@@ -130,6 +132,23 @@ def log_averaged(run: Any, hvd: ModuleType, type: str, metrics: Mapping[str, Any
     averaged = average_metrics(hvd, metrics)
     run.log(type, averaged, step=step, epoch=epoch)
     return averaged
+
+
+def rewind_on_reset(run: Any, state: Any, step_attribute: str = 'step') -> None:
+    """Keeps ``run`` in step with a Horovod elastic ``state`` (``hvd.elastic.TorchState`` or
+    another ``State``): at each reset, once ``hvd.elastic.run`` has restored the state's last
+    commit (after a failed worker), the Run is rewound to ``state.<step_attribute>``, dropping
+    the entries of the steps the workers will redo (docs/resume.md)::
+
+        state = hvd.elastic.TorchState(model=model, optimizer=optimizer, step=0)
+        em.horovod.rewind_on_reset(run, state)
+
+    Call it on every rank (the Runs of other ranks are inert). A reset after added or removed
+    hosts restores nothing: the rewind to the current step then drops nothing.
+    """
+    def rewind() -> None:
+        run.rewind(int(getattr(state, step_attribute)), reason='Horovod elastic reset')
+    state.register_reset_callbacks([rewind])
 
 
 class rank_zero_only:  # noqa: N801 - used like a function: @rank_zero_only, rank_zero_only()

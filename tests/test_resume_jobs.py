@@ -142,3 +142,18 @@ def test_keras_backup_and_restore_after_an_interrupted_fit(tmp_path):
     (segment,) = metadata['segments']
     assert segment['resumedAt'] == 10 and segment['reason'].startswith('Keras resumed from ')
     assert not os.path.exists(tmp_path / 'backup')  # BackupAndRestore's own clean-up at the end
+
+
+def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path):
+    """The real ``hvd.elastic.run`` and ``TorchState`` in one process: horovodrun's elastic mode
+    (host discovery, a worker actually lost) is not exercised here; the failure is the
+    ``HorovodInternalError`` a lost worker raises, and the wrapper's restore + reset are real."""
+    runs = tmp_path / 'runs'
+    job('horovod', tmp_path, {'EM_RUN_PARENT_DIR': str(runs)})
+    legacy = legacy_loader.load_run_dir(the_run_dir(runs))
+    train = by_step(legacy['metrics']['train'])
+    assert {step: v['attempt'] for step, v in train.items()} == {
+        step: float(step > 10) for step in range(1, 21)}
+    (segment,) = legacy['metadata']['segments']
+    assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
+    assert legacy['metadata']['status'] == 'Complete'

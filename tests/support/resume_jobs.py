@@ -5,7 +5,7 @@ Each job logs ``attempt`` (the restart count, from ``$ATTEMPT`` or torchelastic'
 each entry; ``$KILL_AT`` makes the job SIGKILL itself right after that step (after the metrics
 of the step reached the disk), the way a preemption ends a job: no exit hook runs.
 
-Usage: ``python -m support.resume_jobs plain|torchrun|lightning|keras WORKDIR``.
+Usage: ``python -m support.resume_jobs plain|torchrun|lightning|keras|horovod WORKDIR``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,41 @@ def keras(workdir: str) -> None:
               callbacks=[Attempt(), EMCallback(), Preempt(), backup])
 
 
-JOBS = {'plain': plain, 'torchrun': torchrun, 'lightning': lightning, 'keras': keras}
+def horovod_elastic(workdir: str) -> None:
+    """``hvd.elastic.run`` over a ``TorchState`` committed every 10 steps; at step 14 the
+    training function raises ``HorovodInternalError`` once (what a lost worker raises; one
+    process here), so the wrapper restores the commit of step 10, resets and goes on."""
+    import horovod.torch as hvd
+    import torch
+    from horovod.common.exceptions import HorovodInternalError
+
+    from t9k import em
+    from t9k.em import horovod as em_hvd
+    hvd.init()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), 0.1)
+    state = hvd.elastic.TorchState(model=model, optimizer=optimizer, step=0)
+    run = em.create_run(name='elastic')
+    em_hvd.rewind_on_reset(run, state)
+    failed = []
+
+    @hvd.elastic.run
+    def train(state):
+        while state.step < 20:
+            state.step += 1
+            em_hvd.log_averaged(run, hvd, 'train', {'attempt': float(len(failed))},
+                                    step=state.step)
+            if state.step % 10 == 0:
+                state.commit()
+            if state.step == 14 and not failed:
+                failed.append(1)
+                raise HorovodInternalError('a worker was lost')
+
+    train(state)
+    run.finish()
+
+
+JOBS = {'horovod': horovod_elastic, 'plain': plain, 'torchrun': torchrun, 'lightning': lightning, 'keras': keras}
 
 if __name__ == '__main__':
     JOBS[sys.argv[1]](sys.argv[2])
