@@ -56,6 +56,7 @@ class Run:
         self.end_timestamp: Optional[str] = None
         self.status: str = 'Running'
         self._previous_status: str = metadata.get('status') or 'Running'  # before a reopen
+        self._reopened = False  # set by load_run / create_run(resume=...): a rewind is a resume
         self.alternative_name: str = (metadata.get('alternativeName')
                                       or naming.alternative_name(self.name))
         associations = metadata.get('associations') or {}
@@ -204,6 +205,9 @@ class Run:
         ``reason``. Call it when training goes back to a checkpoint of step ``step``, before
         logging the redone steps; the integrations do it themselves (docs/resume.md).
 
+        A Run created by this process that has nothing to drop records nothing (the first
+        attempt of a job calls ``rewind(0)`` like every other).
+
         Crash-safe: the rewind is journaled in ``metadata.yaml`` first, and a process killed
         midway leaves each metric file whole, cut or not; the next ``load_run`` or
         ``create_run(resume=...)`` completes the cut. Its cost grows with the entries dropped,
@@ -221,6 +225,8 @@ class Run:
                                'before rewinding it')
         with lifecycle.signals_deferred(), self._writer.paused():
             lengths = plan_cut(self.local, step)
+            if not lengths and not self._reopened:
+                return  # a Run of this process that has nothing to drop: no resume to record
             segment = metadata_file.new_segment(step, reason, self._previous_status, lengths)
             self._segments.append(segment)
             self._write_metadata(durable=True)  # the journal: the cut is known before it starts
@@ -228,6 +234,7 @@ class Run:
             del segment[metadata_file.SEGMENT_CUTTING]
             self._write_metadata(durable=True)
         self._previous_status = 'Running'
+        self._reopened = False
 
     def mark_input(self, resource: Any) -> None:
         """Marks an Artifact, or a :class:`Reference` (Model, Dataset, ...), as an input."""
@@ -508,7 +515,9 @@ def _reopen(path: str, *, inert: bool, auto_upload: bool, folder: str, make_fold
     if not inert:
         complete_pending_cut(path)
     data = run_files.read_run_dir(path, with_metrics=False)
-    return Run(data['metadata'], data['hparams'], platform=data['platform'], git=data['git'],
-               local_dir=path, inert=inert, auto_upload=auto_upload, folder=folder,
-               make_folder=make_folder, conflict_strategy=conflict_strategy,
-               system_metrics=system_metrics)
+    run = Run(data['metadata'], data['hparams'], platform=data['platform'], git=data['git'],
+              local_dir=path, inert=inert, auto_upload=auto_upload, folder=folder,
+              make_folder=make_folder, conflict_strategy=conflict_strategy,
+              system_metrics=system_metrics)
+    run._reopened = True
+    return run

@@ -101,6 +101,19 @@ def test_rewind_drops_later_entries_of_every_type_and_records_a_segment(em_dirs)
     assert [e['sequence']['step'] for e in legacy['metrics']['train']] == list(range(1, 16))
 
 
+def test_rewind_of_a_new_run_with_nothing_to_drop_records_nothing(em_dirs):
+    run = em.create_run(name='fresh', resume='k-fresh')
+    run.rewind(0, reason='first attempt')
+    run.log('train', {'loss': 1.0}, step=1)
+    run.rewind(1)
+    assert run.segments == []
+    run.finish()
+    again = em.create_run(name='fresh', resume='k-fresh')
+    again.rewind(1, reason='reopened')  # nothing to drop, but a resume: recorded
+    assert [s['reason'] for s in again.segments] == ['reopened']
+    again.finish()
+
+
 def test_rewind_refuses_bad_steps_and_finished_runs(em_dirs):
     run = em.create_run(name='rw')
     with pytest.raises(ValueError, match='non-negative'):

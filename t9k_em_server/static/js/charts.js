@@ -2,7 +2,7 @@
 // A ChartPanel owns the toolbar (x-axis, smoothing, log scale) and one MetricChart per metric
 // name; each chart overlays several series (train/val/test of one run, or of several runs).
 // The server downsamples (keeping extremes), so a series never holds more than maxPoints points.
-import { el, mount, fmtValue } from "./common.js";
+import { el, mount, fmtTime, fmtValue } from "./common.js";
 
 export const TYPE_COLORS = { train: "#2f6fde", val: "#e8710a", test: "#1a7f37" };
 export const PALETTE = ["#2f6fde", "#e8710a", "#1a7f37", "#a333c8", "#d6336c", "#0c8599", "#8d6e00", "#5c6bc0", "#c2255c", "#2b8a3e"];
@@ -26,6 +26,22 @@ export function smooth(ys, weight) {
 const X_LABELS = { step: "step", epoch: "epoch", time: "time" };
 
 /**
+ * Where a resume point (a segment of the run JSON: {step, time, reason, previous_status}) lies on
+ * the x-axis `x`: its step, or its time in seconds; null on the epoch axis (a segment has none).
+ */
+function markerX(segment, x) {
+  if (x === "step") return segment.step;
+  if (x === "time") { const t = Date.parse(segment.time); return Number.isNaN(t) ? null : t / 1000; }
+  return null;
+}
+
+/** The tooltip of a resume point: time, step, reason. */
+export function markerTitle(segment) {
+  return [`Resumed at step ${segment.step}`, fmtTime(segment.time), segment.reason,
+    segment.previous_status ? `(was ${segment.previous_status})` : ""].filter(Boolean).join("\n");
+}
+
+/**
  * One chart: `series` is [{key, label, color, dash, load(x, maxPoints) -> Promise<{x, y, total}>}].
  */
 export class MetricChart {
@@ -35,6 +51,7 @@ export class MetricChart {
     this.series = series;
     this.legend = legend;
     this.data = new Map(); // key -> {x, y, total}
+    this.markers = []; // resume points drawn as vertical lines (ChartPanel.setMarkers)
     this.plot = null;
     this.body = el("div", { class: "chart-body" });
     this.info = el("span", { class: "muted" });
@@ -98,9 +115,22 @@ export class MetricChart {
       cursor: { drag: { x: true, y: false } },
       legend: { show: this.legend, live: true },
       series: uSeries,
+      hooks: { draw: [(u) => this.placeMarkers(u, opts.x)] },
     }, data, this.body);
     const rows = this.plot.root.querySelectorAll(".u-legend .u-series");
     for (const i of rawIdx) if (rows[i]) rows[i].style.display = "none";
+  }
+
+  /** One line per resume point inside the plot area, with the point as its tooltip. */
+  placeMarkers(u, x) {
+    u.over.querySelectorAll(".resume-marker").forEach((m) => m.remove());
+    const [min, max] = [u.scales.x.min, u.scales.x.max];
+    for (const segment of this.markers) {
+      const at = markerX(segment, x);
+      if (at === null || at < min || at > max) continue;
+      u.over.append(el("div", { class: "resume-marker", title: markerTitle(segment), dataset: { step: String(segment.step) },
+        style: `left:${u.valToPos(at, "x")}px` }));
+    }
   }
 
   resize() {
@@ -135,6 +165,7 @@ export class ChartPanel {
 
   setCharts(charts) {
     this.charts = charts;
+    charts.forEach((c) => { c.markers = this.markers || []; });
     mount(this.grid, charts.length ? charts.map((c) => c.node) : el("div", { class: "empty" }, "No metrics logged yet."));
   }
 
@@ -157,4 +188,13 @@ export class ChartPanel {
   }
 
   renderAll() { this.charts.forEach((c) => c.render(this.opts)); }
+
+  /** Resume points (the run's segments) to mark on every chart; redraws when they changed. */
+  setMarkers(segments) {
+    const markers = segments || [];
+    const changed = JSON.stringify(markers) !== JSON.stringify(this.markers || []);
+    this.markers = markers;
+    this.charts.forEach((c) => { c.markers = markers; });
+    if (changed) this.charts.forEach((c) => { if (c.plot) c.placeMarkers(c.plot, this.opts.x); });
+  }
 }

@@ -2,7 +2,7 @@
 // inputs/outputs, log.
 import { getJSON, el, mount, showError, links, fmtTime, fmtAgo, fmtDuration, durationSeconds, statusBadge,
   labelChips, breadcrumbs, kindBadge, fmtBytes, fmtValue } from "./common.js";
-import { ChartPanel, MetricChart, typeColor } from "./charts.js";
+import { ChartPanel, MetricChart, markerTitle, typeColor } from "./charts.js";
 import { renderHparams } from "./hparams.js";
 import { seriesLoader, metricNames } from "./series.js";
 import { SYSTEM_TYPE, systemCharts, systemFields } from "./system.js";
@@ -22,6 +22,25 @@ function overview(run) {
     el("dt", {}, "Labels"), el("dd", {}, run.labels && run.labels.length ? labelChips(run.labels) : el("span", { class: "muted" }, "—")),
     el("dt", {}, "Alternative name"), el("dd", { class: "mono" }, run.alternative_name || ""),
     el("dt", {}, "Path"), el("dd", { class: "mono" }, run.path));
+}
+
+/**
+ * The run's segments: the first attempt from its start, then one row per resume point (the
+ * steps after `step` were dropped and redone), the last one's status being the run's.
+ */
+function segmentList(run) {
+  const segments = run.segments || [];
+  if (!segments.length) return el("div", { class: "muted" }, "One attempt: never resumed.");
+  const rows = [{ n: 1, time: run.start, step: null, reason: "first attempt", status: segments[0].previous_status }];
+  segments.forEach((s, i) => rows.push({ n: i + 2, time: s.time, step: s.step, reason: s.reason,
+    status: i + 1 < segments.length ? segments[i + 1].previous_status : run.status, title: markerTitle(s) }));
+  return el("table", { class: "data compact", id: "segments" },
+    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "#"), el("th", {}, "Started"),
+      el("th", { class: "num" }, "Resumed after step"), el("th", {}, "Reason"), el("th", {}, "Ended as"))),
+    el("tbody", {}, rows.map((r) => el("tr", { title: r.title || null, dataset: { step: r.step === null ? "" : String(r.step) } },
+      el("td", { class: "num" }, String(r.n)), el("td", {}, fmtTime(r.time)),
+      el("td", { class: "num" }, r.step === null ? "—" : String(r.step)), el("td", {}, r.reason || ""),
+      el("td", {}, r.status ? statusBadge(r.status) : "")))));
 }
 
 function environment(run) {
@@ -94,6 +113,7 @@ async function main() {
       el("div", { class: "card", id: "overview" }, el("h2", {}, "Overview"), overview(run)),
       el("div", { class: "card", id: "environment" }, el("h2", {}, "Environment"), environment(run))),
     chartsBox,
+    el("div", { class: "card", id: "segments-card" }, el("h2", {}, "Segments"), el("div", { id: "segments-box" }, segmentList(run))),
     systemBox,
     el("div", { class: "grid-2" },
       hpBox,
@@ -112,6 +132,7 @@ async function main() {
   const panel = new ChartPanel(panelBox);
   let chartKey = JSON.stringify([...metricNames(loggedMetrics(run.metrics))]);
   let counts = run.metric_counts;
+  panel.setMarkers(run.segments);
   panel.setCharts(buildCharts(run));
   await panel.reload(true);
   const system = { panel: null, key: "" };
@@ -130,6 +151,8 @@ async function main() {
       // Refetch only the series of metric types that got new entries since the last poll.
       const grown = (type) => (fresh.metric_counts || {})[type] !== (counts || {})[type];
       const grownLogged = Object.keys(loggedMetrics(fresh.metric_counts)).filter(grown);
+      panel.setMarkers(fresh.segments);
+      mount(root.querySelector("#segments-box"), segmentList(fresh));
       if (key !== chartKey) { chartKey = key; panel.setCharts(buildCharts(fresh)); await panel.reload(true); }
       else if (grownLogged.length) await panel.reload(false, (type) => grownLogged.includes(type));
       if (grown(SYSTEM_TYPE)) await showSystem(systemBox, system, fresh);
