@@ -382,11 +382,13 @@ def cut_offset(path: str, step: int, block_size: int = 1 << 16) -> int:
     entry with step ≤ ``step`` (0 when there is none), found by reading the file backward,
     ``block_size`` bytes at a time, so the cost grows with what is dropped, not with the file.
 
-    A last entry cut short mid-append is dropped as well. Entries are taken to be in step order
-    (a higher step before the last entry with step ≤ ``step`` is kept)."""
+    Entries are taken to be in step order (as a training loop logs them): a block whose first
+    entry has a step > ``step`` is dropped whole, and only the block where the steps cross
+    ``step`` is read entry by entry. A last entry cut short mid-append is dropped as well."""
     with open(path, 'rb') as f:
         cut = f.seek(0, os.SEEK_END)
         start, data = cut, b''  # data = the file's bytes [start, start + len(data))
+        checked = -1  # the start of the block whose first entry was checked
         while cut > 0:
             end = cut - start
             boundary = data.rfind(ENTRY_START, 0, end) + 1  # the last entry before the cut
@@ -396,6 +398,13 @@ def cut_offset(path: str, step: int, block_size: int = 1 << 16) -> int:
                 f.seek(start)
                 data = f.read(read) + data[:end]
                 continue
+            first = data.find(ENTRY_START) + 1 if start else 0  # the block's first whole entry
+            if checked != start and 0 < first < boundary:
+                checked = start
+                first_step = _entry_step(data, first, data.find(ENTRY_START, first) + 1)
+                if first_step is not None and first_step > step:
+                    cut = start + first  # the whole block is above step
+                    continue
             entry_step = _entry_step(data, boundary, end)
             if entry_step is not None and entry_step <= step:
                 return cut

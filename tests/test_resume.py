@@ -299,3 +299,14 @@ def test_rewind_killed_at_random_points_leaves_old_or_new(long_run, tmp_path):
     _check_legacy(run_dir, expected)
     print(f'killed at calls {outcomes} of {total} (journal at {journal})')
     assert sum(begun for _, begun in outcomes) >= 3
+
+
+@pytest.mark.parametrize('block_size', [7, 300, 1 << 16])
+def test_cut_offset_of_many_blocks_matches_a_forward_scan(tmp_path, block_size):
+    path = str(tmp_path / 'train.yaml')
+    _write_steps(path, range(0, 3000, 3))
+    entries = metric_file.read_entries(path)
+    for step in (0, 1, 2, 3, 1500, 2995, 2997, 5000):
+        kept = [e for e in entries if e['sequence']['step'] <= step]
+        assert metric_file.cut_offset(path, step, block_size) == len(fileio.dump_yaml(kept).encode()
+                                                                     if kept else b'')
