@@ -140,3 +140,62 @@ def test_lean_rows_with_fields(swept):
     assert api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "page_size": 5000}).status_code == 400
     bad = api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "fields": ["val.acc"]})
     assert bad.status_code == 400 and "unknown field 'val.acc'" in bad.text
+
+
+@pytest.fixture(scope="module")
+def pg_swept(tmp_path_factory):
+    """The same 12 Runs uploaded to a server on a fresh PostgreSQL database."""
+    from support.em_server_process import ServerProcess
+    from support.server_api import Api
+    from support.team_services import fresh_pg_database, pg_available
+    if not pg_available():
+        pytest.skip("PostgreSQL not reachable")
+    with fresh_pg_database() as url:
+        server = ServerProcess(tmp_path_factory.mktemp("em-server-pg"), db=url)
+        name, key = server.add_user("alice")
+        server.start()
+        try:
+            api = Api(server.base_url, key, name)
+            folder = api.folder()
+            for i in range(12):
+                upload_run(api, folder, f"run{i:02d}", [0.1, 0.01, 0.001][i % 3], ["Adam", "SGD"][i % 2],
+                           [0.1 * j + i / 100 for j in range(10)] if i != 11 else [0.5] * 3000,
+                           "Failed" if i == 7 else "Complete")
+            yield api, folder
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("params", [
+    {"filter": "hparams.lr <= 0.01 and status = 'Complete'", "order_by": ["val.acc.max desc"]},
+    {"filter": "hparams.opt.name in ('SGD') or val.acc.last >= 0.9", "order_by": ["hparams.lr", "name desc"]},
+    {"filter": "not labels contains 'sweep' or val.acc.count > 10", "order_by": ["val.acc.min_step"]},
+    {"filter": "", "order_by": ["val.acc.mean desc"], "page_size": 5},
+])
+def test_postgresql_answers_as_sqlite_over_http(swept, pg_swept, params):
+    """The same uploads give the same pages, totals and groups on both databases, and a bad
+    query the same 400 with its position."""
+    def pages(api, folder):
+        out, token = [], None
+        while True:
+            reply = api.request("GET", "/apis/v1/search/runs", params={
+                "folder": folder, "page_size": 4, **params, **({"page_token": token} if token else {})})
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            out.append(([r["name"] for r in body["runs"]], body["total"]))
+            token = body["next_page_token"]
+            if token is None:
+                return out
+    assert pages(*pg_swept) == pages(*swept)
+
+    def groups(api, folder):
+        reply = api.request("GET", "/apis/v1/search/groups", params={
+            "folder": folder, "filter": params["filter"], "by": "hparams.opt.name", "aggregate": "val.acc.max"})
+        assert reply.status_code == 200, reply.text
+        return [(g["value"], g["count"], round(g["aggregates"]["val.acc.max"]["mean"], 9))
+                for g in reply.json()["groups"]]
+    assert groups(*pg_swept) == groups(*swept)
+    api, folder = pg_swept
+    reply = api.request("GET", "/apis/v1/search/runs", params={"folder": folder, "filter": "hparams.lr <= and"})
+    assert reply.status_code == 400 and reply.headers["X-Query-Position"] == "15"
+    assert reply.text.startswith("position 15: unexpected 'and'")
