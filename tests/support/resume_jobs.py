@@ -191,7 +191,8 @@ def horovod_elastic(workdir: str) -> None:
     run.finish()
 
 
-JOBS = {'horovod': horovod_elastic, 'plain': plain, 'torchrun': torchrun, 'lightning': lightning, 'keras': keras}
+JOBS = {'horovod': horovod_elastic, 'plain': plain, 'torchrun': torchrun, 'lightning': lightning,
+        'keras': keras}
 
 if __name__ == '__main__':
     JOBS[sys.argv[1]](sys.argv[2])
