@@ -163,3 +163,30 @@ def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path):
     (segment,) = legacy['metadata']['segments']
     assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
     assert legacy['metadata']['status'] == 'Complete'
+
+
+def test_keras_fit_of_a_model_loaded_from_model_checkpoint_continues_the_run(em_dirs):
+    """In this process: a fit that saves ``ModelCheckpoint`` files and ends; then a model loaded
+    from the last one fits on (``initial_epoch``) with a new EMCallback: the same Run goes on."""
+    import keras
+    import numpy as np
+
+    from t9k.em.keras import EMCallback
+
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 8)).astype('float32')
+    y = (x[:, 0] + x[:, 1] > 1).astype('int32')
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)], name='mlp')
+    model.compile(optimizer='sgd', loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    path = str(em_dirs / 'ckpt' / 'model.keras')
+    model.fit(x, y, batch_size=20, epochs=2, verbose=0,
+              callbacks=[EMCallback(), keras.callbacks.ModelCheckpoint(path)])
+    restored = keras.models.load_model(path)
+    restored.fit(x, y, batch_size=20, epochs=4, initial_epoch=2, verbose=0,
+                 callbacks=[EMCallback(), keras.callbacks.ModelCheckpoint(path)])
+    run_dir = the_run_dir(em_dirs / 'runs')  # one Run
+    legacy = legacy_loader.load_run_dir(run_dir)
+    assert sorted(by_step(legacy['metrics']['train'])) == [5, 10, 15, 20]
+    (segment,) = legacy['metadata']['segments']
+    assert (segment['resumedAt'], segment['previousStatus']) == (10, 'Complete')
+    assert legacy['metadata']['status'] == 'Complete'
