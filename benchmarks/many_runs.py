@@ -36,7 +36,7 @@ rounds that alternate every measure (one warm-up round left out; median and p95)
 - each server's RSS, sampled every 0.1 s from its start (migrations included) to its stop.
 
 Run: ``.venv/bin/python benchmarks/many_runs.py [--runs 100000] [--mlflow-runs 10000]
-[--rounds 20] [--data-dir /tmp/em-many-runs] [--workers 2] [--no-pg] [--no-mlflow]``.
+[--rounds 20] [--data-dir /tmp/em-many-runs] [--workers 2] [--clone K] [--no-pg] [--no-mlflow]``.
 """
 from __future__ import annotations
 
@@ -274,6 +274,56 @@ def seed(urls: list[str], runs: int, workers: int) -> float:
     return time.perf_counter() - started
 
 
+def clone_parts(urls: list[str], runs: int, copies: int) -> float:
+    """Copy the index rows of the ``runs`` seeded Runs (all in ``/bench/sweep/p0``) into
+    ``copies`` more parts ``p1…``, row for row with new ids: ``runs × (copies + 1)`` Runs with the
+    seeded value distributions repeated, in minutes instead of hours (``--clone``). Only what
+    search reads is copied (nodes, run fields, labels, hparams, summaries, folder fields)."""
+    from sqlalchemy import String, func, literal, select
+
+    from t9k_em_server.metadata_store import FolderField, RunFields, RunHparam, RunLabel, RunSummary
+
+    assert runs <= PART, "--clone copies the first part only"
+    started = time.perf_counter()
+    for url in urls:
+        meta = MetadataStore(url)
+        old = [meta.get_node(f"/bench/sweep/p0/g{leaf}") for leaf in range(LEAVES)]
+        for k in range(1, copies + 1):
+            meta.create_node("/bench/sweep", f"p{k}", "Folder", 0, [], "", "{}", None)
+            new = [meta.create_node(f"/bench/sweep/p{k}", f"g{leaf}", "Folder", 0, [], "", "{}", None)
+                   for leaf in range(LEAVES)]
+            suffix = literal(f"{k:06d}", String())
+            with meta.engine.begin() as conn:
+                for source, target in zip(old, new):
+                    renamed = {"id": func.substr(Node.id, 1, 30, type_=String()) + suffix,
+                               "parent_id": literal(target.id, String()),
+                               "path": func.replace(Node.path, "/p0/", f"/p{k}/", type_=String())}
+                    cols = list(Node.__table__.columns)
+                    conn.execute(insert(Node.__table__).from_select(
+                        [c.name for c in cols], select(*[renamed.get(c.name, c) for c in cols])
+                        .where(Node.parent_id == source.id, Node.type == "Run")))
+                    runs_of = select(Node.id).where(Node.parent_id == source.id, Node.type == "Run")
+                    for table in (RunFields, RunLabel, RunHparam, RunSummary, FolderField):
+                        t = table.__table__
+                        moved = {}
+                        if "node_id" in t.c:
+                            moved["node_id"] = func.substr(t.c.node_id, 1, 30, type_=String()) + suffix
+                        if "folder_id" in t.c:
+                            moved["folder_id"] = literal(target.id, String())
+                        where = (t.c.folder_id == source.id) if table is FolderField else t.c.node_id.in_(runs_of)
+                        conn.execute(insert(t).from_select(
+                            [c.name for c in t.columns], select(*[moved.get(c.name, c) for c in t.columns]).where(where)))
+            print(f"    cloned part p{k} ({time.perf_counter() - started:.0f} s)", flush=True)
+        with meta.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+            else:
+                connection.exec_driver_sql("ANALYZE")
+                connection.commit()
+        meta.close()
+    return time.perf_counter() - started
+
+
 def _indexed_batch_star(args: tuple[int, int]) -> list[IndexedRun]:
     return indexed_batch(*args)
 
@@ -387,13 +437,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/em-many-runs"))
     parser.add_argument("--workers", type=int, default=2, help="processes that index while seeding")
+    parser.add_argument("--clone", type=int, default=0, metavar="K",
+                        help="then copy the seeded Runs K times (row copies with new ids): "
+                             "runs × (K + 1) Runs quickly, values repeating")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args()
-    data = args.data_dir / f"runs-{args.runs}{'-nopg' if args.no_pg else ''}"
+    data = args.data_dir / f"runs-{args.runs}{f'x{args.clone + 1}' if args.clone else ''}{'-nopg' if args.no_pg else ''}"
     data.mkdir(parents=True, exist_ok=True)
     marker = data / "seeded.json"
-    pg_url = f"postgresql://postgres@127.0.0.1:5432/em_bench_{args.runs}"
+    total = args.runs * (args.clone + 1)
+    db_name = f"em_bench_{args.runs}" + (f"x{args.clone + 1}" if args.clone else "")
+    pg_url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
     backends = {"sqlite": ServerProcess(data / "sqlite")}
     if not args.no_pg:
         backends["postgresql"] = ServerProcess(data / "pg", db=pg_url)
@@ -401,17 +456,19 @@ def main() -> None:
         if not args.no_pg:
             import psycopg
             with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "em_bench_{args.runs}" WITH (FORCE)')
-                admin.execute(f'CREATE DATABASE "em_bench_{args.runs}"')
+                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "{db_name}"')
         keys = {label: server.add_user("bench")[1] for label, server in backends.items()}
         urls = [f"sqlite:///{backends['sqlite'].data_dir / 'em.db'}"]
         if not args.no_pg:
             urls.append(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
         print(f"seeding {args.runs} runs into {', '.join(backends)}", flush=True)
         seconds = seed(urls, args.runs, args.workers)
+        if args.clone:
+            seconds += clone_parts(urls, args.runs, args.clone)
         marker.write_text(json.dumps({"runs": args.runs, "keys": keys, "seed_s": seconds}))
     seeded = json.loads(marker.read_text())
-    print(f"seeded {seeded['runs']} runs in {seeded['seed_s']:.0f} s (cached in {data})", flush=True)
+    print(f"seeded {seeded['runs']} runs (x{args.clone + 1}) in {seeded['seed_s']:.0f} s (cached in {data})", flush=True)
     experiment = None
     if not args.no_mlflow:
         experiment = mlflow_seed(args.mlflow_runs, data)
@@ -432,13 +489,13 @@ def main() -> None:
             samplers[label] = RssSampler(server.pid)
             key = seeded["keys"][label]
             search = {"filter": SEARCH, "order_by": ORDER, "page_size": 50, "recursive": "true"}
-            measures[f"{label} search {args.runs}"] = http_measure(
+            measures[f"{label} search {total}"] = http_measure(
                 server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep"})
-            measures[f"{label} search {args.runs} shared"] = http_measure(
+            measures[f"{label} search {total} shared"] = http_measure(
                 server, teammates[label], "/apis/v1/search/runs", {**search, "folder": "/bench/sweep"})
             measures[f"{label} search {PART}"] = http_measure(
                 server, key, "/apis/v1/search/runs", {**search, "folder": "/bench/sweep/p0"})
-            measures[f"{label} group {args.runs}"] = http_measure(
+            measures[f"{label} group {total}"] = http_measure(
                 server, key, "/apis/v1/search/groups",
                 {"folder": "/bench/sweep", "recursive": "true", "by": "hparams.bucket",
                  "aggregate": ["val.accuracy.max", "val.loss.min"]})
@@ -477,10 +534,10 @@ def main() -> None:
         print(f"{label} server peak RSS: {peak:.0f} MB")
     ml = f"mlflow search {args.mlflow_runs}"
     for label in backends:
-        own, shared = times[f"{label} search {args.runs}"], times[f"{label} search {args.runs} shared"]
-        assert answers[f"{label} search {args.runs}"] == answers[f"{label} search {args.runs} shared"]
+        own, shared = times[f"{label} search {total}"], times[f"{label} search {total} shared"]
+        assert answers[f"{label} search {total}"] == answers[f"{label} search {total} shared"]
         ratios = [b / a for a, b in zip(own, shared)]
-        print(f"ratio shared (group viewer) / owner, {label} search {args.runs} (median of per-round "
+        print(f"ratio shared (group viewer) / owner, {label} search {total} (median of per-round "
               f"ratios): {statistics.median(ratios):.2f}x; resolving the scope in-process: "
               + ", ".join(f"{who} {us:.0f} µs" for who, us in scope_us[label].items()))
         ours = f"{label} search {PART}"
