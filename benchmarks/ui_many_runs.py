@@ -16,7 +16,7 @@ on PostgreSQL (``--no-pg``: SQLite only); medians and p95 of REPEATS page loads 
 (3) Each server's peak RSS while it served the pages (and without its file-backed shared pages:
     SQLite maps its database file, whose pages count in RSS).
 
-Run: ``.venv/bin/python benchmarks/ui_many_runs.py [--runs 100000] [--data-dir /tmp/em-many-runs]
+Run: ``.venv/bin/python benchmarks/ui_many_runs.py [--runs 100000] [--clone K] [--data-dir /tmp/em-many-runs]
 [--overlay-runs 100] [--points 10000] [--repeats 10] [--no-pg]``.
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def folder_page(label: str, server: ServerProcess, key: str, args: argparse.Name
             for name, url in (("no filter", "/ui/folders/bench/sweep?recursive=1"),
                               ("filter", f"/ui/folders/bench/sweep?recursive=1&q={quote(many_runs.SEARCH)}")):
                 cold, warm = first_rows(page, url, args.repeats)
-                print(f"{label}: folder page, {args.runs} runs, {name}: first rows painted "
+                print(f"{label}: folder page, {args.runs * (args.clone + 1)} runs, {name}: first rows painted "
                       f"cold {cold:.0f} ms, warm {stats(warm)}", flush=True)
     watched(server, f"{label} (folder page)", work)
 
@@ -161,12 +161,17 @@ def overlay_page(label: str, server: ServerProcess, args: argparse.Namespace) ->
     watched(server, f"{label} (overlay)", work)
 
 
+def cache_name(args: argparse.Namespace) -> str:
+    """many_runs.py's name of its cache (folder and PostgreSQL database) for these arguments."""
+    return f"{args.runs}{f'x{args.clone + 1}' if args.clone else ''}"
+
+
 def seeded(args: argparse.Namespace) -> tuple[Path, dict]:
-    """many_runs.py's cache of ``args.runs`` runs (seeded by running it when missing)."""
-    data = args.data_dir / f"runs-{args.runs}{'-nopg' if args.no_pg else ''}"
+    """many_runs.py's cache of ``args.runs`` runs (× ``clone + 1``; seeded by running it when missing)."""
+    data = args.data_dir / f"runs-{cache_name(args)}{'-nopg' if args.no_pg else ''}"
     if not (data / "seeded.json").exists():
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "many_runs.py"), "--runs", str(args.runs),
-                        "--data-dir", str(args.data_dir), "--no-mlflow", "--rounds", "1"]
+                        "--clone", str(args.clone), "--data-dir", str(args.data_dir), "--no-mlflow", "--rounds", "1"]
                        + (["--no-pg"] if args.no_pg else []))  # its own measures may fail: the cache is what counts
     return data, json.loads((data / "seeded.json").read_text())
 
@@ -174,6 +179,8 @@ def seeded(args: argparse.Namespace) -> tuple[Path, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--clone", type=int, default=0, metavar="K",
+                        help="many_runs.py --clone: the seeded runs copied K times (runs x (K + 1))")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/em-many-runs"))
     parser.add_argument("--overlay-runs", type=int, default=100)
     parser.add_argument("--points", type=int, default=10_000)
@@ -184,7 +191,7 @@ def main() -> None:
     data, seed = seeded(args)
     folder_page("sqlite", ServerProcess(data / "sqlite"), seed["keys"]["sqlite"], args)
     if not args.no_pg:
-        pg_url = f"postgresql://postgres@127.0.0.1:5432/em_bench_{args.runs}"  # many_runs.py's database
+        pg_url = f"postgresql://postgres@127.0.0.1:5432/em_bench_{cache_name(args)}"  # many_runs.py's database
         folder_page("postgresql", ServerProcess(data / "pg", db=pg_url), seed["keys"]["postgresql"], args)
     with tempfile.TemporaryDirectory() as tmp:
         overlay_page("sqlite", ServerProcess(Path(tmp) / "overlay-sqlite"), args)
