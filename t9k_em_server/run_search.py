@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.util import find_tables
 
 from t9k_em_core import run_files
 
@@ -77,15 +78,26 @@ class Scope:
         return and_(Node.type == "Run", self.holds(Node.parent_id))
 
 
-def _runs(scope: Scope, selection: query.Selection) -> Any:
-    """A SELECT of the ids of the Runs in scope that a filter selects. With joins the scope is
-    on the joined index rows (which exist for Runs only, under their Folder), so the database
-    can start from an index of one of them and reads ``nodes`` by id only."""
+def _runs(scope: Scope, selection: query.Selection, *uses: Any) -> Any:
+    """A SELECT of the ids of the Runs in scope that a filter selects (``uses``: the other
+    columns the statement will read). With joins the scope is on the joined index rows (which
+    exist for Runs only, under their Folder), so the database can start from an index of one of
+    them and reads ``nodes`` by id only."""
     statement = select(Node.id).select_from(Node)
     for alias, on in selection.joins:
         statement = statement.join(alias, on)
-    statement = statement.outerjoin(RunFields, RunFields.node_id == Node.id).where(selection.where)
+    statement = _join_fields(statement, selection.where, *uses).where(selection.where)
     return statement if selection.joins else statement.where(scope.condition())
+
+
+def _join_fields(statement: Any, *uses: Any) -> Any:
+    """``statement`` outer-joined to ``run_fields`` when one of ``uses`` reads it (otherwise
+    the join would only cost a probe per Run)."""
+    clauses = [use.__clause_element__() if hasattr(use, "__clause_element__") else use for use in uses]
+    if any(getattr(table, "name", None) == RunFields.__tablename__
+           for clause in clauses for table in find_tables(clause, check_columns=True, include_aliases=True)):
+        return statement.outerjoin(RunFields, RunFields.node_id == Node.id)
+    return statement
 
 
 def _count(s: Session, scope: Scope, selection: query.Selection) -> int:
@@ -112,11 +124,11 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
     owner = query.fingerprint(parsed.text, [f"{k.field} {k.descending}" for k in keys],
                               scope.folder_id, scope.recursive)
     selection = parsed.selection(scope.holds)
-    matches = _runs(scope, selection)
+    values = [c for key in keys for c in key.columns]
+    matches = _runs(scope, selection, *values)
     for key in keys:
         for alias, on in key.joins:
             matches = matches.outerjoin(alias, on)
-    values = [c for key in keys for c in key.columns]
     matches = matches.add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
                                   func.count().over().label("total")).subquery()
     columns = [matches.c[f"v{i}"] for i in range(len(values))]
@@ -254,7 +266,7 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
     statement = statement.select_from(Node)
     for alias, on in selection.joins:
         statement = statement.join(alias, on)
-    statement = statement.outerjoin(RunFields, RunFields.node_id == Node.id)
+    statement = _join_fields(statement, selection.where, *columns, *agg_columns)
     for alias, on in joins:
         statement = statement.outerjoin(alias, on)
     if not selection.joins:
