@@ -82,18 +82,18 @@ def test_job_killed_at_1234_after_checkpoint_at_1000(tmp_path, em_server):
 
 
 def test_torchrun_with_a_rank_that_crashes_once(tmp_path):
-    """Rank 1 crashes once after step 45 (checkpoint at 40). ``--max-restarts 3`` where the issue
-    says 1: on this busy machine gloo's connect in the restarted group is sometimes refused
-    (``connectFullMesh``), and torchelastic then restarts again, as it would in a real job; the
-    crash of the job's own code happens once, and every restart resumes from step 40."""
+    """Rank 1 crashes once after step 45 (checkpoint at 40), ``--max-restarts 1``, with
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: with torchelastic's store shared over restarts (its
+    default), a restarted rank 0 that connects before rank 1 re-registers reads the dead rank 1's
+    gloo address (``connectFullMesh``: connection refused; docs/resume.md)."""
     runs = tmp_path / 'runs'
     done = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-         '--max-restarts', '3', '--monitor-interval', '0.5', '-m', 'support.resume_jobs', 'torchrun',
+         '--max-restarts', '1', '--monitor-interval', '0.5', '-m', 'support.resume_jobs', 'torchrun',
          str(tmp_path)],
         env={**os.environ, 'PYTHONPATH': TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''),
              'EM_SYSTEM_METRICS': '0', 'EM_RUN_PARENT_DIR': str(runs), 'KILL_AT': '45',
-             'OMP_NUM_THREADS': '1'},
+             'OMP_NUM_THREADS': '1', 'TORCH_DISABLE_SHARE_RDZV_TCP_STORE': '1'},
         cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     run_dir = the_run_dir(runs)  # rank 0's one Run over every attempt
@@ -104,8 +104,7 @@ def test_torchrun_with_a_rank_that_crashes_once(tmp_path):
     metadata = legacy['metadata']
     assert metadata['status'] == 'Complete' and metadata['resumeKey'].startswith('torchelastic-')
     assert {s['resumedAt'] for s in metadata['segments']} == {40}
-    assert metadata['segments'][0]['reason'] in ('torchelastic restart 1', 'torchelastic restart 2',
-                                                 'torchelastic restart 3')
+    assert [s['reason'] for s in metadata['segments']] == ['torchelastic restart 1']
     assert metadata['segments'][0]['metricBytes']['train'] > 0  # steps 41-45 were cut
 
 
