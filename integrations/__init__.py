@@ -29,7 +29,10 @@ def _describe_hvd(hvd: Any) -> Dict[str, Any]:
 
 def _horovod_rank() -> Optional[int]:
     from t9k_em_integrations import horovod  # no framework import: it reads sys.modules
-    return horovod.initialized_rank()
+    rank = horovod.initialized_rank()
+    if rank is not None:  # a Run is being opened in a Horovod job: follow its elastic resets
+        horovod.follow_elastic_resets()
+    return rank
 
 
 params.register_describer('dist_tf_strategy', 'tensorflow', _describe_tf_strategy)

@@ -13,8 +13,9 @@ Horovod                                    t9k-em core
 metrics of one step or epoch, every rank   :func:`log_averaged` → ``run.log`` of the mean over
                                            all ranks (rank 0 writes)
 user code for rank 0                       :func:`rank_zero_only` (``distributed.should_write``)
-elastic reset (``hvd.elastic.run``), after  :func:`rewind_on_reset`'s callback →
-the State is restored to its last commit   ``run.rewind(<state's step>)``
+elastic reset (``hvd.elastic.run``), after  :func:`follow_elastic_resets`' hook (no user code,
+the State is restored to its last commit   ``state.step``) or :func:`rewind_on_reset`'s callback
+                                           (any attribute) → ``run.rewind(<step>)`` of open Runs
 =========================================  ======================================================
 
 Supported API modules: ``horovod.torch`` and ``horovod.tensorflow`` (custom training loops).
@@ -25,13 +26,15 @@ Horovod nor a framework; they are imported from the ``hvd`` module passed in.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+import weakref
 import zlib
 from types import ModuleType, TracebackType
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
-from t9k_em_core import distributed
+from t9k_em_core import distributed, lifecycle
 
 _F = TypeVar('_F', bound=Callable[..., Any])
 
@@ -41,6 +44,10 @@ _TENSORFLOW_APIS = ('horovod.tensorflow', 'horovod.tensorflow.keras', 'horovod.k
 _API_MODULES = _TORCH_APIS + _TENSORFLOW_APIS
 _BUILT_FEATURES = ('mpi', 'gloo', 'nccl', 'ddl', 'ccl', 'cuda', 'rocm')
 _COLLECTIVE_NAME = 't9k_em.average_metrics'
+_RESET_REASON = 'Horovod elastic reset'
+_HOOK_MARK = '_t9k_em_rewinds_open_runs'
+# States given to rewind_on_reset: the automatic hook leaves them to their explicit callback.
+_explicit_states: 'weakref.WeakSet[Any]' = weakref.WeakSet()
 
 
 def initialized_rank() -> Optional[int]:
@@ -134,20 +141,53 @@ def log_averaged(run: Any, hvd: ModuleType, type: str, metrics: Mapping[str, Any
     return averaged
 
 
-def rewind_on_reset(run: Any, state: Any, step_attribute: str = 'step') -> None:
-    """Keeps ``run`` in step with a Horovod elastic ``state`` (``hvd.elastic.TorchState`` or
-    another ``State``): at each reset, once ``hvd.elastic.run`` has restored the state's last
-    commit (after a failed worker), the Run is rewound to ``state.<step_attribute>``, dropping
-    the entries of the steps the workers will redo (docs/resume.md)::
+def follow_elastic_resets() -> None:
+    """Makes every Horovod elastic reset rewind this process's open Runs, with no user code.
 
-        state = hvd.elastic.TorchState(model=model, optimizer=optimizer, step=0)
-        em.horovod.rewind_on_reset(run, state)
+    Called by the core's rank lookup (``create_run`` in a process where a Horovod API module is
+    initialised), so users do not call it. It wraps ``horovod.common.elastic.State.on_reset``
+    once: after ``hvd.elastic.run`` restored a State's last commit (a worker was lost) and ran the
+    State's own reset callbacks, each open Run is rewound to ``state.step`` (horovod's own
+    examples name their counters ``epoch``/``batch``; name the step ``step``, or use
+    :func:`rewind_on_reset`). A State without an integer ``step``, or given to
+    :func:`rewind_on_reset`, is left alone. Only rank 0's Run writes; other ranks' are inert.
+    Does nothing when ``horovod.common.elastic`` is not imported.
+    """
+    elastic = sys.modules.get('horovod.common.elastic')
+    if elastic is None or getattr(elastic.State.on_reset, _HOOK_MARK, False):
+        return
+    original = elastic.State.on_reset
+
+    @functools.wraps(original)
+    def on_reset(state: Any) -> None:
+        original(state)
+        step = getattr(state, 'step', None)
+        if state in _explicit_states or not isinstance(step, int) or isinstance(step, bool):
+            return
+        for run in lifecycle.open_runs():
+            run.rewind(step, reason=_RESET_REASON)
+
+    setattr(on_reset, _HOOK_MARK, True)
+    elastic.State.on_reset = on_reset
+
+
+def rewind_on_reset(run: Any, state: Any, step_attribute: str = 'step') -> None:
+    """The explicit form of :func:`follow_elastic_resets`, for one Run and a step under any name:
+    at each reset of a Horovod elastic ``state`` (``hvd.elastic.TorchState`` or another
+    ``State``), once ``hvd.elastic.run`` has restored the state's last commit (after a failed
+    worker), ``run`` is rewound to ``state.<step_attribute>``, dropping the entries of the steps
+    the workers will redo (docs/resume.md)::
+
+        state = hvd.elastic.TorchState(model=model, optimizer=optimizer, batch=0)
+        em.horovod.rewind_on_reset(run, state, step_attribute='batch')
 
     Call it on every rank (the Runs of other ranks are inert). A reset after added or removed
-    hosts restores nothing: the rewind to the current step then drops nothing.
+    hosts restores nothing: the rewind to the current step then drops nothing. The automatic
+    hook then leaves ``state`` alone.
     """
     def rewind() -> None:
-        run.rewind(int(getattr(state, step_attribute)), reason='Horovod elastic reset')
+        run.rewind(int(getattr(state, step_attribute)), reason=_RESET_REASON)
+    _explicit_states.add(state)
     state.register_reset_callbacks([rewind])
 
 

@@ -149,12 +149,14 @@ def test_keras_backup_and_restore_after_an_interrupted_fit(tmp_path):
     assert not os.path.exists(tmp_path / 'backup')  # BackupAndRestore's own clean-up at the end
 
 
-def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path):
+@pytest.mark.parametrize('explicit', ['', '1'], ids=['no-user-code', 'rewind_on_reset'])
+def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path, explicit):
     """The real ``hvd.elastic.run`` and ``TorchState`` in one process: horovodrun's elastic mode
     (host discovery, a worker actually lost) is not exercised here; the failure is the
-    ``HorovodInternalError`` a lost worker raises, and the wrapper's restore + reset are real."""
+    ``HorovodInternalError`` a lost worker raises, and the wrapper's restore + reset are real.
+    With no t9k-em code (``state.step``) and with ``rewind_on_reset(..., 'batch')``."""
     runs = tmp_path / 'runs'
-    job('horovod', tmp_path, {'EM_RUN_PARENT_DIR': str(runs)})
+    job('horovod', tmp_path, {'EM_RUN_PARENT_DIR': str(runs), 'EXPLICIT': explicit})
     legacy = legacy_loader.load_run_dir(the_run_dir(runs))
     train = by_step(legacy['metrics']['train'])
     assert {step: v['attempt'] for step, v in train.items()} == {

@@ -160,7 +160,9 @@ def keras(workdir: str) -> None:
 def horovod_elastic(workdir: str) -> None:
     """``hvd.elastic.run`` over a ``TorchState`` committed every 10 steps; at step 14 the
     training function raises ``HorovodInternalError`` once (what a lost worker raises; one
-    process here), so the wrapper restores the commit of step 10, resets and goes on."""
+    process here), so the wrapper restores the commit of step 10, resets and goes on. The state
+    counts in ``step`` (no t9k-em code: the integration's hook), or with ``$EXPLICIT`` in
+    ``batch``, given to ``em.horovod.rewind_on_reset``."""
     import horovod.torch as hvd
     import torch
     from horovod.common.exceptions import HorovodInternalError
@@ -170,20 +172,22 @@ def horovod_elastic(workdir: str) -> None:
     hvd.init()
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), 0.1)
-    state = hvd.elastic.TorchState(model=model, optimizer=optimizer, step=0)
+    counter = 'batch' if os.environ.get('EXPLICIT') else 'step'
+    state = hvd.elastic.TorchState(model=model, optimizer=optimizer, **{counter: 0})
     run = em.create_run(name='elastic')
-    em_hvd.rewind_on_reset(run, state)
+    if counter == 'batch':
+        em_hvd.rewind_on_reset(run, state, step_attribute='batch')
     failed = []
 
     @hvd.elastic.run
     def train(state):
-        while state.step < 20:
-            state.step += 1
-            em_hvd.log_averaged(run, hvd, 'train', {'attempt': float(len(failed))},
-                                    step=state.step)
-            if state.step % 10 == 0:
+        while getattr(state, counter) < 20:
+            step = getattr(state, counter) + 1
+            setattr(state, counter, step)
+            em_hvd.log_averaged(run, hvd, 'train', {'attempt': float(len(failed))}, step=step)
+            if step % 10 == 0:
                 state.commit()
-            if state.step == 14 and not failed:
+            if step == 14 and not failed:
                 failed.append(1)
                 raise HorovodInternalError('a worker was lost')
 
