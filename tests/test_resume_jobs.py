@@ -166,6 +166,33 @@ def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path, explicit)
     assert legacy['metadata']['status'] == 'Complete'
 
 
+def test_horovodrun_elastic_job_that_loses_a_worker(tmp_path):
+    """``horovodrun`` in elastic mode on this host, seen as two (``localhost`` and
+    ``127.0.0.1``, one slot each: a failed worker's host is blacklisted, and with one host the
+    survivor would go too); rank 1 exits at step 14, rank 0 goes on alone from the commit of
+    step 10, with no t9k-em code. ``--network-interface lo``: without it an elastic job waits
+    for two hosts to compare their network interfaces."""
+    runs = tmp_path / 'runs'
+    discover = tmp_path / 'discover.sh'
+    discover.write_text('#!/bin/sh\necho localhost:1\necho 127.0.0.1:1\n')
+    discover.chmod(0o755)
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), 'horovodrun'), '-np', '2', '--min-np', '1',
+         '--max-np', '2', '--host-discovery-script', str(discover), '--network-interface', 'lo',
+         '--gloo', sys.executable, '-m', 'support.resume_jobs', 'horovod', str(tmp_path)],
+        env={**os.environ, 'PYTHONPATH': TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''),
+             'EM_SYSTEM_METRICS': '0', 'EM_RUN_PARENT_DIR': str(runs), 'OMP_NUM_THREADS': '1'},
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    legacy = legacy_loader.load_run_dir(the_run_dir(runs))
+    train = by_step(legacy['metrics']['train'])
+    assert {step: v['attempt'] for step, v in train.items()} == {
+        step: float(step > 10) for step in range(1, 21)}
+    (segment,) = legacy['metadata']['segments']
+    assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
+    assert legacy['metadata']['status'] == 'Complete'
+
+
 def test_keras_fit_of_a_model_loaded_from_model_checkpoint_continues_the_run(em_dirs):
     """In this process: a fit that saves ``ModelCheckpoint`` files and ends; then a model loaded
     from the last one fits on (``initial_epoch``) with a new EMCallback: the same Run goes on."""
