@@ -149,6 +149,18 @@ def test_keras_backup_and_restore_after_an_interrupted_fit(tmp_path):
     assert not os.path.exists(tmp_path / 'backup')  # BackupAndRestore's own clean-up at the end
 
 
+def assert_rewound_to_the_commit_of_step_10(runs) -> None:
+    """The Horovod jobs' Run: steps 1..20 once each, those after the commit of step 10 from the
+    second attempt, one segment at step 10, Complete (read as 0.6.0b0 reads it)."""
+    legacy = legacy_loader.load_run_dir(the_run_dir(runs))
+    train = by_step(legacy['metrics']['train'])
+    assert {step: v['attempt'] for step, v in train.items()} == {
+        step: float(step > 10) for step in range(1, 21)}
+    (segment,) = legacy['metadata']['segments']
+    assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
+    assert legacy['metadata']['status'] == 'Complete'
+
+
 @pytest.mark.parametrize('explicit', ['', '1'], ids=['no-user-code', 'rewind_on_reset'])
 def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path, explicit):
     """The real ``hvd.elastic.run`` and ``TorchState`` in one process: horovodrun's elastic mode
@@ -157,13 +169,7 @@ def test_horovod_elastic_reset_rewinds_to_the_committed_step(tmp_path, explicit)
     With no t9k-em code (``state.step``) and with ``rewind_on_reset(..., 'batch')``."""
     runs = tmp_path / 'runs'
     job('horovod', tmp_path, {'EM_RUN_PARENT_DIR': str(runs), 'EXPLICIT': explicit})
-    legacy = legacy_loader.load_run_dir(the_run_dir(runs))
-    train = by_step(legacy['metrics']['train'])
-    assert {step: v['attempt'] for step, v in train.items()} == {
-        step: float(step > 10) for step in range(1, 21)}
-    (segment,) = legacy['metadata']['segments']
-    assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
-    assert legacy['metadata']['status'] == 'Complete'
+    assert_rewound_to_the_commit_of_step_10(runs)
 
 
 def test_horovodrun_elastic_job_that_loses_a_worker(tmp_path):
@@ -184,13 +190,7 @@ def test_horovodrun_elastic_job_that_loses_a_worker(tmp_path):
              'EM_SYSTEM_METRICS': '0', 'EM_RUN_PARENT_DIR': str(runs), 'OMP_NUM_THREADS': '1'},
         cwd=str(tmp_path), capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    legacy = legacy_loader.load_run_dir(the_run_dir(runs))
-    train = by_step(legacy['metrics']['train'])
-    assert {step: v['attempt'] for step, v in train.items()} == {
-        step: float(step > 10) for step in range(1, 21)}
-    (segment,) = legacy['metadata']['segments']
-    assert (segment['resumedAt'], segment['reason']) == (10, 'Horovod elastic reset')
-    assert legacy['metadata']['status'] == 'Complete'
+    assert_rewound_to_the_commit_of_step_10(runs)
 
 
 def test_keras_fit_of_a_model_loaded_from_model_checkpoint_continues_the_run(em_dirs):
