@@ -26,16 +26,22 @@ def upload_run(api, folder: str, name: str, lr: float, opt: str, acc: list[float
     return run
 
 
+def upload_sweep(api, folder: str) -> None:
+    """The 12 Runs both servers hold: 3 learning rates x 2 optimizers, one Failed, one with
+    3,000 points."""
+    for i in range(12):
+        upload_run(api, folder, f"run{i:02d}", [0.1, 0.01, 0.001][i % 3], ["Adam", "SGD"][i % 2],
+                   [0.1 * j + i / 100 for j in range(10)] if i != 11 else [0.5] * 3000,
+                   "Failed" if i == 7 else "Complete")
+
+
 @pytest.fixture(scope="module")
 def swept(em_server, em_add_user):
     from support.server_api import Api
     name, key = em_add_user()
     api = Api(em_server.base_url, key, name)
     folder = api.folder()
-    for i in range(12):
-        upload_run(api, folder, f"run{i:02d}", [0.1, 0.01, 0.001][i % 3], ["Adam", "SGD"][i % 2],
-                   [0.1 * j + i / 100 for j in range(10)] if i != 11 else [0.5] * 3000,
-                   "Failed" if i == 7 else "Complete")
+    upload_sweep(api, folder)
     return api, folder
 
 
@@ -157,10 +163,7 @@ def pg_swept(tmp_path_factory):
         try:
             api = Api(server.base_url, key, name)
             folder = api.folder()
-            for i in range(12):
-                upload_run(api, folder, f"run{i:02d}", [0.1, 0.01, 0.001][i % 3], ["Adam", "SGD"][i % 2],
-                           [0.1 * j + i / 100 for j in range(10)] if i != 11 else [0.5] * 3000,
-                           "Failed" if i == 7 else "Complete")
+            upload_sweep(api, folder)
             yield api, folder
         finally:
             server.stop()
