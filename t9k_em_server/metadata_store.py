@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text, UniqueConstraint, and_, bindparam, create_engine, delete, event,
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint, and_, bindparam, create_engine, delete, event,
                         false, func, literal, or_, select, text, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -253,17 +253,22 @@ class RunFields(Base):
 
 
 # The index tables carry the Run's Folder (``folder_id``, its parent; a move updates it) and
-# lead their search indexes with it: a search scoped to some Folders reads only their entries,
-# whatever else the database holds, and needs no ``nodes`` row until its page is chosen. Each
-# index also ends with ``node_id`` so that a search reads the index alone. On SQLite the
-# tables are clustered on their primary keys (WITHOUT ROWID, migration 0005).
+# lead their primary keys and search indexes with it, so a search scoped to some Folders reads
+# only their entries, whatever else the database holds. Their primary keys are
+# ``(folder_id, field, node_id)``: the rows of one field of one Folder's Runs lie together, and a
+# search that checks or sorts by that field for many Runs of a Folder probes one small, warm
+# range rather than a page per Run (node ids are random). On SQLite the tables are clustered
+# on those keys (WITHOUT ROWID, migrations 0005 and 0009); ``node_id`` is indexed for the
+# per-Run reads and writes.
 
 class RunLabel(Base):
     __tablename__ = "run_labels"
-    __table_args__ = (Index("ix_run_labels_folder_label", "folder_id", "label", "node_id"),
+    __table_args__ = (PrimaryKeyConstraint("folder_id", "node_id", "label"),
+                      Index("ix_run_labels_folder_label", "folder_id", "label", "node_id"),
+                      Index("ix_run_labels_node", "node_id"),
                       {"sqlite_with_rowid": False})
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
-    label: Mapped[str] = mapped_column(String(255), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(255))
     folder_id: Mapped[str] = mapped_column(String(36))
 
 
@@ -273,13 +278,15 @@ class RunHparam(Base):
 
     __tablename__ = "run_hparams"
     __table_args__ = (
+        PrimaryKeyConstraint("folder_id", "key", "node_id"),
         Index("ix_run_hparams_folder_num", "folder_id", "key", "kind", "num", "node_id",
               sqlite_where=text("num IS NOT NULL"), postgresql_where=text("num IS NOT NULL")),
         Index("ix_run_hparams_folder_text", "folder_id", "key", "text", "node_id",
               sqlite_where=text("text IS NOT NULL"), postgresql_where=text("text IS NOT NULL")),
+        Index("ix_run_hparams_node", "node_id"),
         {"sqlite_with_rowid": False})
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(512))
     folder_id: Mapped[str] = mapped_column(String(36))
     kind: Mapped[str] = mapped_column(String(8))
     num: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -290,11 +297,12 @@ class RunSummary(Base):
     """Summary of one metric of one Run: finite values only."""
 
     __tablename__ = "run_summaries"
-    __table_args__ = (Index("ix_run_summaries_folder_metric", "folder_id", "type", "name", "node_id"),
+    __table_args__ = (PrimaryKeyConstraint("folder_id", "type", "name", "node_id"),
+                      Index("ix_run_summaries_node", "node_id"),
                       {"sqlite_with_rowid": False})
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
-    type: Mapped[str] = mapped_column(String(128), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
     folder_id: Mapped[str] = mapped_column(String(36))
     last: Mapped[float | None] = mapped_column(Float, nullable=True)
     min: Mapped[float | None] = mapped_column(Float, nullable=True)

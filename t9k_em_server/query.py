@@ -184,20 +184,50 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> QueryError:
 
 
 @dataclass(frozen=True)
-class Selection:
-    """A filter in SQL. ``joins``: (index table alias, ON clause) for the comparisons at the top
-    level of the filter that hold exactly when a Run has one index row meeting them (an hparam,
-    a summary, one label): inner joins of at most one row per Run each, so that the database
-    can start from the most selective one and probe the others by primary key, and needs no
-    set of ids per condition. ``where``: the rest of the filter."""
+class RunRef:
+    """The columns of a statement that say which Run a row is about: its id and its Folder.
+    A Run's index rows are joined on both, since their keys lead with the Folder
+    (``metadata_store``): the probes for many Runs of one Folder then read one small range."""
 
-    joins: list[tuple[Any, ColumnElement]]
-    where: ColumnElement
+    id: Any
+    folder_id: Any
+
+    def rows_of(self, table: Any) -> ColumnElement:
+        """The condition that a row of index table (alias) ``table`` belongs to this Run."""
+        return and_(table.folder_id == self.folder_id, table.node_id == self.id)
+
+
+#: a statement over ``nodes``: the Run is the node, its Folder the node's parent
+NODES = RunRef(Node.id, Node.parent_id)
+
+
+@dataclass(frozen=True)
+class _Context:
+    in_scope: InScope
+    run: RunRef
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A filter in SQL. ``rows``: (index table alias, condition on it) for the comparisons at
+    the top level of the filter that hold exactly when a Run has one index row meeting them (an
+    hparam, a summary, one label): a statement starts from one of them and joins the others to
+    it (``RunRef.rows_of``), so the database can start from the most selective one's index and
+    probe the others by key, with no set of ids per condition. ``where(run)``: the rest of the
+    filter, about the Run that ``run`` names."""
+
+    rows: list[tuple[Any, ColumnElement]]
+    rest: list[Tree]
+    in_scope: InScope
+
+    def where(self, run: RunRef) -> ColumnElement:
+        context = _Context(self.in_scope, run)
+        return and_(*(_compile(part, context) for part in self.rest)) if self.rest else true()
 
 
 @dataclass(frozen=True)
 class Filter:
-    """A parsed filter; ``selection()`` is its SQL form (no joins and ``true()`` when empty)."""
+    """A parsed filter; ``selection()`` is its SQL form (no rows and ``true()`` when empty)."""
 
     text: str
     tree: Tree | None
@@ -205,17 +235,15 @@ class Filter:
     def selection(self, in_scope: InScope) -> Selection:
         """The filter over the Runs whose Folder ``in_scope(folder_id column)`` accepts (every
         index row the filter reads is kept to that scope)."""
-        joins: list[tuple[Any, ColumnElement]] = []
-        rest: list[ColumnElement] = []
+        rows: list[tuple[Any, ColumnElement]] = []
+        rest: list[Tree] = []
         for part in _conjuncts(self.tree) if self.tree is not None else []:
             row = _row_of(part)
             if row is None:
-                rest.append(_compile(part, in_scope))
+                rest.append(part)
             else:
-                alias, condition = row
-                joins.append((alias, and_(alias.node_id == Node.id, in_scope(alias.folder_id),
-                                          condition)))
-        return Selection(joins, and_(*rest) if rest else true())
+                rows.append(row)
+        return Selection(rows, rest, in_scope)
 
 
 def parse_filter(text: str | None) -> Filter:
@@ -224,7 +252,7 @@ def parse_filter(text: str | None) -> Filter:
     tree = _parse(text, "filter")
     node = tree.children[0] if tree.children else None
     parsed = Filter(text, node)
-    parsed.selection(lambda folder: true())  # type and value errors surface now, with positions
+    parsed.selection(lambda folder: true()).where(NODES)  # type and value errors surface now
     return parsed
 
 
@@ -245,15 +273,15 @@ def _comparison_parts(tree: Tree) -> tuple[Field, str, list[Value]]:
     return field, "contains", [_value(tree.children[1])]
 
 
-def _compile(tree: Tree, in_scope: InScope) -> ColumnElement:
+def _compile(tree: Tree, context: _Context) -> ColumnElement:
     kind = tree.data
     if kind == "and_expr":
-        return and_(*(_compile(c, in_scope) for c in tree.children))
+        return and_(*(_compile(c, context) for c in tree.children))
     if kind == "or_expr":
-        return or_(*(_compile(c, in_scope) for c in tree.children))
+        return or_(*(_compile(c, context) for c in tree.children))
     if kind == "negation":
-        return not_(_compile(tree.children[0], in_scope))
-    return _comparison(*_comparison_parts(tree), in_scope)
+        return not_(_compile(tree.children[0], context))
+    return _comparison(*_comparison_parts(tree), context)
 
 
 def _row_of(tree: Tree) -> tuple[Any, ColumnElement] | None:
@@ -277,11 +305,11 @@ def _row_of(tree: Tree) -> tuple[Any, ColumnElement] | None:
 
 # ------------------------------------------------------------------------------------ compiling
 
-def _having(table: Any, condition: ColumnElement, in_scope: InScope) -> ColumnElement:
+def _having(table: Any, condition: ColumnElement, context: _Context) -> ColumnElement:
     """Runs in scope with a row of ``table`` (an index table) that meets ``condition``: an
     uncorrelated ``IN`` over the table's index that leads with the Folder (for the parts of a
     filter under ``or``/``not``; the top-level ones are joins, see ``Selection``)."""
-    return Node.id.in_(select(table.node_id).where(in_scope(table.folder_id), condition))
+    return context.run.id.in_(select(table.node_id).where(context.in_scope(table.folder_id), condition))
 
 
 def _check_regex(value: Value) -> str:
@@ -341,18 +369,18 @@ def _null_test(present: ColumnElement, op: str, values: list[Value]) -> ColumnEl
     return not_(present) if op == "=" else present
 
 
-def _comparison(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
+def _comparison(field: Field, op: str, values: list[Value], context: _Context) -> ColumnElement:
     if field.kind == "labels":
-        return _labels(field, op, values, in_scope)
+        return _labels(field, op, values, context)
     if field.kind == "hparam":
-        return _hparam(field, op, values, in_scope)
+        return _hparam(field, op, values, context)
     if field.kind == "metric":
         present = and_(RunSummary.type == field.metric_type, RunSummary.name == field.key,
                        getattr(RunSummary, field.summary).is_not(None))
-        null = _null_test(_having(RunSummary, present, in_scope), op, values)
+        null = _null_test(_having(RunSummary, present, context), op, values)
         if null is not None:
             return null
-        return _having(*_summary_row(field, op, values), in_scope)
+        return _having(*_summary_row(field, op, values), context)
     column = {"name": Node.name, "status": RunFields.status, "description": RunFields.description,
               "start": RunFields.start_time, "end": RunFields.end_time,
               "duration": RunFields.duration}[field.kind]
@@ -391,8 +419,8 @@ def _seconds(value: Value) -> float:
     return moment.timestamp()
 
 
-def _labels(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
-    null = _null_test(_having(RunLabel, true(), in_scope), op, values)
+def _labels(field: Field, op: str, values: list[Value], context: _Context) -> ColumnElement:
+    null = _null_test(_having(RunLabel, true(), context), op, values)
     if null is not None:
         return null
     if op in ("<", "<=", ">", ">="):
@@ -400,10 +428,10 @@ def _labels(field: Field, op: str, values: list[Value], in_scope: InScope) -> Co
                          field.position)
     _expect(field, values, (str,), "a list of strings")
     if op == "!=":
-        return not_(_having(RunLabel, RunLabel.label == values[0].value, in_scope))
+        return not_(_having(RunLabel, RunLabel.label == values[0].value, context))
     if op == "not in":
-        return not_(_having(RunLabel, RunLabel.label.in_([v.value for v in values]), in_scope))
-    return _having(RunLabel, _apply(RunLabel.label, "=" if op == "contains" else op, values), in_scope)
+        return not_(_having(RunLabel, RunLabel.label.in_([v.value for v in values]), context))
+    return _having(RunLabel, _apply(RunLabel.label, "=" if op == "contains" else op, values), context)
 
 
 def _typed(h: Any, op: str, value: Value) -> ColumnElement:
@@ -421,11 +449,11 @@ def _typed(h: Any, op: str, value: Value) -> ColumnElement:
     return and_(h.text.is_not(None), _apply(h.text, "=" if op in ("in", "not in", "!=") else op, [value]))
 
 
-def _hparam(field: Field, op: str, values: list[Value], in_scope: InScope) -> ColumnElement:
-    null = _null_test(_having(RunHparam, RunHparam.key == field.key, in_scope), op, values)
+def _hparam(field: Field, op: str, values: list[Value], context: _Context) -> ColumnElement:
+    null = _null_test(_having(RunHparam, RunHparam.key == field.key, context), op, values)
     if null is not None:
         return null
-    return _having(*_hparam_row(field, op, values), in_scope)
+    return _having(*_hparam_row(field, op, values), context)
 
 
 def _hparam_row(field: Field, op: str, values: list[Value]) -> tuple[Any, ColumnElement]:
@@ -456,17 +484,18 @@ class SortKey:
     columns: list[Any] = dataclass_field(default_factory=list)
 
 
-def sort_key(field: Field, descending: bool) -> SortKey:
-    """Columns that order Runs by ``field`` (missing values come last in either direction)."""
+def sort_key(field: Field, descending: bool, run: RunRef = NODES) -> SortKey:
+    """Columns that order the Runs ``run`` names by ``field`` (missing values come last in
+    either direction)."""
     if field.kind == "labels":
         raise QueryError("labels cannot be sorted", field.position)
     if field.kind == "hparam":
         h = aliased(RunHparam)
-        return SortKey(field, descending, [(h, and_(h.node_id == Node.id, h.key == field.key))],
+        return SortKey(field, descending, [(h, and_(run.rows_of(h), h.key == field.key))],
                        [h.num, h.text])  # numbers (and bools) first, then strings
     if field.kind == "metric":
         s = aliased(RunSummary)
-        return SortKey(field, descending, [(s, and_(s.node_id == Node.id, s.type == field.metric_type,
+        return SortKey(field, descending, [(s, and_(run.rows_of(s), s.type == field.metric_type,
                                                     s.name == field.key))],
                        [getattr(s, field.summary)])
     column = {"name": Node.name, "status": RunFields.status, "description": RunFields.description,
@@ -475,8 +504,9 @@ def sort_key(field: Field, descending: bool) -> SortKey:
     return SortKey(field, descending, [], [column])
 
 
-def parse_order(entries: list[str] | None) -> list[SortKey]:
-    """``["val.accuracy.max desc", "name"]`` → sort keys (default: ``start desc``)."""
+def parse_order(entries: list[str] | None, run: RunRef = NODES) -> list[SortKey]:
+    """``["val.accuracy.max desc", "name"]`` → sort keys of the Runs ``run`` names (default:
+    ``start desc``)."""
     entries = [e for e in (entries or []) if e.strip()] or ["start desc"]
     if len(entries) > MAX_ORDER_FIELDS:
         raise QueryError(f"order_by takes at most {MAX_ORDER_FIELDS} fields")
@@ -487,7 +517,7 @@ def parse_order(entries: list[str] | None) -> list[SortKey]:
         except QueryError as exc:
             raise QueryError(f"order_by {entry!r}: {exc.problem}", exc.position) from None
         direction = str(tree.children[1]).lower() if len(tree.children) > 1 else "asc"
-        keys.append(sort_key(_field(tree.children[0]), direction == "desc"))
+        keys.append(sort_key(_field(tree.children[0]), direction == "desc", run))
     return keys
 
 

@@ -34,10 +34,17 @@ TIMEOUT_MS = 30_000  #: a PostgreSQL search statement is cancelled after this lo
 @contextmanager
 def _reading(meta: MetadataStore) -> Iterator[Session]:
     """A read session whose statements PostgreSQL cancels after ``TIMEOUT_MS`` (a QueryError).
-    SQLite has no statement timeout; its regular expressions are bounded by length only."""
+    SQLite has no statement timeout; its regular expressions are bounded by length only.
+
+    On SQLite the session's statements get no automatic indexes: every search statement has
+    an index to use, and with one the planner would rather index all of ``nodes`` on the fly
+    for the recursive step of a scope than probe ``ix_nodes_parent_type`` a few times."""
     with meta.reading() as s:
-        if s.get_bind().dialect.name == "postgresql":
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
             s.execute(text(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}"))
+        elif dialect == "sqlite":
+            s.execute(text("PRAGMA automatic_index = OFF"))
         try:
             yield s
         except OperationalError as exc:
@@ -45,6 +52,9 @@ def _reading(meta: MetadataStore) -> Iterator[Session]:
                 raise
             raise query.QueryError(f"the search took longer than {TIMEOUT_MS / 1000:g} s; "
                                    "narrow the filter or the folder") from None
+        finally:
+            if dialect == "sqlite":  # the connection goes back to the pool
+                s.execute(text("PRAGMA automatic_index = ON"))
 
 
 @dataclass(frozen=True)
@@ -78,30 +88,41 @@ class Scope:
         return and_(Node.type == "Run", self.holds(Node.parent_id))
 
 
-def _runs(scope: Scope, selection: query.Selection, *uses: Any) -> Any:
-    """A SELECT of the ids of the Runs in scope that a filter selects (``uses``: the other
-    columns the statement will read). With joins the scope is on the joined index rows (which
-    exist for Runs only, under their Folder), so the database can start from an index of one of
-    them and reads ``nodes`` by id only."""
-    statement = select(Node.id).select_from(Node)
-    for alias, on in selection.joins:
-        statement = statement.join(alias, on)
-    statement = _join_fields(statement, selection.where, *uses).where(selection.where)
-    return statement if selection.joins else statement.where(scope.condition())
+def _matches(scope: Scope, selection: query.Selection) -> tuple[Any, query.RunRef]:
+    """A SELECT of the ids of the Runs in scope that the selection's index rows select, and the
+    columns that name its Run (``_filtered`` adds the rest of the filter). With index rows the
+    statement starts from the first one's table and joins the others by Folder and Run (no
+    ``nodes``), so the database can start from the most selective index and probe the others
+    within one Folder's range; without, it lists the Runs of the scope's Folders."""
+    if not selection.rows:
+        return select(Node.id).select_from(Node).where(scope.condition()), query.NODES
+    anchor, condition = selection.rows[0]
+    run = query.RunRef(anchor.node_id, anchor.folder_id)
+    statement = select(run.id.label("id")).select_from(anchor)
+    for alias, on in selection.rows[1:]:
+        statement = statement.join(alias, and_(run.rows_of(alias), on))
+    return statement.where(scope.holds(anchor.folder_id), condition), run
 
 
-def _join_fields(statement: Any, *uses: Any) -> Any:
-    """``statement`` outer-joined to ``run_fields`` when one of ``uses`` reads it (otherwise
-    the join would only cost a probe per Run)."""
-    clauses = [use.__clause_element__() if hasattr(use, "__clause_element__") else use for use in uses]
-    if any(getattr(table, "name", None) == RunFields.__tablename__
-           for clause in clauses for table in find_tables(clause, check_columns=True, include_aliases=True)):
-        return statement.outerjoin(RunFields, RunFields.node_id == Node.id)
-    return statement
+def _filtered(statement: Any, run: query.RunRef, selection: query.Selection, *uses: Any) -> Any:
+    """``statement`` (from ``_matches``) with the rest of the filter, joined to ``run_fields``
+    and ``nodes`` where the filter or one of ``uses`` (other columns the statement will read)
+    needs them (otherwise a join would only cost a probe per Run)."""
+    where = selection.where(run)
+    clauses = [use.__clause_element__() if hasattr(use, "__clause_element__") else use
+               for use in (where, *uses)]
+    tables = {getattr(table, "name", None) for clause in clauses
+              for table in find_tables(clause, check_columns=True, include_aliases=True)}
+    if run is not query.NODES and Node.__tablename__ in tables:
+        statement = statement.join(Node, Node.id == run.id)
+    if RunFields.__tablename__ in tables:
+        statement = statement.outerjoin(RunFields, RunFields.node_id == run.id)
+    return statement.where(where)
 
 
 def _count(s: Session, scope: Scope, selection: query.Selection) -> int:
-    return s.scalar(select(func.count()).select_from(_runs(scope, selection).subquery())) or 0
+    statement, run = _matches(scope, selection)
+    return s.scalar(select(func.count()).select_from(_filtered(statement, run, selection).subquery())) or 0
 
 
 @dataclass(frozen=True)
@@ -120,16 +141,16 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
     every match in the same pass (a window over all matches, which the sort visits anyway);
     then only the page's Runs are read from ``nodes`` (their documents are large)."""
     parsed = query.parse_filter(filter_text)
-    keys = query.parse_order(order_by)
+    selection = parsed.selection(scope.holds)
+    matches, run = _matches(scope, selection)
+    keys = query.parse_order(order_by, run)
     owner = query.fingerprint(parsed.text, [f"{k.field} {k.descending}" for k in keys],
                               scope.folder_id, scope.recursive)
-    selection = parsed.selection(scope.holds)
     values = [c for key in keys for c in key.columns]
-    matches = _runs(scope, selection, *values)
     for key in keys:
         for alias, on in key.joins:
             matches = matches.outerjoin(alias, on)
-    matches = matches.add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
+    matches = _filtered(matches, run, selection, *values).add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
                                   func.count().over().label("total")).subquery()
     columns = [matches.c[f"v{i}"] for i in range(len(values))]
     statement = select(matches.c.id, *columns, matches.c.total)
@@ -205,14 +226,14 @@ def _hparam_value(h: Any) -> Any:
 
 # ------------------------------------------------------------------------------------ groups
 
-def _group_columns(by: query.Field) -> tuple[list[tuple[Any, Any]], list[Any]]:
-    """(outer joins, columns) that group Runs by ``by``."""
+def _group_columns(by: query.Field, run: query.RunRef) -> tuple[list[tuple[Any, Any]], list[Any]]:
+    """(outer joins, columns) that group the Runs ``run`` names by ``by``."""
     if by.kind == "hparam":
         h = aliased(RunHparam)
-        return [(h, and_(h.node_id == Node.id, h.key == by.key))], [h.kind, h.num, h.text]
+        return [(h, and_(run.rows_of(h), h.key == by.key))], [h.kind, h.num, h.text]
     if by.kind == "labels":
         label = aliased(RunLabel)
-        return [(label, label.node_id == Node.id)], [label.label]
+        return [(label, run.rows_of(label))], [label.label]
     if by.kind in ("status", "description"):
         return [], [getattr(RunFields, by.kind)]
     if by.kind == "name":
@@ -239,10 +260,10 @@ def group_filter(by: query.Field, value: Any) -> str:
     return f"{query.format_field(by)} = {query.format_literal(value)}"
 
 
-def _aggregate(field: query.Field) -> tuple[list[tuple[Any, Any]], Any]:
+def _aggregate(field: query.Field, run: query.RunRef) -> tuple[list[tuple[Any, Any]], Any]:
     if field.kind in ("labels", "name", "status", "description"):
         raise query.QueryError(f"cannot aggregate {field}: it is not a number", field.position)
-    key = query.sort_key(field, False)
+    key = query.sort_key(field, False, run)
     return key.joins, key.columns[0]  # an hparam's numbers (its first column)
 
 
@@ -252,26 +273,21 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
     mean/min/max/count of each aggregate field; largest groups first."""
     selection = query.parse_filter(filter_text).selection(scope.holds)
     by = query.parse_field(by_text)
-    joins, columns = _group_columns(by)
     aggregates = [query.parse_field(text) for text in aggregate_texts]
-    # Every join matches at most one row per Run (and group value), so count(*) counts Runs.
-    statement = select(*columns, func.count())
+    statement, run = _matches(scope, selection)
+    joins, columns = _group_columns(by, run)
     agg_columns = []
     for field in aggregates:
-        extra, column = _aggregate(field)
+        extra, column = _aggregate(field, run)
         joins += extra
         agg_columns.append(column)
-        statement = statement.add_columns(func.avg(column), func.min(column), func.max(column),
-                                          func.count(column))
-    statement = statement.select_from(Node)
-    for alias, on in selection.joins:
-        statement = statement.join(alias, on)
-    statement = _join_fields(statement, selection.where, *columns, *agg_columns)
     for alias, on in joins:
         statement = statement.outerjoin(alias, on)
-    if not selection.joins:
-        statement = statement.where(scope.condition())
-    statement = (statement.where(selection.where).group_by(*columns)
+    # Every join matches at most one row per Run (and group value), so count(*) counts Runs.
+    statement = (_filtered(statement, run, selection, *columns, *agg_columns)
+                 .with_only_columns(*columns, func.count(),
+                                    *(f(c) for c in agg_columns for f in (func.avg, func.min, func.max, func.count)))
+                 .group_by(*columns)
                  .order_by(func.count().desc(), *[c.asc().nulls_last() for c in columns])
                  .limit(max_groups + 1))
     with _reading(meta) as s:
@@ -298,7 +314,7 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
 def fields(meta: MetadataStore, scope: Scope) -> dict[str, Any]:
     """The fields a query or a column picker can use in this scope: builtins, every hparam key
     (with the kinds of its values) and every metric (type, name) seen in it."""
-    with meta.reading() as s:
+    with _reading(meta) as s:
         rows = s.execute(select(FolderField.kind, FolderField.key, FolderField.detail)
                          .where(FolderField.folder_id.in_(scope.folders()))
                          .distinct()).all()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-HEAD = "0008"  #: newest revision in versions/ (a test checks it against Alembic's head)
+HEAD = "0009"  #: newest revision in versions/ (a test checks it against Alembic's head)
 
 
 def alembic_config() -> "Config":

@@ -17,7 +17,7 @@ from t9k_em_server.blob_store import LocalBlobStore
 from t9k_em_server.config import Limits
 from t9k_em_server.metadata_store import MetadataStore, RunHparam, RunSummary
 from t9k_em_server.migrations import alembic_config, upgrade
-from t9k_em_server.query import Filter, QueryError, Selection, parse_filter
+from t9k_em_server.query import QueryError, Selection, parse_filter
 from t9k_em_server.stores import Stores
 from t9k_em_server.users import add_user
 
@@ -336,7 +336,7 @@ def test_slow_search_is_a_query_error_on_postgresql(stores, sweep, monkeypatch):
                           "'SELECT pg_sleep(0.05) IS NOT NULL' LANGUAGE sql")
         c.commit()
     from sqlalchemy import func
-    monkeypatch.setattr(Filter, "selection", lambda self, in_scope: Selection([], func.slow()))
+    monkeypatch.setattr(Selection, "where", lambda self, run: func.slow())
     with pytest.raises(QueryError, match="longer than 0.001 s"):
         run_search.search(stores.meta, sweep, "", ["name"], 10, None)
 
