@@ -241,10 +241,15 @@ class SeriesSegment(Base):
 
 
 class RunFields(Base):
-    """The searchable fields of a Run's ``metadata.yaml`` (times in seconds since the epoch)."""
+    """The searchable fields of a Run's ``metadata.yaml`` (times in seconds since the epoch);
+    keyed like the index tables below."""
 
     __tablename__ = "run_fields"
-    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = (PrimaryKeyConstraint("folder_id", "node_id"),
+                      Index("ix_run_fields_node", "node_id"),
+                      {"sqlite_with_rowid": False})
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    folder_id: Mapped[str] = mapped_column(String(36))
     status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -536,8 +541,9 @@ def write_run_fields(conn: Any, runs: list[tuple[str, str, RunFieldsView | None]
     """Replace the ``run_fields`` row and labels of each (Run id, Folder id, fields) (None:
     remove them)."""
     _delete_of(conn, RunFields.__table__, [node_id for node_id, _, _ in runs])
-    rows = [dict(node_id=node_id, status=f.status, description=f.description, start_time=f.start_time,
-                 end_time=f.end_time, duration=f.duration) for node_id, _, f in runs if f is not None]
+    rows = [dict(node_id=node_id, folder_id=folder_id, status=f.status, description=f.description,
+                 start_time=f.start_time, end_time=f.end_time, duration=f.duration)
+            for node_id, folder_id, f in runs if f is not None]
     if rows:
         conn.execute(RunFields.__table__.insert(), rows)
     write_run_labels(conn, [(node_id, folder_id, f.labels if f is not None else [])
@@ -663,7 +669,7 @@ def _place(s: Session, row: Node, folder: Node) -> None:
         row.owner_id = folder.owner_id
     row.parent_id = folder.id
     if row.type == "Run":  # the index rows follow the Run; the new Folder's column picker learns them
-        for table in (RunLabel, RunHparam, RunSummary):
+        for table in (RunFields, RunLabel, RunHparam, RunSummary):
             s.execute(update(table).where(table.node_id == row.id).values(folder_id=folder.id))
         hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
         metrics = s.execute(select(RunSummary.type, RunSummary.name).where(RunSummary.node_id == row.id)).all()

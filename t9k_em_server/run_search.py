@@ -116,7 +116,7 @@ def _filtered(statement: Any, run: query.RunRef, selection: query.Selection, *us
     if run is not query.NODES and Node.__tablename__ in tables:
         statement = statement.join(Node, Node.id == run.id)
     if RunFields.__tablename__ in tables:
-        statement = statement.outerjoin(RunFields, RunFields.node_id == run.id)
+        statement = statement.outerjoin(RunFields, run.rows_of(RunFields))
     return statement.where(where)
 
 
