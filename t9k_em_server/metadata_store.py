@@ -259,10 +259,11 @@ class RunFields(Base):
 
 # The index tables carry the Run's Folder (``folder_id``, its parent; a move updates it) and
 # lead their primary keys and search indexes with it, so a search scoped to some Folders reads
-# only their entries, whatever else the database holds. Their primary keys are
+# only their entries, whatever else the database holds. The hparam and summary keys are
 # ``(folder_id, field, node_id)``: the rows of one field of one Folder's Runs lie together, and a
-# search that checks or sorts by that field for many Runs of a Folder probes one small, warm
-# range rather than a page per Run (node ids are random). On SQLite the tables are clustered
+# search that checks, sorts or groups by that field for many Runs of a Folder probes one small,
+# warm range rather than a page per Run (node ids are random); labels and ``run_fields`` are
+# keyed ``(folder_id, node_id, …)`` for the same reason. On SQLite the tables are clustered
 # on those keys (WITHOUT ROWID, migrations 0005 and 0009); ``node_id`` is indexed for the
 # per-Run reads and writes.
 

@@ -29,12 +29,16 @@ from .series import band, load_series, series_points
 from .stores import Stores
 
 TIMEOUT_MS = 30_000  #: a PostgreSQL search statement is cancelled after this long
+#: PostgreSQL memory per sort or hash of a search (its default, 4 MB, spills the hash of a
+#: 100,000-Run scope's ``run_fields`` to disk: the newest-first folder view took 424 ms, 318 here)
+WORK_MEM = "32MB"
 
 
 @contextmanager
 def _reading(meta: MetadataStore) -> Iterator[Session]:
-    """A read session whose statements PostgreSQL cancels after ``TIMEOUT_MS`` (a QueryError).
-    SQLite has no statement timeout; its regular expressions are bounded by length only.
+    """A read session whose statements PostgreSQL cancels after ``TIMEOUT_MS`` (a QueryError)
+    and gives ``WORK_MEM`` per sort or hash. SQLite has no statement timeout; its regular
+    expressions are bounded by length only.
 
     On SQLite the session's statements get no automatic indexes: every search statement has
     an index to use, and with one the planner would rather index all of ``nodes`` on the fly
@@ -43,6 +47,7 @@ def _reading(meta: MetadataStore) -> Iterator[Session]:
         dialect = s.get_bind().dialect.name
         if dialect == "postgresql":
             s.execute(text(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}"))
+            s.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         elif dialect == "sqlite":
             s.execute(text("PRAGMA automatic_index = OFF"))
         try:

@@ -102,8 +102,8 @@ def upgrade() -> None:
             for name, columns, where in _search_indexes(table):
                 _create_index(name, table, columns, where)
         op.create_index(f'ix_{table}_node', table, ['node_id'])
-    if sqlite:
-        op.execute('ANALYZE')  # statistics for the rebuilt tables (PostgreSQL: autovacuum)
+    # statistics for the rebuilt tables and the new column, before the first search plans
+    op.execute('ANALYZE' if sqlite else 'ANALYZE run_fields, run_labels, run_hparams, run_summaries')
 
 
 def downgrade() -> None:
@@ -115,5 +115,7 @@ def downgrade() -> None:
             for name, columns, where in _search_indexes(table):
                 _create_index(name, table, columns, where)
     op.create_index('ix_run_summaries_folder_metric', 'run_summaries', ['folder_id', 'type', 'name', 'node_id'])
-    if not sqlite:
+    if sqlite:
+        op.execute('ANALYZE')
+    else:
         op.drop_column('run_fields', 'folder_id')
