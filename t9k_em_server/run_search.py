@@ -17,7 +17,8 @@ import numpy as np
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.util import find_tables
+from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.sql.selectable import SelectBase
 
 from t9k_em_core import run_files
 
@@ -114,15 +115,26 @@ def _filtered(statement: Any, run: query.RunRef, selection: query.Selection, *us
     and ``nodes`` where the filter or one of ``uses`` (other columns the statement will read)
     needs them (otherwise a join would only cost a probe per Run)."""
     where = selection.where(run)
-    clauses = [use.__clause_element__() if hasattr(use, "__clause_element__") else use
-               for use in (where, *uses)]
-    tables = {getattr(table, "name", None) for clause in clauses
-              for table in find_tables(clause, check_columns=True, include_aliases=True)}
+    tables = _tables_read(where, *uses)
     if run is not query.NODES and Node.__tablename__ in tables:
         statement = statement.join(Node, Node.id == run.id)
     if RunFields.__tablename__ in tables:
         statement = statement.outerjoin(RunFields, run.rows_of(RunFields))
     return statement.where(where)
+
+
+def _tables_read(*clauses: Any) -> set[str]:
+    """Names of the tables (or aliases) whose columns ``clauses`` read themselves; a subquery's
+    own tables (an ``IN (SELECT …)``, the scope's CTE over ``nodes``) need no join."""
+    names, todo = set(), [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in clauses]
+    while todo:
+        element = todo.pop()
+        if isinstance(element, SelectBase):
+            continue
+        if isinstance(element, ColumnClause) and element.table is not None:
+            names.add(element.table.name)
+        todo.extend(element.get_children())
+    return names
 
 
 def _count(s: Session, scope: Scope, selection: query.Selection) -> int:
