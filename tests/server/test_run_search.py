@@ -357,3 +357,31 @@ def test_moved_run_is_found_in_its_new_folder(stores, sweep):
     assert names(stores, target, "not hparams.opt.lr = 1 or labels ~ '^x'") == ["walker"]
     fields = run_search.fields(stores.meta, target)
     assert "hparams.opt.lr" in fields["fields"] and {"type": "val", "name": "acc"} in fields["metrics"]
+
+
+@pytest.mark.parametrize("text, order, reads", [
+    ("hparams.optimizer.name = 'Adam' and (hparams.lr < 0.05 or labels contains 'resnet')", "val.loss.min",
+     set()),
+    ("hparams.optimizer.name = 'Adam' and not labels contains 'resnet'", "hparams.lr", set()),
+    ("hparams.optimizer.name = 'Adam' and name ~ 'vgg'", "val.loss.min", {"nodes"}),
+    ("hparams.optimizer.name = 'Adam'", "start desc", {"run_fields"}),
+])
+def test_index_filters_read_no_node_rows(stores, sweep, text, order, reads):
+    """A filter whose top level has an index condition starts from that index and joins
+    ``nodes`` / ``run_fields`` only for columns it reads itself (a name, a time), never for the
+    scope's CTE inside its subqueries: the join would cost a probe per candidate Run."""
+    from sqlalchemy import event
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+    event.listen(stores.meta.engine, "before_cursor_execute", capture)
+    try:
+        page = run_search.search(stores.meta, run_search.Scope(sweep.folder_id, True), text, [order], 10, None)
+    finally:
+        event.remove(stores.meta.engine, "before_cursor_execute", capture)
+    assert page.total >= 1
+    statement = next(s for s in seen if "OVER ()" in s)
+    outer = statement[statement.index("FROM (SELECT"):]
+    joined = {t for t in ("nodes", "run_fields") if f"JOIN {t} ON" in outer}
+    assert joined == reads, outer
