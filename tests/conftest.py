@@ -118,8 +118,8 @@ def em_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmServer]:
 
 @pytest.fixture(scope="session")
 def em_add_user(em_server: EmServer) -> Callable[..., tuple[str, str]]:
-    def add(name: str | None = None) -> tuple[str, str]:
-        name, key = em_server.process.add_user(name)
+    def add(name: str | None = None, admin: bool = False) -> tuple[str, str]:
+        name, key = em_server.process.add_user(name, admin=admin)
         em_server.keys[name] = key
         return name, key
     return add

@@ -109,10 +109,22 @@ def node_json(node: NodeView) -> dict[str, Any]:
             "createdAt": node.created_at.isoformat(), "updatedAt": node.updated_at.isoformat()}
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a JSON body that the handler reads itself (size-bounded)."""
+    """``openapi_extra`` documenting a JSON body that the handler reads itself (``read_json``).
+
+    Every route whose handler calls ``read_json`` declares its body with this: the declaration is
+    how the OpenAPI document, and the abuse suite through it (``reads_json_body``), know which
+    endpoints take JSON (tests/server/test_abuse_inputs.py checks no reader lacks it)."""
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
+        JSON_MEDIA_TYPE: {"schema": model.model_json_schema()}}}}
+
+
+def reads_json_body(operation: dict[str, Any]) -> bool:
+    """Whether an OpenAPI operation (``paths[path][method]``) takes a JSON body (``body_schema``)."""
+    return JSON_MEDIA_TYPE in operation.get("requestBody", {}).get("content", {})
 
 
 def parse_body(model: type[BaseModel], data: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 import uvicorn
-from support.abuse import snapshot
+from support.abuse import page_token, signed_in, snapshot
 from support.em_server_process import ServerProcess, free_port
 from support.server_api import Api
 
@@ -32,27 +32,11 @@ ENCODINGS = {
 }
 
 
-def signed_in(base: str, key: str) -> requests.Session:
-    """A browser-like session signed in through the form (token from the form, same origin)."""
-    http = requests.Session()
-    form = http.get(f"{base}/ui/signin", timeout=30)
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    reply = http.post(f"{base}/ui/signin", data={"apikey": key, "csrf": token, "next": ""},
-                      headers={"Origin": base}, allow_redirects=False, timeout=30)
-    assert reply.status_code == 303, reply.text
-    return http
-
-
 def raw_get(http: requests.Session, url: str) -> requests.Response:
     """GET ``url`` exactly as written (``requests`` would decode ``%6B`` to ``k``)."""
     prepared = http.prepare_request(requests.Request("GET", url))
     prepared.url = url
     return http.send(prepared, allow_redirects=False, timeout=30)
-
-
-def page_token(http: requests.Session, base: str, user: str) -> str:
-    page = http.get(f"{base}/ui/folders/{user}", timeout=30)
-    return re.search(r'data-csrf="([0-9a-f]+)"', page.text).group(1)
 
 
 @pytest.fixture(scope="module")
