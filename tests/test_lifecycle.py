@@ -65,22 +65,38 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+def _as_from_a_shell() -> None:
+    """In the child before exec: SIGINT and SIGTERM neither blocked nor ignored, as for a
+    training started from a shell. Both are inherited across exec, and the pytest process may
+    hold them otherwise after earlier tests ran frameworks in it: a child that inherits an
+    ignored or blocked SIGINT never sees the Ctrl-C these tests send."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start(tmp_path, mode):
     script = tmp_path / 'train.py'
     script.write_text(SCRIPT)
     env = {**os.environ, 'EM_RUN_PARENT_DIR': str(tmp_path / 'runs'), 'PYTHONUNBUFFERED': '1'}
     proc = subprocess.Popen([sys.executable, str(script), mode], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_shell)
     run_dir = proc.stdout.readline().strip()
     assert run_dir, proc.stderr.read()
     return proc, run_dir
 
 
 def _wait(proc):
+    """The child's exit status, with its stdout and stderr drained meanwhile (a child blocked on
+    a full pipe never exits); ``proc.err`` keeps its stderr. A child still running after 60 s
+    fails the test with the end of its stderr."""
     try:
-        proc.wait(timeout=60)
-    finally:
+        _, proc.err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
         proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f'the child did not exit within 60 s; the end of its stderr:\n{err[-3000:]}')
     return proc.returncode
 
 
@@ -110,7 +126,7 @@ def test_sigint_keyboard_interrupt_marks_error(tmp_path):
     proc, run_dir = _start(tmp_path, 'wait')
     proc.send_signal(signal.SIGINT)
     assert _wait(proc) != 0
-    assert 'KeyboardInterrupt' in proc.stderr.read()
+    assert 'KeyboardInterrupt' in proc.err
     _ended(run_dir, 'Error')
 
 
