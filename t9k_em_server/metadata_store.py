@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-                        PrimaryKeyConstraint, String, Text, UniqueConstraint, and_, bindparam, create_engine, delete, event,
-                        false, func, literal, or_, select, text, update)
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint, and_, bindparam,
+                        create_engine, delete, event, false, func, literal, or_, select, text, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -318,6 +318,10 @@ class RunSummary(Base):
     last_step: Mapped[float | None] = mapped_column(Float, nullable=True)
     min_step: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_step: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+#: the tables holding a Run's search rows, each with ``node_id`` and ``folder_id``
+RUN_INDEX_TABLES = (RunFields, RunLabel, RunHparam, RunSummary)
 
 
 class FolderField(Base):
@@ -670,7 +674,7 @@ def _place(s: Session, row: Node, folder: Node) -> None:
         row.owner_id = folder.owner_id
     row.parent_id = folder.id
     if row.type == "Run":  # the index rows follow the Run; the new Folder's column picker learns them
-        for table in (RunFields, RunLabel, RunHparam, RunSummary):
+        for table in RUN_INDEX_TABLES:
             s.execute(update(table).where(table.node_id == row.id).values(folder_id=folder.id))
         hparams = s.execute(select(RunHparam.key, RunHparam.kind).where(RunHparam.node_id == row.id)).all()
         metrics = s.execute(select(RunSummary.type, RunSummary.name).where(RunSummary.node_id == row.id)).all()
@@ -1165,7 +1169,7 @@ class MetadataStore:
             s.execute(delete(SeriesSegment).where(SeriesSegment.object_id.in_(object_ids)))
             s.execute(delete(SeriesIndex).where(SeriesIndex.object_id.in_(object_ids)))
             s.execute(delete(StoredObject).where(StoredObject.node_id.in_(ids)))
-            for table in (RunFields, RunLabel, RunHparam, RunSummary):
+            for table in RUN_INDEX_TABLES:
                 s.execute(delete(table).where(table.node_id.in_(ids)))
             s.execute(delete(FolderField).where(FolderField.folder_id.in_(ids)))
             upload_ids = select(MultipartUpload.id).where(MultipartUpload.node_id.in_(ids))

@@ -110,10 +110,14 @@ def _matches(scope: Scope, selection: query.Selection) -> tuple[Any, query.RunRe
     return statement.where(scope.holds(anchor.folder_id), condition), run
 
 
-def _filtered(statement: Any, run: query.RunRef, selection: query.Selection, *uses: Any) -> Any:
-    """``statement`` (from ``_matches``) with the rest of the filter, joined to ``run_fields``
-    and ``nodes`` where the filter or one of ``uses`` (other columns the statement will read)
-    needs them (otherwise a join would only cost a probe per Run)."""
+def _filtered(statement: Any, run: query.RunRef, selection: query.Selection,
+              outer_joins: list[tuple[Any, Any]], *uses: Any) -> Any:
+    """``statement`` (from ``_matches``) outer-joined to ``outer_joins`` (sort keys, group
+    columns) and with the rest of the filter, joined to ``run_fields`` and ``nodes`` where the
+    filter or one of ``uses`` (other columns the statement will read) needs them (otherwise a
+    join would only cost a probe per Run)."""
+    for alias, on in outer_joins:
+        statement = statement.outerjoin(alias, on)
     where = selection.where(run)
     tables = _tables_read(where, *uses)
     if run is not query.NODES and Node.__tablename__ in tables:
@@ -126,7 +130,8 @@ def _filtered(statement: Any, run: query.RunRef, selection: query.Selection, *us
 def _tables_read(*clauses: Any) -> set[str]:
     """Names of the tables (or aliases) whose columns ``clauses`` read themselves; a subquery's
     own tables (an ``IN (SELECT …)``, the scope's CTE over ``nodes``) need no join."""
-    names, todo = set(), [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in clauses]
+    names: set[str] = set()
+    todo = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in clauses]
     while todo:
         element = todo.pop()
         if isinstance(element, SelectBase):
@@ -139,7 +144,8 @@ def _tables_read(*clauses: Any) -> set[str]:
 
 def _count(s: Session, scope: Scope, selection: query.Selection) -> int:
     statement, run = _matches(scope, selection)
-    return s.scalar(select(func.count()).select_from(_filtered(statement, run, selection).subquery())) or 0
+    matching = _filtered(statement, run, selection, []).subquery()
+    return s.scalar(select(func.count()).select_from(matching)) or 0
 
 
 @dataclass(frozen=True)
@@ -164,11 +170,9 @@ def search(meta: MetadataStore, scope: Scope, filter_text: str | None, order_by:
     owner = query.fingerprint(parsed.text, [f"{k.field} {k.descending}" for k in keys],
                               scope.folder_id, scope.recursive)
     values = [c for key in keys for c in key.columns]
-    for key in keys:
-        for alias, on in key.joins:
-            matches = matches.outerjoin(alias, on)
-    matches = _filtered(matches, run, selection, *values).add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
-                                  func.count().over().label("total")).subquery()
+    matches = (_filtered(matches, run, selection, [j for key in keys for j in key.joins], *values)
+               .add_columns(*(c.label(f"v{i}") for i, c in enumerate(values)),
+                            func.count().over().label("total")).subquery())
     columns = [matches.c[f"v{i}"] for i in range(len(values))]
     statement = select(matches.c.id, *columns, matches.c.total)
     if page_token:
@@ -298,12 +302,10 @@ def groups(meta: MetadataStore, scope: Scope, filter_text: str | None, by_text: 
         extra, column = _aggregate(field, run)
         joins += extra
         agg_columns.append(column)
-    for alias, on in joins:
-        statement = statement.outerjoin(alias, on)
     # Every join matches at most one row per Run (and group value), so count(*) counts Runs.
-    statement = (_filtered(statement, run, selection, *columns, *agg_columns)
-                 .with_only_columns(*columns, func.count(),
-                                    *(f(c) for c in agg_columns for f in (func.avg, func.min, func.max, func.count)))
+    stats = [f(c) for c in agg_columns for f in (func.avg, func.min, func.max, func.count)]
+    statement = (_filtered(statement, run, selection, joins, *columns, *agg_columns)
+                 .with_only_columns(*columns, func.count(), *stats)
                  .group_by(*columns)
                  .order_by(func.count().desc(), *[c.asc().nulls_last() for c in columns])
                  .limit(max_groups + 1))

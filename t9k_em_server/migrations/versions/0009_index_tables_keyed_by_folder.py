@@ -43,15 +43,15 @@ OLD_KEYS = {'run_fields': ('node_id',),
             'run_summaries': ('node_id', 'type', 'name')}
 
 
-def _search_indexes(table: str) -> list[tuple[str, list[str], str | None]]:
-    """(name, columns, partial condition) of the search indexes that both layouts keep."""
-    return {'run_fields': [],
-            'run_labels': [('ix_run_labels_folder_label', ['folder_id', 'label', 'node_id'], None)],
-            'run_hparams': [('ix_run_hparams_folder_num', ['folder_id', 'key', 'kind', 'num', 'node_id'],
-                             'num IS NOT NULL'),
-                            ('ix_run_hparams_folder_text', ['folder_id', 'key', 'text', 'node_id'],
-                             'text IS NOT NULL')],
-            'run_summaries': []}[table]
+#: (name, columns, partial condition) of the search indexes that both layouts keep
+SEARCH_INDEXES = {
+    'run_fields': [],
+    'run_labels': [('ix_run_labels_folder_label', ['folder_id', 'label', 'node_id'], None)],
+    'run_hparams': [('ix_run_hparams_folder_num', ['folder_id', 'key', 'kind', 'num', 'node_id'],
+                     'num IS NOT NULL'),
+                    ('ix_run_hparams_folder_text', ['folder_id', 'key', 'text', 'node_id'], 'text IS NOT NULL')],
+    'run_summaries': [],
+}
 
 
 def _create_index(name: str, table: str, columns: list[str], where: str | None) -> None:
@@ -99,7 +99,7 @@ def upgrade() -> None:
     for table, key in NEW_KEYS.items():
         _rekey(table, key)
         if sqlite:
-            for name, columns, where in _search_indexes(table):
+            for name, columns, where in SEARCH_INDEXES[table]:
                 _create_index(name, table, columns, where)
         op.create_index(f'ix_{table}_node', table, ['node_id'])
     # statistics for the rebuilt tables and the new column, before the first search plans
@@ -112,7 +112,7 @@ def downgrade() -> None:
         op.drop_index(f'ix_{table}_node', table_name=table)
         _rekey(table, key, FIELDS if table == 'run_fields' else None)
         if sqlite:
-            for name, columns, where in _search_indexes(table):
+            for name, columns, where in SEARCH_INDEXES[table]:
                 _create_index(name, table, columns, where)
     op.create_index('ix_run_summaries_folder_metric', 'run_summaries', ['folder_id', 'type', 'name', 'node_id'])
     if sqlite:
